@@ -1,0 +1,241 @@
+"""``Agent``: the immutable configuration of an agent, and the entry points that run it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from time import perf_counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pluggy
+
+from . import _dispatch
+from ._compaction import CompactionStrategy
+from ._context import RunContext
+from ._events import Interruption
+from ._ids import _current, new_trace_id
+from ._loop import Run, execute
+from ._messages import Message, Usage
+from ._model import Model
+from ._stream import FinalResult, StreamEvent
+from ._tools import Tool
+from .exceptions import ConfigurationError, UserError
+
+__all__ = ["Agent", "RunResult"]
+
+RunStatus = Literal["completed", "interrupted", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did: its ``output`` text, ``status``, ids, ``usage`` and the whole conversation."""
+
+    output: str | None
+    status: RunStatus
+    run_id: str
+    trace_id: str
+    usage: Usage
+    messages: list[Message]
+    interruptions: list[Interruption] = field(default_factory=list)
+    turns: int = 0
+    duration_s: float = 0.0
+
+
+Input = str | Message | Sequence[Message]
+
+
+class Agent:
+    """An agent: a name, a model, instructions and tools. Immutable once built; safe to run many times
+    at once. Plugins given here see only this agent's runs, on top of the process-wide plugins.
+
+    ``prepare_tools(ctx)`` (sync or async) is called before each model call and may change the run's
+    tools with ``ctx.add_tool`` / ``ctx.remove_tool``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: Model,
+        *,
+        instructions: str | None = None,
+        tools: Iterable[Tool] = (),
+        max_turns: int = 20,
+        compaction: CompactionStrategy | None = None,
+        plugins: Iterable[object] = (),
+        model_settings: dict[str, Any] | None = None,
+        prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
+        if not isinstance(model, Model):
+            raise ConfigurationError(
+                f"agent {name!r}: model must implement the Model protocol (name, provider, stream()); "
+                f"got {type(model).__name__}. Use tracedagent.models or tracedagent.testing.ScriptedModel"
+            )
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise ConfigurationError(f"agent {name!r}: max_turns must be a positive integer, not {max_turns!r}")
+        if compaction is not None and not isinstance(compaction, CompactionStrategy):
+            raise ConfigurationError(
+                f"agent {name!r}: compaction must be a strategy such as DropOldest(max_tokens=...) or "
+                f"Summarize(max_tokens=...), not {compaction!r}"
+            )
+        self.name = name
+        self.model = model
+        self.instructions = instructions
+        self.max_turns = max_turns
+        self.compaction = compaction
+        self.model_settings = dict(model_settings or {})
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            if not isinstance(t, Tool):
+                raise ConfigurationError(f"agent {name!r}: {t!r} is not a tool; decorate the function with @tool")
+            if t.name in self.tools:
+                raise ConfigurationError(f"agent {name!r}: two tools are named {t.name!r}; give one another name")
+            self.tools[t.name] = t
+        self.prepare_tools = _as_async(prepare_tools) if prepare_tools is not None else None
+        self._pm: pluggy.PluginManager | None = None
+        plugins = list(plugins)
+        if plugins:
+            self._pm = _dispatch.new_plugin_manager()
+            for plugin in plugins:
+                try:
+                    self._pm.register(plugin)
+                    self._pm.check_pending()
+                except (pluggy.PluginValidationError, ValueError) as exc:
+                    raise ConfigurationError(f"agent {name!r}: plugin {plugin!r} cannot be used: {exc}") from exc
+        self._dispatcher: _dispatch.Dispatcher | None = None
+        self._dispatcher_version = -1
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, model={self.model.provider}:{self.model.name})"
+
+    # ------------------------------------------------------------------------------------ running
+
+    def _get_dispatcher(self) -> _dispatch.Dispatcher:
+        dispatcher = _dispatch.get_dispatcher()
+        if self._pm is None:
+            return dispatcher
+        version = _dispatch.registry_version()
+        if self._dispatcher is None or self._dispatcher_version != version:
+            self._dispatcher = _dispatch.Dispatcher([self._pm, _dispatch.global_plugin_manager()])
+            self._dispatcher_version = version
+        return self._dispatcher
+
+    def _new_context(self, input: Input, messages: Sequence[Message] | None, metadata: dict[str, Any] | None, deps: Any) -> RunContext:
+        history = list(messages) if messages is not None else []
+        if isinstance(input, str):
+            history.append(Message.user(input))
+        elif isinstance(input, Message):
+            history.append(input)
+        elif isinstance(input, Sequence):
+            for m in input:
+                if not isinstance(m, Message):
+                    raise UserError(f"run() input must be a str, a Message or a list of Message, not a list holding {m!r}")
+            history.extend(input)
+        else:
+            raise UserError(f"run() input must be a str, a Message or a list of Message, not {type(input).__name__}")
+        if not history:
+            raise UserError("run() needs something to answer: pass a prompt or messages")
+        parent = _current.get()
+        trace_id = parent.trace_id if parent is not None else new_trace_id()
+        return RunContext(self, new_trace_id(), trace_id, history, dict(self.tools), metadata, deps)
+
+    async def _run(
+        self,
+        input: Input,
+        messages: Sequence[Message] | None,
+        metadata: dict[str, Any] | None,
+        deps: Any,
+        stream: Callable[[Any], None] | None,
+    ) -> RunResult:
+        ctx = self._new_context(input, messages, metadata, deps)
+        return await execute(Run(self, ctx, self._get_dispatcher(), stream), _result_of)
+
+    async def run(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+    ) -> RunResult:
+        """Run the agent on ``input`` (a prompt, a message or messages) until it answers.
+
+        ``messages`` (for example ``result.messages`` of an earlier run) continues that conversation.
+        ``deps`` is handed to tools through ``RunContext.deps``. Raises a :class:`RunError` (with
+        ``.result``) when the run fails; cancellation propagates as ``asyncio.CancelledError``.
+        """
+        return await self._run(input, messages, metadata, deps, None)
+
+    def run_sync(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+    ) -> RunResult:
+        """:meth:`run` for code without an event loop. Ctrl-C cancels the run cleanly."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise UserError("run_sync() was called inside a running event loop; use `await agent.run(...)` there")
+        return asyncio.run(self.run(input, messages=messages, metadata=metadata, deps=deps))
+
+    async def stream(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Run the agent and yield what happens as it happens, ending with :class:`FinalResult`.
+
+        Stopping the iteration early (``break``, ``aclose()``) cancels the run.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+        task = asyncio.ensure_future(self._run(input, messages, metadata, deps, queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(done))
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                yield item
+            yield FinalResult(task.result())
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+
+
+def _result_of(run: Run, status: str, output: str | None, error: BaseException | None) -> RunResult:
+    ctx = run.ctx
+    return RunResult(
+        output=output,
+        status=status,  # type: ignore[arg-type]
+        run_id=ctx.run_id,
+        trace_id=ctx.trace_id,
+        usage=ctx.usage,
+        messages=ctx.messages,
+        turns=ctx.turn,
+        duration_s=perf_counter() - run.started,
+    )
+
+
+def _as_async(fn: Callable[[RunContext], Awaitable[None] | None]) -> Callable[[RunContext], Awaitable[None]]:
+    async def call(ctx: RunContext) -> None:
+        result = fn(ctx)
+        if inspect.isawaitable(result):
+            await result
+
+    return call

@@ -1,0 +1,222 @@
+"""The typed events a run emits, one class per hook.
+
+Every event is a frozen, slotted dataclass with the ids of its span: ``run_id`` (the same across
+interrupt and resume), ``trace_id`` (32 hex), ``span_id`` (16 hex) and ``parent_span_id``, the ``agent``
+name and a wall-clock ``timestamp_ns``. A start event and its end event share ``span_id``; end events
+carry ``duration_s``, ``status`` and ``error``.
+
+Content fields (``input``, ``messages``, ``output``, ``arguments``, ``result``) hold what the user and the
+model said. Sinks must not export them unless content capture is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ._messages import Message, Usage
+
+__all__ = [
+    "CheckpointSaved",
+    "CircuitStateChanged",
+    "ContextCompacted",
+    "ErrorInfo",
+    "Event",
+    "Interruption",
+    "ModelCallEnded",
+    "ModelCallStarted",
+    "RetryScheduled",
+    "RunEnded",
+    "RunInterrupted",
+    "RunResumed",
+    "RunStarted",
+    "ToolCallEnded",
+    "ToolCallStarted",
+]
+
+RunStatus = Literal["completed", "interrupted", "failed", "cancelled"]
+ModelCallStatus = Literal["ok", "error", "cancelled"]
+ToolCallStatus = Literal["ok", "error", "timeout", "rejected", "circuit_open", "denied", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What went wrong: the exception's type name and its message."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        return cls(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """A tool call waiting for a person (approval) or for the caller (an external tool's result)."""
+
+    id: str
+    tool: str
+    arguments: str
+    reason: str
+    kind: Literal["approval", "external"] = "approval"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every event carries."""
+
+    run_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    agent: str
+    timestamp_ns: int
+
+    #: The hook that delivers this event (a class attribute, not a field).
+    hook: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    """A run begins (not on resume). ``span_id`` is the first segment's span."""
+
+    hook: ClassVar[str] = "on_run_start"
+    model: str = ""
+    provider: str = ""
+    input: tuple[Message, ...] = ()
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnded(Event):
+    """A run segment ends, whatever the reason; ``status`` is ``interrupted`` if it pauses."""
+
+    hook: ClassVar[str] = "on_run_end"
+    status: RunStatus = "completed"
+    error: ErrorInfo | None = None
+    duration_s: float = 0.0
+    usage: Usage = Usage()
+    turns: int = 0
+    output: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelCallStarted(Event):
+    """A model request is about to be sent. ``messages`` is what the model will see."""
+
+    hook: ClassVar[str] = "on_model_call_start"
+    model: str = ""
+    provider: str = ""
+    turn: int = 0
+    purpose: Literal["turn", "compaction"] = "turn"
+    messages: tuple[Message, ...] = ()
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelCallEnded(Event):
+    """A model request finished: usage, finish reason, response model and time to first token."""
+
+    hook: ClassVar[str] = "on_model_call_end"
+    model: str = ""
+    provider: str = ""
+    turn: int = 0
+    purpose: Literal["turn", "compaction"] = "turn"
+    status: ModelCallStatus = "ok"
+    error: ErrorInfo | None = None
+    duration_s: float = 0.0
+    usage: Usage = Usage()
+    finish_reason: str | None = None
+    response_model: str | None = None
+    time_to_first_token_s: float | None = None
+    output: Message | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallStarted(Event):
+    """A tool call begins. ``arguments`` is the JSON text the model sent."""
+
+    hook: ClassVar[str] = "on_tool_call_start"
+    tool: str = ""
+    call_id: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallEnded(Event):
+    """A tool call ends: ``ok``, ``error``, ``timeout``, ``rejected``, ``circuit_open``, ``denied``
+    or ``cancelled``. ``result`` is the text the model gets back."""
+
+    hook: ClassVar[str] = "on_tool_call_end"
+    tool: str = ""
+    call_id: str = ""
+    status: ToolCallStatus = "ok"
+    error: ErrorInfo | None = None
+    duration_s: float = 0.0
+    result: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInterrupted(Event):
+    """A run pauses for approval or for an external tool's result."""
+
+    hook: ClassVar[str] = "on_interrupt"
+    interruptions: tuple[Interruption, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResumed(Event):
+    """A paused run goes on, maybe in another process. ``span_id`` is the new segment's span;
+    ``previous_span_id`` the segment that paused; ``waited_s`` how long the run was paused."""
+
+    hook: ClassVar[str] = "on_resume"
+    previous_span_id: str | None = None
+    waited_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextCompacted(Event):
+    """The context was compacted before a model call."""
+
+    hook: ClassVar[str] = "on_compaction"
+    strategy: str = ""
+    tokens_before: int = 0
+    tokens_after: int = 0
+    messages_before: int = 0
+    messages_after: int = 0
+    estimated: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointSaved(Event):
+    """The run's state was persisted."""
+
+    hook: ClassVar[str] = "on_checkpoint"
+    bytes: int = 0
+    duration_s: float = 0.0
+    store: str = ""
+    step: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStateChanged(Event):
+    """A tool's circuit breaker changed state (``closed``, ``half_open``, ``open``)."""
+
+    hook: ClassVar[str] = "on_circuit_change"
+    tool: str = ""
+    old: str = ""
+    new: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryScheduled(Event):
+    """A model or tool call failed and will be tried again after ``delay_s``."""
+
+    hook: ClassVar[str] = "on_retry"
+    target: str = ""
+    kind: Literal["model", "tool"] = "model"
+    attempt: int = 0
+    delay_s: float = 0.0
+    error: ErrorInfo | None = None

@@ -1,0 +1,381 @@
+"""The run loop: call the model, run the tools it asks for, repeat until an answer.
+
+Read :func:`execute` top to bottom. Each stage (:func:`_call_model`, :func:`_call_tools`,
+:func:`_maybe_compact`) takes the run and returns a typed result; telemetry wraps each stage in one
+place: a start event, the work, and exactly one end event in a ``finally``, so errors, timeouts and
+cancellation all end their span. ``asyncio.CancelledError`` always propagates after the end events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from ._compaction import CharEstimate, CompactionContext
+from ._context import RunContext
+from ._dispatch import Dispatcher
+from ._events import (
+    ContextCompacted,
+    ErrorInfo,
+    ModelCallEnded,
+    ModelCallStarted,
+    RunEnded,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+)
+from ._ids import SpanContext, _current, new_span_id
+from ._messages import Message, ToolCall, Usage
+from ._model import ModelRequest, ModelResponse
+from ._stream import UsageUpdated
+from .exceptions import (
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    ModelError,
+    RunError,
+    ToolError,
+    TracedAgentError,
+    UnknownToolError,
+)
+
+if TYPE_CHECKING:
+    from ._agent import Agent, RunResult
+
+_perf = time.perf_counter
+_now_ns = time.time_ns
+_ESTIMATE = CharEstimate()
+
+
+class Run:
+    """Per-call context of one run segment: the agent, its state, the dispatcher and the span ids."""
+
+    __slots__ = ("agent", "ctx", "d", "span_id", "parent_span_id", "stream", "started")
+
+    def __init__(
+        self,
+        agent: Agent,
+        ctx: RunContext,
+        dispatcher: Dispatcher,
+        stream: Callable[[Any], None] | None,
+    ) -> None:
+        self.agent = agent
+        self.ctx = ctx
+        self.d = dispatcher
+        self.stream = stream
+        parent = _current.get()
+        # A run started inside another run's tool joins that trace as a child of the tool's span.
+        self.parent_span_id = parent.span_id if parent is not None and parent.trace_id == ctx.trace_id else None
+        self.span_id = new_span_id()
+        self.started = _perf()
+
+
+async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseException | None], RunResult]) -> RunResult:
+    """Run the loop as one segment: ``on_run_start`` (unless resuming), the turns, ``on_run_end``."""
+    ctx, d, agent = run.ctx, run.d, run.agent
+    if d.on_run_start:
+        d.emit(
+            d.on_run_start,
+            RunStarted(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=run.span_id,
+                parent_span_id=run.parent_span_id,
+                agent=agent.name,
+                timestamp_ns=_now_ns(),
+                model=agent.model.name,
+                provider=agent.model.provider,
+                input=tuple(ctx.messages),
+                metadata=ctx.metadata or None,
+            ),
+        )
+    token = _current.set(SpanContext(ctx.trace_id, run.span_id))
+    status = "failed"
+    error: BaseException | None = None
+    output: str | None = None
+    try:
+        output = await _turns(run)
+        status = "completed"
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _current.reset(token)
+        result = output_of(run, status, output, error)
+        if isinstance(error, RunError) and error.result is None:
+            error.result = result
+        if d.on_run_end:
+            d.emit(
+                d.on_run_end,
+                RunEnded(
+                    run_id=ctx.run_id,
+                    trace_id=ctx.trace_id,
+                    span_id=run.span_id,
+                    parent_span_id=run.parent_span_id,
+                    agent=agent.name,
+                    timestamp_ns=_now_ns(),
+                    status=result.status,
+                    error=ErrorInfo.of(error) if error is not None else None,
+                    duration_s=_perf() - run.started,
+                    usage=ctx.usage,
+                    turns=ctx.turn,
+                    output=output,
+                ),
+            )
+    return result
+
+
+async def _turns(run: Run) -> str:
+    ctx, agent = run.ctx, run.agent
+    while True:
+        if ctx.turn >= agent.max_turns:
+            raise MaxTurnsExceeded(
+                f"agent {agent.name!r} made {ctx.turn} model calls (max_turns={agent.max_turns}) and the model "
+                f"was still calling tools; raise max_turns or change the instructions. The run's state is in "
+                f".result (run_id {ctx.run_id})"
+            )
+        if agent.compaction is not None:
+            await _maybe_compact(run)
+        if agent.prepare_tools is not None:
+            await agent.prepare_tools(ctx)
+        response = await _call_model(run, ctx.messages)
+        message = response.message
+        ctx.messages.append(message)
+        ctx.turn += 1
+        if not message.tool_calls:
+            return message.content or ""
+        ctx.messages.extend(await _call_tools(run, message.tool_calls))
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+async def _call_model(run: Run, messages: Sequence[Message], purpose: str = "turn", instructions: str | None = None) -> ModelResponse:
+    """One model request as a span: stream it, collect the response, sum the usage."""
+    ctx, d, model = run.ctx, run.d, run.agent.model
+    span_id = new_span_id()
+    tools = tuple(tool.spec for tool in ctx.tools.values()) if purpose == "turn" else ()
+    if d.on_model_call_start:
+        d.emit(
+            d.on_model_call_start,
+            ModelCallStarted(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=span_id,
+                parent_span_id=run.span_id,
+                agent=run.agent.name,
+                timestamp_ns=_now_ns(),
+                model=model.name,
+                provider=model.provider,
+                turn=ctx.turn,
+                purpose=purpose,  # type: ignore[arg-type]
+                messages=tuple(messages),
+                tools=tuple(spec.name for spec in tools),
+            ),
+        )
+    span = SpanContext(ctx.trace_id, span_id)
+    request = ModelRequest(
+        messages,
+        run.agent.instructions if instructions is None else instructions,
+        tools,
+        run.agent.model_settings,
+        span,
+        ctx.run_id,
+        run.agent.name,
+        purpose,
+    )
+    token = _current.set(span)
+    started = _perf()
+    first: float | None = None
+    response: ModelResponse | None = None
+    status = "error"
+    error: BaseException | None = None
+    stream = run.stream
+    try:
+        async with aclosing(model.stream(request)) as parts:  # type: ignore[type-var]
+            async for part in parts:
+                if first is None:
+                    first = _perf() - started
+                if type(part) is ModelResponse:
+                    response = part
+                elif stream is not None:
+                    stream(part)
+        if response is None:
+            raise ModelBehaviorError(
+                f"model {model.provider}:{model.name} ended its stream without a response; check the provider"
+            )
+        if response.usage is None:
+            response = _with_estimated_usage(response, messages)
+        status = "ok"
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    except TracedAgentError as exc:
+        error = exc
+        raise
+    except Exception as exc:
+        error = ModelError(f"model call to {model.provider}:{model.name} failed: {type(exc).__name__}: {exc}")
+        raise error from exc
+    finally:
+        _current.reset(token)
+        usage = response.usage if response is not None and response.usage is not None else Usage()
+        ctx.usage = ctx.usage + usage
+        if d.on_model_call_end:
+            d.emit(
+                d.on_model_call_end,
+                ModelCallEnded(
+                    run_id=ctx.run_id,
+                    trace_id=ctx.trace_id,
+                    span_id=span_id,
+                    parent_span_id=run.span_id,
+                    agent=run.agent.name,
+                    timestamp_ns=_now_ns(),
+                    model=model.name,
+                    provider=model.provider,
+                    turn=ctx.turn,
+                    purpose=purpose,  # type: ignore[arg-type]
+                    status=status,  # type: ignore[arg-type]
+                    error=ErrorInfo.of(error) if error is not None else None,
+                    duration_s=_perf() - started,
+                    usage=usage,
+                    finish_reason=response.finish_reason if response is not None else None,
+                    response_model=response.response_model if response is not None else None,
+                    time_to_first_token_s=first,
+                    output=response.message if response is not None else None,
+                ),
+            )
+        if stream is not None and response is not None:
+            stream(UsageUpdated(usage, ctx.usage))
+    return response
+
+
+def _with_estimated_usage(response: ModelResponse, messages: Sequence[Message]) -> ModelResponse:
+    usage = Usage(
+        input_tokens=_ESTIMATE.count(messages),
+        output_tokens=_ESTIMATE.count((response.message,)),
+        requests=1,
+        estimated=True,
+    )
+    return ModelResponse(response.message, usage, response.finish_reason, response.response_model)
+
+
+# ------------------------------------------------------------------------------------------- tools
+
+
+async def _call_tools(run: Run, calls: Sequence[ToolCall]) -> list[Message]:
+    """Run the turn's tool calls concurrently; results come back in the model's order."""
+    if len(calls) == 1:
+        return [await _call_tool(run, calls[0])]
+    return list(await asyncio.gather(*(_call_tool(run, call) for call in calls)))
+
+
+async def _call_tool(run: Run, call: ToolCall) -> Message:
+    """One tool call as a span. Errors become a tool message the model can act on."""
+    ctx, d = run.ctx, run.d
+    span_id = new_span_id()
+    stream = run.stream
+    if d.on_tool_call_start or stream is not None:
+        started_event = ToolCallStarted(
+            run_id=ctx.run_id,
+            trace_id=ctx.trace_id,
+            span_id=span_id,
+            parent_span_id=run.span_id,
+            agent=run.agent.name,
+            timestamp_ns=_now_ns(),
+            tool=call.name,
+            call_id=call.id,
+            arguments=call.arguments,
+        )
+        if d.on_tool_call_start:
+            d.emit(d.on_tool_call_start, started_event)
+        if stream is not None:
+            stream(started_event)
+    token = _current.set(SpanContext(ctx.trace_id, span_id))
+    started = _perf()
+    status = "error"
+    error: BaseException | None = None
+    content = ""
+    try:
+        tool = ctx.tools.get(call.name)
+        if tool is None:
+            raise UnknownToolError(
+                f"there is no tool {call.name!r}; the tools are: {', '.join(ctx.tools) or 'none'}",
+                tool=call.name,
+            )
+        content = await tool.invoke(call.arguments, ctx)
+        status = "ok"
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    except ToolError as exc:
+        status, error, content = exc.status, exc, str(exc)
+    except Exception as exc:
+        error = exc
+        content = f"tool {call.name!r} failed: {type(exc).__name__}: {exc}"
+    finally:
+        _current.reset(token)
+        if d.on_tool_call_end or stream is not None:
+            ended_event = ToolCallEnded(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=span_id,
+                parent_span_id=run.span_id,
+                agent=run.agent.name,
+                timestamp_ns=_now_ns(),
+                tool=call.name,
+                call_id=call.id,
+                status=status,  # type: ignore[arg-type]
+                error=ErrorInfo.of(error) if error is not None else None,
+                duration_s=_perf() - started,
+                result=content,
+            )
+            if d.on_tool_call_end:
+                d.emit(d.on_tool_call_end, ended_event)
+            if stream is not None:
+                stream(ended_event)
+    return Message.tool(call.id, call.name, content, is_error=status != "ok")
+
+
+# -------------------------------------------------------------------------------------- compaction
+
+
+async def _maybe_compact(run: Run) -> None:
+    """Let the agent's strategy shorten the history; fire ``on_compaction`` when it does."""
+    ctx, d, strategy = run.ctx, run.d, run.agent.compaction
+    assert strategy is not None
+    before = ctx.messages
+
+    async def summarize(messages: Sequence[Message], prompt: str) -> str:
+        request = [*messages, Message.user(prompt)]
+        response = await _call_model(run, request, purpose="compaction", instructions=prompt)
+        return response.message.content or ""
+
+    compacted = await strategy.compact(before, CompactionContext(strategy.counter, summarize))
+    if compacted is None:
+        return
+    counter = strategy.counter
+    tokens_before, tokens_after = counter.count(before), counter.count(compacted)
+    ctx.messages = compacted
+    if d.on_compaction:
+        d.emit(
+            d.on_compaction,
+            ContextCompacted(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=run.span_id,
+                parent_span_id=run.parent_span_id,
+                agent=run.agent.name,
+                timestamp_ns=_now_ns(),
+                strategy=strategy.name,
+                tokens_before=tokens_before,
+                tokens_after=tokens_after,
+                messages_before=len(before),
+                messages_after=len(compacted),
+                estimated=counter.estimated,
+            ),
+        )

@@ -1,0 +1,145 @@
+"""The conversation: messages, tool calls and token usage.
+
+Messages are immutable and plain (slotted dataclasses with ``to_dict`` / ``from_dict``), so a run's
+history can be checkpointed, compared in tests and handed to any provider.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Message", "Role", "ToolCall", "Usage"]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asked for. ``arguments`` is the JSON text the model produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    @classmethod
+    def of(cls, id: str, name: str, arguments: dict[str, Any] | str | None = None) -> ToolCall:
+        """Build a call from a dict of arguments (encoded to JSON) or from JSON text."""
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        return cls(id, name, arguments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of the conversation.
+
+    ``role`` is ``system``, ``user``, ``assistant`` or ``tool``. An assistant message may carry
+    ``tool_calls`` and ``thinking``; a tool message answers ``tool_call_id`` (of tool ``name``) and says
+    with ``is_error`` whether the call failed.
+    """
+
+    role: Role
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+    thinking: str | None = None
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls("system", content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls("user", content)
+
+    @classmethod
+    def assistant(
+        cls, content: str | None = None, tool_calls: tuple[ToolCall, ...] | list[ToolCall] = ()
+    ) -> Message:
+        return cls("assistant", content, tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, name: str, content: str, *, is_error: bool = False) -> Message:
+        return cls("tool", content, (), tool_call_id, name, is_error)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            data["name"] = self.name
+        if self.is_error:
+            data["is_error"] = True
+        if self.thinking is not None:
+            data["thinking"] = self.thinking
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        role = data.get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise ValueError(f"message role must be system, user, assistant or tool, not {role!r}")
+        calls = tuple(
+            ToolCall.of(str(c["id"]), str(c["name"]), c.get("arguments")) for c in data.get("tool_calls") or ()
+        )
+        return cls(
+            role,
+            data.get("content"),
+            calls,
+            data.get("tool_call_id"),
+            data.get("name"),
+            bool(data.get("is_error", False)),
+            data.get("thinking"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one model call, or summed over a run.
+
+    ``estimated`` is true when any part was estimated rather than reported by the provider.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    estimated: bool = field(default=False, compare=False)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.requests + other.requests,
+            self.estimated or other.estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "requests": self.requests,
+            "estimated": self.estimated,
+        }

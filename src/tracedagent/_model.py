@@ -1,0 +1,79 @@
+"""The ``Model`` protocol: how the run loop talks to any model, always streaming.
+
+A model's ``stream(request)`` is an async iterator of parts: any number of :class:`TextDelta` and
+:class:`ThinkingDelta` as they arrive, then exactly one :class:`ModelResponse` (the whole assistant
+message, usage, finish reason). The loop times the first part as the time to first token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ._ids import SpanContext
+from ._messages import Message, Usage
+from ._tools import ToolSpec
+
+__all__ = ["Model", "ModelRequest", "ModelResponse", "ModelStreamPart", "TextDelta", "ThinkingDelta"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text, as the model streams it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning, where the provider streams it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse:
+    """The end of a model call: the assistant message and what the provider reported.
+
+    ``usage=None`` means the provider reported none; the loop then estimates it and marks it estimated.
+    """
+
+    message: Message
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    response_model: str | None = None
+
+
+ModelStreamPart = TextDelta | ThinkingDelta | ModelResponse
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """Everything a model call needs. ``span`` is the model call's span: providers send it as the W3C
+    ``traceparent`` header so a traced model server joins the trace."""
+
+    messages: Sequence[Message]
+    instructions: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    span: SpanContext | None = None
+    run_id: str = ""
+    agent: str = ""
+    purpose: str = "turn"
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the agent needs from a model. ``name`` is the requested model (``gpt-4o-mini``);
+    ``provider`` the GenAI provider name (``openai``, ``anthropic``, ``scripted``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelStreamPart]:
+        """Stream the answer to ``request``: deltas, then one :class:`ModelResponse`."""
+        ...

@@ -1,0 +1,40 @@
+"""What ``agent.stream()`` yields, in order as the run goes.
+
+* :class:`TextDelta` / :class:`ThinkingDelta`: pieces of the answer and of the reasoning;
+* :class:`ToolCallStarted` / :class:`ToolCallEnded`: the same events the hooks get;
+* :class:`UsageUpdated`: after each model call, its usage and the run's total so far;
+* :class:`RunInterrupted`: the run paused for approval or external input;
+* :class:`FinalResult`: last, the :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._events import RunInterrupted, ToolCallEnded, ToolCallStarted
+from ._messages import Usage
+from ._model import TextDelta, ThinkingDelta
+
+if TYPE_CHECKING:
+    from ._agent import RunResult
+
+__all__ = ["FinalResult", "StreamEvent", "UsageUpdated"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdated:
+    """A model call finished: its ``usage`` and the run's ``total`` so far."""
+
+    usage: Usage
+    total: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResult:
+    """The run is over (completed or interrupted); ``result`` is what ``run()`` would return."""
+
+    result: RunResult
+
+
+StreamEvent = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallEnded | UsageUpdated | RunInterrupted | FinalResult

@@ -1,0 +1,282 @@
+"""``@tool``: functions the model can call, with a JSON Schema from their annotations.
+
+The docstring's first part is the description; a Google-style ``Args:`` section gives each argument's
+description (a few lines of parsing, so no docstring library is needed). pydantic builds the schema and
+validates the model's JSON arguments before the function runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
+
+import pydantic
+import pydantic_core
+
+from .exceptions import ToolArgumentsError, ToolDefinitionError, ToolTimeout
+
+if TYPE_CHECKING:
+    from ._context import RunContext
+
+__all__ = ["Tool", "ToolCallRequest", "ToolSpec", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?)\s*:\s*$")
+_ARG_LINE = re.compile(r"^(\s*)(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into its description and per-argument descriptions."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    description: list[str] = []
+    args: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    arg_indent: int | None = None
+    for line in lines:
+        match = _SECTION.match(line)
+        if match:
+            section = match.group(1).lower()
+            current, arg_indent = None, None
+            continue
+        if section is None:
+            description.append(line)
+        elif section in ("args", "arguments", "parameters"):
+            if not line.strip():
+                continue
+            arg = _ARG_LINE.match(line)
+            indent = len(line) - len(line.lstrip())
+            if arg and (arg_indent is None or indent <= arg_indent):
+                arg_indent = indent
+                current = arg.group(2).lstrip("*")
+                args[current] = arg.group(4).strip()
+            elif current is not None:
+                args[current] = (args[current] + " " + line.strip()).strip()
+    return "\n".join(description).strip(), args
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What the model is told about a tool: its name, description and JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """A tool call about to run, as the ``approve_tool_call`` decider sees it."""
+
+    tool: str
+    call_id: str
+    arguments: str
+    run_id: str
+    agent: str
+
+
+def _strip_titles(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def _is_context(annotation: Any) -> bool:
+    from ._context import RunContext
+
+    return annotation is RunContext or getattr(annotation, "__origin__", None) is RunContext
+
+
+def serialize_result(value: Any) -> str:
+    """The text the model gets back: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump_json()
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:
+        return str(value)
+
+
+class Tool:
+    """A function the model can call. Build one with :func:`tool`."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any] | None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if function is None and name is None:
+            raise ToolDefinitionError("a tool without a function needs a name")
+        self.function = function
+        self.name = name or getattr(function, "__name__", "")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
+            raise ToolDefinitionError(
+                f"tool name {self.name!r} is not accepted by model APIs: use 1 to 64 letters, digits, "
+                "'_', '-' or '.'; pass name= to choose another"
+            )
+        if timeout is not None and not timeout > 0:
+            raise ToolDefinitionError(f"tool {self.name!r}: timeout must be a positive number of seconds, not {timeout!r}")
+        self.timeout = timeout
+        doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
+        self.description = description if description is not None else doc_description
+        self.is_async = function is not None and inspect.iscoroutinefunction(function)
+        self.context_param: str | None = None
+        self._fields: tuple[str, ...] = ()
+        self._validator: pydantic.TypeAdapter[Any] | None = None
+        self._args_model: type[pydantic.BaseModel] | None = None
+        if function is not None:
+            self._args_model = self._build_model(function, arg_docs)
+            self._fields = tuple(self._args_model.model_fields)
+        if parameters is not None:
+            self.parameters = parameters
+        elif self._args_model is not None:
+            self.parameters = _strip_titles(self._args_model.model_json_schema())
+            self.parameters.setdefault("properties", {})
+        else:
+            self.parameters = {"type": "object", "properties": {}}
+        self.spec = ToolSpec(self.name, self.description, self.parameters)
+
+    def _build_model(self, function: Callable[..., Any], arg_docs: dict[str, str]) -> type[pydantic.BaseModel]:
+        signature = inspect.signature(function)
+        try:
+            hints = get_type_hints(function)
+        except Exception as exc:
+            raise ToolDefinitionError(f"tool {self.name!r}: cannot resolve its type annotations: {exc}") from exc
+        fields: dict[str, Any] = {}
+        for param in signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: *{param.name} / **{param.name} cannot be described to a model; "
+                    "list the arguments explicitly"
+                )
+            annotation = hints.get(param.name, inspect.Parameter.empty)
+            if annotation is inspect.Parameter.empty:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: argument {param.name!r} has no type annotation; annotate it "
+                    "(for example `{0}: str`) so the model is told what to send".format(param.name)
+                )
+            if _is_context(annotation):
+                self.context_param = param.name
+                continue
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (
+                annotation,
+                pydantic.Field(default, description=arg_docs.get(param.name) or None),
+            )
+        try:
+            return pydantic.create_model(f"{self.name}_arguments", **fields)  # type: ignore[call-overload, no-any-return]
+        except Exception as exc:
+            raise ToolDefinitionError(f"tool {self.name!r}: its arguments cannot be described: {exc}") from exc
+
+    def validate(self, arguments: str) -> dict[str, Any]:
+        """Parse and validate the model's JSON arguments; raises :class:`ToolArgumentsError`."""
+        if self._args_model is None:
+            try:
+                value = pydantic_core.from_json(arguments or "{}")
+            except ValueError as exc:
+                raise ToolArgumentsError(
+                    f"tool {self.name!r}: arguments are not valid JSON ({exc}); send a JSON object", tool=self.name
+                ) from None
+            if not isinstance(value, dict):
+                raise ToolArgumentsError(f"tool {self.name!r}: arguments must be a JSON object", tool=self.name)
+            return value
+        try:
+            model = self._args_model.model_validate_json(arguments or "{}")
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ToolArgumentsError(
+                f"tool {self.name!r}: invalid arguments ({problems}); call it again with arguments that "
+                "match its schema",
+                tool=self.name,
+            ) from None
+        values = model.__dict__
+        return {name: values[name] for name in self._fields}
+
+    async def invoke(self, arguments: str, context: RunContext | None = None) -> str:
+        """Validate ``arguments``, run the function (sync ones in a worker thread) and serialise its
+        result. Raises :class:`ToolArgumentsError` or :class:`ToolTimeout`; the function's own
+        exceptions propagate."""
+        if self.function is None:
+            raise ToolDefinitionError(f"tool {self.name!r} has no local function")
+        kwargs = self.validate(arguments)
+        if self.context_param is not None:
+            kwargs[self.context_param] = context
+        if self.timeout is None:
+            return serialize_result(await self._call(kwargs))
+        try:
+            async with asyncio.timeout(self.timeout):
+                return serialize_result(await self._call(kwargs))
+        except TimeoutError:
+            raise ToolTimeout(
+                f"tool {self.name!r} did not finish within its timeout of {self.timeout:g}s; try a smaller "
+                "request or another approach",
+                tool=self.name,
+            ) from None
+
+    def _call(self, kwargs: dict[str, Any]) -> Awaitable[Any]:
+        assert self.function is not None
+        if self.is_async:
+            return self.function(**kwargs)  # type: ignore[no-any-return]
+        return asyncio.to_thread(self.function, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (no validation, no telemetry)."""
+        if self.function is None:
+            raise ToolDefinitionError(f"tool {self.name!r} has no local function")
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+@overload
+def tool(function: F, /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+) -> Callable[[F], Tool]: ...
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a sync or async function into a :class:`Tool`.
+
+    The docstring is the description (an ``Args:`` section describes each argument); the annotations
+    give the JSON Schema; the model's arguments are validated before the call. A parameter annotated
+    :class:`RunContext` receives the run's context and is hidden from the model. Sync functions run in a
+    worker thread so they never block the event loop.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Tool:
+        if not callable(fn):
+            raise ToolDefinitionError(f"@tool needs a function, not {fn!r}")
+        return Tool(fn, name=name, description=description, timeout=timeout)
+
+    if function is not None:
+        return wrap(function)
+    return wrap

@@ -1,0 +1,108 @@
+"""Every error tracedagent raises, as one tree.
+
+::
+
+    TracedAgentError
+    ├── UserError                  the API was misused; the message says how to call it
+    │   ├── ConfigurationError     a setting (argument or environment variable) is invalid
+    │   ├── ToolDefinitionError    a function cannot be turned into a tool
+    │   └── PluginError            a plugin cannot be found, imported or registered
+    ├── RunError                   a run failed; ``.result`` holds its state (status ``failed``)
+    │   ├── MaxTurnsExceeded       the model kept calling tools past ``max_turns``
+    │   └── ModelError             the model call failed (``.__cause__`` is the provider's error)
+    │       └── ModelBehaviorError the model answered with something the run cannot use
+    └── ToolError                  a tool call failed; the model sees the message and can correct it
+        ├── ToolArgumentsError     the arguments did not match the tool's schema
+        ├── UnknownToolError       the model asked for a tool that does not exist
+        └── ToolTimeout            the tool ran past its ``timeout``
+
+Cancellation is not an error here: ``asyncio.CancelledError`` propagates unchanged, after every open
+span has ended with status ``cancelled``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._agent import RunResult
+
+__all__ = [
+    "ConfigurationError",
+    "MaxTurnsExceeded",
+    "ModelBehaviorError",
+    "ModelError",
+    "PluginError",
+    "RunError",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolTimeout",
+    "TracedAgentError",
+    "UnknownToolError",
+    "UserError",
+]
+
+
+class TracedAgentError(Exception):
+    """The root of every tracedagent error."""
+
+
+class UserError(TracedAgentError):
+    """The API was used in a way it cannot work; the message says what to do instead."""
+
+
+class ConfigurationError(UserError):
+    """A setting, from an argument or an environment variable, is invalid."""
+
+
+class ToolDefinitionError(UserError):
+    """A function cannot be turned into a tool (for example, an argument has no type annotation)."""
+
+
+class PluginError(UserError):
+    """A plugin cannot be found, imported or registered."""
+
+
+class RunError(TracedAgentError):
+    """A run failed. ``result`` is the run's state when it stopped (status ``failed``)."""
+
+    def __init__(self, message: str, result: RunResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class MaxTurnsExceeded(RunError):
+    """The model was still asking for tools after ``max_turns`` model calls."""
+
+
+class ModelError(RunError):
+    """A model call failed; the provider's own error is chained as ``__cause__``."""
+
+
+class ModelBehaviorError(ModelError):
+    """The model's answer cannot be used (for example, it is empty)."""
+
+
+class ToolError(TracedAgentError):
+    """A tool call failed. The message goes back to the model, which can try again."""
+
+    status: str = "error"
+
+    def __init__(self, message: str, *, tool: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class ToolArgumentsError(ToolError):
+    """The model's arguments are not valid JSON or do not match the tool's schema."""
+
+
+class UnknownToolError(ToolError):
+    """The model asked for a tool the agent does not have."""
+
+
+class ToolTimeout(ToolError):
+    """The tool did not finish within its ``timeout``."""
+
+    status = "timeout"
