@@ -1,0 +1,241 @@
+"""``tracedagent demo``: a built-in agent driven through every stage of a run, offline.
+
+The demo agent is a small "trip desk": it looks up the weather of two cities at once (two tool calls
+in one turn, run concurrently), checks a flight with a tool that fails for one flight code (the model
+is told and carries on), and answers. One extra run starts from a long earlier conversation, so the
+context is compacted (summarised by the model) before the first model call. The model is scripted
+(:class:`FunctionModel`), so the demo needs no network and no key.
+
+The event stream goes through the stdout tracer (``TRACEDAGENT_STDOUT`` defaults to on here); other
+tracers switch on through their own environment variables, so the demo also shows each sink working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from . import _dispatch
+from ._agent import Agent
+from ._compaction import Summarize
+from ._events import ModelCallEnded, RunEnded, ToolCallEnded
+from ._export import flush
+from ._messages import Message, ToolCall, Usage
+from ._model import Model, ModelRequest, ModelResponse
+from ._tools import tool
+from .exceptions import RunError
+from .hookspecs import hookimpl
+from .testing import FunctionModel
+
+__all__ = ["DemoSummary", "build_demo_agent", "run_demo"]
+
+CITIES = ("Lisbon", "Oslo", "Nairobi", "Lima", "Osaka", "Denver", "Tunis", "Hobart")
+FAILING_FLIGHT = "TA404"
+
+
+@tool
+async def get_weather(city: str) -> dict[str, object]:
+    """Current weather for a city.
+
+    Args:
+        city: The city's name, in English.
+    """
+    await asyncio.sleep(0.005)
+    seed = sum(map(ord, city))
+    return {"city": city, "celsius": seed % 30, "sky": ("clear", "cloudy", "rain")[seed % 3]}
+
+
+@tool
+def flight_status(code: str) -> str:
+    """The status of a flight, by its code (for example TA101).
+
+    Args:
+        code: The flight's code.
+    """
+    time.sleep(0.002)  # a blocking client: sync tools run in a worker thread
+    if code == FAILING_FLIGHT:
+        raise ConnectionError(f"flight status service unreachable for {code}")
+    return f"{code} is on time"
+
+
+def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResponse | str | list[ToolCall]:
+    """The scripted model: decides the next step from the conversation, so runs are independent."""
+    if request.purpose == "compaction":
+        users = [m.content for m in messages if m.role == "user" and m.content]
+        return f"The traveller asked {len(users) - 1} earlier questions about trips; nothing is pending."
+    question = next(m.content or "" for m in reversed(messages) if m.role == "user")
+    asked = re.findall(r"[A-Z][a-z]+", question)
+    cities = [c for c in asked if c in CITIES][:2] or ["Lisbon", "Oslo"]
+    flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    tool_results = [m for m in messages[last_user:] if m.role == "tool"]
+    if not tool_results:
+        return [ToolCall.of(f"w{i}", "get_weather", {"city": c}) for i, c in enumerate(cities)]
+    if len(tool_results) == len(cities):
+        return [ToolCall.of("f0", "flight_status", {"code": flight})]
+    flight_result = tool_results[-1]
+    flight_text = (
+        f"I could not check flight {flight} ({flight_result.content})."
+        if flight_result.is_error
+        else f"Flight {flight_result.content}."
+    )
+    return f"Weather in {' and '.join(cities)} looks fine for travel. {flight_text}"
+
+
+def scripted_demo_model() -> FunctionModel:
+    return FunctionModel(_demo_brain, name="trip-desk-scripted", provider="scripted")
+
+
+def build_demo_agent(model: Model | None = None) -> Agent:
+    """The demo's agent: the trip desk with two tools and summarising compaction."""
+    return Agent(
+        "trip-desk",
+        model or scripted_demo_model(),
+        instructions="You help travellers: check the weather of their cities and their flight, then answer briefly.",
+        tools=[get_weather, flight_status],
+        max_turns=6,
+        compaction=Summarize(max_tokens=400),
+    )
+
+
+def demo_questions(runs: int) -> list[str]:
+    questions = []
+    for i in range(runs):
+        a, b = CITIES[i % len(CITIES)], CITIES[(i + 3) % len(CITIES)]
+        flight = FAILING_FLIGHT if i % 3 == 2 else f"TA{101 + i:03d}"
+        questions.append(f"I fly from {a} to {b} on {flight}. What should I expect?")
+    return questions
+
+
+def long_history() -> list[Message]:
+    """An earlier conversation long enough to be compacted."""
+    history: list[Message] = []
+    for i in range(12):
+        history.append(Message.user(f"Earlier question {i}: what is a good month to visit {CITIES[i % len(CITIES)]}? " * 2))
+        history.append(Message.assistant(f"Answer {i}: spring and autumn are usually pleasant there. " * 2))
+    return history
+
+
+@dataclass
+class DemoSummary:
+    """What the demo's runs did, counted from the events."""
+
+    runs: Counter[str] = field(default_factory=Counter)
+    model_calls: Counter[str] = field(default_factory=Counter)
+    tools: Counter[tuple[str, str]] = field(default_factory=Counter)
+    usage: Usage = field(default_factory=Usage)
+    compactions: int = 0
+    wall_s: float = 0.0
+
+    def render(self) -> str:
+        rows = [("runs", ", ".join(f"{k} {v}" for k, v in sorted(self.runs.items())) or "none")]
+        rows.append(("model calls", ", ".join(f"{k} {v}" for k, v in sorted(self.model_calls.items())) or "none"))
+        rows.append(
+            (
+                "tokens",
+                f"input {self.usage.input_tokens}, output {self.usage.output_tokens}"
+                + (" (estimated)" if self.usage.estimated else ""),
+            )
+        )
+        for (name, status), count in sorted(self.tools.items()):
+            rows.append((f"tool {name}", f"{status} {count}"))
+        rows.append(("compactions", str(self.compactions)))
+        rows.append(("time", f"{self.wall_s:.2f} s"))
+        width = max(len(k) for k, _ in rows)
+        line = "-" * (width + 40)
+        return "\n".join([line, "tracedagent demo summary", line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
+
+
+class _SummaryCounter:
+    """The demo's own plugin: counts what the summary shows."""
+
+    name = "demo-summary"
+
+    def __init__(self, summary: DemoSummary) -> None:
+        self.summary = summary
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def on_run_end(self, event: RunEnded) -> None:
+        with self._lock:
+            self.summary.runs[event.status] += 1
+
+    @hookimpl
+    def on_model_call_end(self, event: ModelCallEnded) -> None:
+        with self._lock:
+            self.summary.model_calls[event.status] += 1
+            self.summary.usage = self.summary.usage + event.usage
+
+    @hookimpl
+    def on_tool_call_end(self, event: ToolCallEnded) -> None:
+        with self._lock:
+            self.summary.tools[(event.tool, event.status)] += 1
+
+    @hookimpl
+    def on_compaction(self) -> None:
+        with self._lock:
+            self.summary.compactions += 1
+
+
+async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
+    limit = asyncio.Semaphore(concurrency)
+    failures: list[str] = []
+
+    async def one(question: str, history: list[Message] | None = None) -> None:
+        async with limit:
+            try:
+                await agent.run(question, messages=history)
+            except RunError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+    jobs = [one(q) for q in demo_questions(runs)]
+    jobs.append(one("I fly from Osaka to Lima on TA777. Anything to know?", long_history()))
+    await asyncio.gather(*jobs)
+    return failures
+
+
+def run_demo(
+    *,
+    runs: int = 6,
+    concurrency: int = 3,
+    linger: float = 0.0,
+    model: Model | None = None,
+    quiet: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo scenario; returns the process exit code (0 when every run completed)."""
+    import sys
+
+    out = out or sys.stdout
+    if not quiet:
+        os.environ.setdefault("TRACEDAGENT_STDOUT", "1")
+    _dispatch.load_plugins()
+    if not quiet and not any(info.name == "stdout" for info in _dispatch.list_plugins()):
+        print("(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out)
+    summary = DemoSummary()
+    counter = _SummaryCounter(summary)
+    name = _dispatch.register(counter, "demo-summary")
+    started = time.perf_counter()
+    try:
+        failures = asyncio.run(_scenario(build_demo_agent(model), runs, concurrency))
+    finally:
+        summary.wall_s = time.perf_counter() - started
+        flush(5.0)
+        _dispatch.unregister(name)
+    print(summary.render(), file=out)
+    for failure in failures:
+        print(f"failed run: {failure}", file=out)
+    if linger > 0:
+        print(f"lingering {linger:g} s (Ctrl-C to stop)", file=out, flush=True)
+        try:
+            time.sleep(linger)
+        except KeyboardInterrupt:
+            pass
+    return 1 if failures else 0

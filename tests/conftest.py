@@ -1,0 +1,23 @@
+"""Shared test setup: tests see only the plugins they register themselves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Installed plugins (the stdout tracer, Prometheus...) must not load into unit tests on their own.
+os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
+    os.environ.pop(_name, None)
+
+from tracedagent import _dispatch  # noqa: E402
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[_dispatch._Registry]:
+    """A new, empty process-wide plugin registry for this test (restored afterwards)."""
+    registry = _dispatch._Registry()
+    monkeypatch.setattr(_dispatch, "_registry", registry)
+    yield registry
