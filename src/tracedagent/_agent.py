@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from time import perf_counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, Literal
 
 import pluggy
@@ -21,7 +21,7 @@ from ._messages import Message, Usage
 from ._model import Model
 from ._stream import FinalResult, StreamEvent
 from ._tools import Tool
-from .exceptions import ConfigurationError, UserError
+from .exceptions import ConfigurationError, PluginError, UserError
 
 __all__ = ["Agent", "RunResult"]
 
@@ -100,11 +100,16 @@ class Agent:
         if plugins:
             self._pm = _dispatch.new_plugin_manager()
             for plugin in plugins:
+                # Named like process-wide plugins, so errors are counted and logged under a stable name.
+                wanted = _dispatch._plugin_name(plugin)
+                unique, n = wanted, 2
+                while self._pm.has_plugin(unique):
+                    unique, n = f"{wanted}-{n}", n + 1
                 try:
-                    self._pm.register(plugin)
+                    self._pm.register(plugin, name=unique)
                     self._pm.check_pending()
                 except (pluggy.PluginValidationError, ValueError) as exc:
-                    raise ConfigurationError(f"agent {name!r}: plugin {plugin!r} cannot be used: {exc}") from exc
+                    raise PluginError(f"agent {name!r}: plugin {unique!r} cannot be used: {exc}") from exc
         self._dispatcher: _dispatch.Dispatcher | None = None
         self._dispatcher_version = -1
 
@@ -123,16 +128,20 @@ class Agent:
             self._dispatcher_version = version
         return self._dispatcher
 
-    def _new_context(self, input: Input, messages: Sequence[Message] | None, metadata: dict[str, Any] | None, deps: Any) -> RunContext:
+    def _new_context(
+        self, input: Input, messages: Sequence[Message] | None, metadata: dict[str, Any] | None, deps: Any
+    ) -> RunContext:
         history = list(messages) if messages is not None else []
         if isinstance(input, str):
             history.append(Message.user(input))
         elif isinstance(input, Message):
             history.append(input)
-        elif isinstance(input, Sequence):
+        elif isinstance(input, Sequence) and not isinstance(input, str):
             for m in input:
                 if not isinstance(m, Message):
-                    raise UserError(f"run() input must be a str, a Message or a list of Message, not a list holding {m!r}")
+                    raise UserError(
+                        f"run() input must be a str, a Message or a list of Message, not a list holding {m!r}"
+                    )
             history.extend(input)
         else:
             raise UserError(f"run() input must be a str, a Message or a list of Message, not {type(input).__name__}")

@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs (default 6)")
     demo.add_argument("--concurrency", type=_positive_int, default=3, help="runs at once (default 3)")
     demo.add_argument(
-        "--linger", type=_seconds, default=0.0, metavar="SECONDS", help="stay alive after the scenario (to scrape /metrics)"
+        "--linger",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="stay alive after the scenario (to scrape /metrics)",
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary, not the event stream")
 

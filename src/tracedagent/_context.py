@@ -22,7 +22,7 @@ __all__ = ["RunContext"]
 class RunContext:
     """One run's state: ids, messages, usage, turn count and its current tools."""
 
-    __slots__ = ("agent", "run_id", "trace_id", "messages", "usage", "turn", "tools", "metadata", "deps")
+    __slots__ = ("agent", "deps", "messages", "metadata", "run_id", "tools", "trace_id", "turn", "usage")
 
     def __init__(
         self,

@@ -118,7 +118,9 @@ def long_history() -> list[Message]:
     """An earlier conversation long enough to be compacted."""
     history: list[Message] = []
     for i in range(12):
-        history.append(Message.user(f"Earlier question {i}: what is a good month to visit {CITIES[i % len(CITIES)]}? " * 2))
+        history.append(
+            Message.user(f"Earlier question {i}: what is a good month to visit {CITIES[i % len(CITIES)]}? " * 2)
+        )
         history.append(Message.assistant(f"Answer {i}: spring and autumn are usually pleasant there. " * 2))
     return history
 
@@ -218,7 +220,9 @@ def run_demo(
         os.environ.setdefault("TRACEDAGENT_STDOUT", "1")
     _dispatch.load_plugins()
     if not quiet and not any(info.name == "stdout" for info in _dispatch.list_plugins()):
-        print("(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out)
+        print(
+            "(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out
+        )
     summary = DemoSummary()
     counter = _SummaryCounter(summary)
     name = _dispatch.register(counter, "demo-summary")

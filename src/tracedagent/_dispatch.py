@@ -116,12 +116,17 @@ class Dispatcher:
         managers = list(managers)
         for hook in (*hookspecs.OBSERVER_HOOKS, "approve_tool_call"):
             impls: list[Impl] = []
+            seen: set[int] = set()
             for pm in managers:
                 caller = getattr(pm.hook, hook, None)
                 if caller is None:
                     continue
                 # pluggy calls implementations last-registered first, honouring tryfirst/trylast.
                 for impl in reversed(caller.get_hookimpls()):
+                    # A plugin given to an agent and also registered process-wide gets each event once.
+                    if id(impl.plugin) in seen:
+                        continue
+                    seen.add(id(impl.plugin))
                     if impl.hookwrapper or impl.wrapper:
                         raise PluginError(
                             f"plugin {impl.plugin_name!r} implements {hook} as a hook wrapper; "
@@ -294,7 +299,7 @@ class _Registry:
         found: set[str] = set()
         for ep in entry_points(group=hookspecs.PROJECT):
             found.add(ep.name)
-            if ep.name in disabled:
+            if ep.name in disabled or ep.module in disabled or ep.value in disabled:
                 self.skipped[ep.name] = f"disabled by {ENV_DISABLE}"
                 continue
             if not autoload and ep.name not in wanted:
@@ -313,6 +318,8 @@ class _Registry:
             where = f"entry point {ep.name} = {ep.value}" + (f" ({dist.name} {dist.version})" if dist else "")
             self.register(obj, ep.name, source=where)
         for item in wanted:
+            if item in disabled and item not in found:
+                self.skipped[item] = f"named in {ENV_PLUGINS} but disabled by {ENV_DISABLE}"
             if item in found or item in disabled or self.pm.has_plugin(item):
                 continue
             try:

@@ -34,6 +34,8 @@ __all__ = [
     "ToolCallStarted",
 ]
 
+_NO_USAGE = Usage()  # immutable, so one shared default is safe
+
 RunStatus = Literal["completed", "interrupted", "failed", "cancelled"]
 ModelCallStatus = Literal["ok", "error", "cancelled"]
 ToolCallStatus = Literal["ok", "error", "timeout", "rejected", "circuit_open", "denied", "cancelled"]
@@ -96,7 +98,7 @@ class RunEnded(Event):
     status: RunStatus = "completed"
     error: ErrorInfo | None = None
     duration_s: float = 0.0
-    usage: Usage = Usage()
+    usage: Usage = _NO_USAGE
     turns: int = 0
     output: str | None = None
 
@@ -126,7 +128,7 @@ class ModelCallEnded(Event):
     status: ModelCallStatus = "ok"
     error: ErrorInfo | None = None
     duration_s: float = 0.0
-    usage: Usage = Usage()
+    usage: Usage = _NO_USAGE
     finish_reason: str | None = None
     response_model: str | None = None
     time_to_first_token_s: float | None = None

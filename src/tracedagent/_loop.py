@@ -52,7 +52,7 @@ _ESTIMATE = CharEstimate()
 class Run:
     """Per-call context of one run segment: the agent, its state, the dispatcher and the span ids."""
 
-    __slots__ = ("agent", "ctx", "d", "span_id", "parent_span_id", "stream", "started")
+    __slots__ = ("agent", "ctx", "d", "parent_span_id", "span_id", "started", "stream")
 
     def __init__(
         self,
@@ -155,7 +155,9 @@ async def _turns(run: Run) -> str:
 # ------------------------------------------------------------------------------------------- model
 
 
-async def _call_model(run: Run, messages: Sequence[Message], purpose: str = "turn", instructions: str | None = None) -> ModelResponse:
+async def _call_model(
+    run: Run, messages: Sequence[Message], purpose: str = "turn", instructions: str | None = None
+) -> ModelResponse:
     """One model request as a span: stream it, collect the response, sum the usage."""
     ctx, d, model = run.ctx, run.d, run.agent.model
     span_id = new_span_id()

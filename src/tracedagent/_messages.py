@@ -62,9 +62,7 @@ class Message:
         return cls("user", content)
 
     @classmethod
-    def assistant(
-        cls, content: str | None = None, tool_calls: tuple[ToolCall, ...] | list[ToolCall] = ()
-    ) -> Message:
+    def assistant(cls, content: str | None = None, tool_calls: tuple[ToolCall, ...] | list[ToolCall] = ()) -> Message:
         return cls("assistant", content, tuple(tool_calls))
 
     @classmethod

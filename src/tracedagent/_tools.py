@@ -123,14 +123,16 @@ class Tool:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
         self.function = function
-        self.name = name or getattr(function, "__name__", "")
+        self.name: str = name or str(getattr(function, "__name__", ""))
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
             raise ToolDefinitionError(
                 f"tool name {self.name!r} is not accepted by model APIs: use 1 to 64 letters, digits, "
                 "'_', '-' or '.'; pass name= to choose another"
             )
         if timeout is not None and not timeout > 0:
-            raise ToolDefinitionError(f"tool {self.name!r}: timeout must be a positive number of seconds, not {timeout!r}")
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: timeout must be a positive number of seconds, not {timeout!r}"
+            )
         self.timeout = timeout
         doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
         self.description = description if description is not None else doc_description
@@ -179,7 +181,7 @@ class Tool:
                 pydantic.Field(default, description=arg_docs.get(param.name) or None),
             )
         try:
-            return pydantic.create_model(f"{self.name}_arguments", **fields)  # type: ignore[call-overload, no-any-return]
+            return pydantic.create_model(f"{self.name}_arguments", **fields)
         except Exception as exc:
             raise ToolDefinitionError(f"tool {self.name!r}: its arguments cannot be described: {exc}") from exc
 

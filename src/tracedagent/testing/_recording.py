@@ -122,7 +122,7 @@ class RecordingTracer:
 
     def of_type(self, *types: type[E]) -> list[E]:
         """The events of the given classes, in order."""
-        return [e for e in self.events if isinstance(e, types)]  # type: ignore[misc]
+        return [e for e in self.events if isinstance(e, types)]
 
     def hooks(self) -> list[str]:
         """The hook name of each event, in order."""
@@ -164,13 +164,13 @@ class RecordingTracer:
                 parent = nodes.get(event.parent_span_id or "")
                 (parent["children"] if parent is not None else roots).append(node)
             elif isinstance(event, _CLOSERS):
-                node = nodes.get(event.span_id)
-                if node is not None:
-                    node["status"] = event.status
+                closed = nodes.get(event.span_id)
+                if closed is not None:
+                    closed["status"] = event.status
             else:
-                node = nodes.get(event.span_id)
-                if node is not None:
-                    node["events"].append(_SPAN_EVENTS.get(type(event), event.hook))
+                owner = nodes.get(event.span_id)
+                if owner is not None:
+                    owner["events"].append(_SPAN_EVENTS.get(type(event), event.hook))
         return roots
 
     def format_span_tree(self, *, run_id: str | None = None) -> str:
@@ -192,7 +192,10 @@ def _node(event: Event) -> dict[str, Any]:
     if isinstance(event, (RunStarted, RunResumed)):
         kind, name = ("run" if isinstance(event, RunStarted) else "resume"), event.agent
     elif isinstance(event, ModelCallStarted):
-        kind, name = "model", f"{event.provider}:{event.model}" + (" (compaction)" if event.purpose == "compaction" else "")
+        kind, name = (
+            "model",
+            f"{event.provider}:{event.model}" + (" (compaction)" if event.purpose == "compaction" else ""),
+        )
     else:
         assert isinstance(event, ToolCallStarted)
         kind, name = "tool", event.tool
