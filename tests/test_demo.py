@@ -1,0 +1,138 @@
+"""The demo, run as a user runs it: a subprocess, with a plugin named by module path in
+TRACEDAGENT_PLUGINS that records the event stream. Checks the stream's invariants."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RECORDER = textwrap.dedent(
+    '''
+    """Records every event as a JSON line (test plugin, loaded by module path)."""
+    import dataclasses, json, os, threading
+    import tracedagent
+
+    _lock = threading.Lock()
+    _out = open(os.environ["RECORD_EVENTS_TO"], "a")
+
+    def _write(event):
+        data = {"hook": event.hook, "type": type(event).__name__}
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                data[f.name] = value
+        with _lock:
+            _out.write(json.dumps(data) + "\\n")
+            _out.flush()
+
+    def _make(name):
+        @tracedagent.hookimpl(specname=name)
+        def impl(event):
+            _write(event)
+        impl.__name__ = name
+        return impl
+
+    for _name in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end",
+                  "on_tool_call_start", "on_tool_call_end", "on_interrupt", "on_resume",
+                  "on_compaction", "on_checkpoint", "on_circuit_change", "on_retry"):
+        globals()[_name] = _make(_name)
+    '''
+)
+
+STARTS = {"on_run_start": "on_run_end", "on_model_call_start": "on_model_call_end", "on_tool_call_start": "on_tool_call_end"}
+
+
+def run_demo(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    (tmp_path / "demo_recorder.py").write_text(RECORDER)
+    events_file = tmp_path / "events.jsonl"
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "TRACEDAGENT_PLUGINS": "demo_recorder",
+        "RECORD_EVENTS_TO": str(events_file),
+        **env,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracedagent", "demo", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in events_file.read_text().splitlines()] if events_file.exists() else []
+    return proc, events
+
+
+def test_demo_event_stream_invariants(tmp_path: Path) -> None:
+    proc, events = run_demo(tmp_path, "--runs", "5", "--concurrency", "3", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    hooks = Counter(e["hook"] for e in events)
+    # every stage that exists so far fires
+    for hook in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end", "on_tool_call_start", "on_tool_call_end", "on_compaction"):
+        assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
+    assert hooks["on_run_start"] == 6  # 5 runs and the compaction run
+    # one end per start, sharing the span id
+    for start, end in STARTS.items():
+        starts = Counter(e["span_id"] for e in events if e["hook"] == start)
+        ends = Counter(e["span_id"] for e in events if e["hook"] == end)
+        assert starts == ends, f"{start}/{end} do not pair up"
+        assert set(starts.values()) == {1}
+    # ids are consistent: each run has one trace; children point at their run's segment span
+    runs = {e["run_id"]: e for e in events if e["hook"] == "on_run_start"}
+    for event in events:
+        run = runs[event["run_id"]]
+        assert event["trace_id"] == run["trace_id"]
+        assert len(event["trace_id"]) == 32 and len(event["span_id"]) == 16
+        int(event["trace_id"], 16), int(event["span_id"], 16)
+        if event["hook"] in ("on_model_call_start", "on_model_call_end", "on_tool_call_start", "on_tool_call_end"):
+            assert event["parent_span_id"] == run["span_id"]
+    assert len({r["trace_id"] for r in runs.values()}) == len(runs)
+    # the scenario: a failing tool, two tools in one turn, a compaction model call
+    tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
+    assert {"ok", "error"} <= {e["status"] for e in tool_ends}
+    assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
+    assert "runs" in proc.stdout and "completed 6" in proc.stdout
+
+
+def test_demo_prints_event_stream_through_stdout_tracer(tmp_path: Path) -> None:
+    pytest.importorskip("tracedagent_stdout")
+    proc, events = run_demo(
+        tmp_path,
+        "--runs",
+        "2",
+        TRACEDAGENT_LOG_FORMAT="json",
+        TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD="0",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(events), "one stdout line per event"
+    assert {line["run_id"] for line in lines} == {e["run_id"] for e in events}
+
+
+def test_demo_rejects_bad_options(tmp_path: Path) -> None:
+    proc, _ = run_demo(tmp_path, "--runs", "0")
+    assert proc.returncode == 2
+    assert "--runs" in proc.stderr and "at least 1" in proc.stderr
+
+
+def test_plugins_command_lists_module_path_plugin(tmp_path: Path) -> None:
+    (tmp_path / "demo_recorder.py").write_text(RECORDER)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracedagent", "plugins"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "TRACEDAGENT_PLUGINS": "demo_recorder", "RECORD_EVENTS_TO": os.devnull},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "demo_recorder" in proc.stdout
+    assert "module path from TRACEDAGENT_PLUGINS" in proc.stdout
+    assert "on_tool_call_end" in proc.stdout
