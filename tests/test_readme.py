@@ -49,3 +49,12 @@ def test_ten_line_agent_runs(tmp_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert "2 + 3 = 5" in lines
     assert sum(1 for line in lines if line.startswith("{")) == 8  # run, 2 model calls, 1 tool call: starts and ends
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_pytest_plugin_example_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_readme_example=python_block_after("## Testing your agents"))
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(passed=1)
