@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,8 +15,8 @@ from tracedagent import _dispatch  # noqa: E402
 
 
 @pytest.fixture
-def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[_dispatch._Registry]:
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> _dispatch._Registry:
     """A new, empty process-wide plugin registry for this test (restored afterwards)."""
     registry = _dispatch._Registry()
     monkeypatch.setattr(_dispatch, "_registry", registry)
-    yield registry
+    return registry

