@@ -100,16 +100,10 @@ class Agent:
         if plugins:
             self._pm = _dispatch.new_plugin_manager()
             for plugin in plugins:
-                # Named like process-wide plugins, so errors are counted and logged under a stable name.
-                wanted = _dispatch._plugin_name(plugin)
-                unique, n = wanted, 2
-                while self._pm.has_plugin(unique):
-                    unique, n = f"{wanted}-{n}", n + 1
                 try:
-                    self._pm.register(plugin, name=unique)
-                    self._pm.check_pending()
-                except (pluggy.PluginValidationError, ValueError) as exc:
-                    raise PluginError(f"agent {name!r}: plugin {unique!r} cannot be used: {exc}") from exc
+                    _dispatch.register_checked(self._pm, plugin)
+                except PluginError as exc:
+                    raise PluginError(f"agent {name!r}: {exc}") from exc
         self._dispatcher: _dispatch.Dispatcher | None = None
         self._dispatcher_version = -1
 

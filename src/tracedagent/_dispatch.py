@@ -202,6 +202,35 @@ def _new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+_HOOK_NAMES = ", ".join((*hookspecs.OBSERVER_HOOKS, "approve_tool_call", "tracedagent_configure"))
+
+
+def register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> str:
+    """Register ``plugin`` in ``pm`` under a unique, stable name, or raise :class:`PluginError` saying why
+    it cannot be used (an unknown hook, a wrong argument name, a hook wrapper, registered twice)."""
+    wanted = name or _plugin_name(plugin)
+    unique, n = wanted, 2
+    while pm.has_plugin(unique):
+        unique, n = f"{wanted}-{n}", n + 1
+    try:
+        pm.register(plugin, name=unique)
+        pm.check_pending()
+        for caller in pm.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    raise PluginError(
+                        f"plugin {unique!r} implements {caller.name} as a hook wrapper; tracedagent hooks are "
+                        "plain calls, remove wrapper=True / hookwrapper=True"
+                    )
+    except (pluggy.PluginValidationError, ValueError, PluginError) as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        if isinstance(exc, PluginError):
+            raise
+        raise PluginError(f"plugin {unique!r} cannot be registered: {exc}. Hook names are {_HOOK_NAMES}") from exc
+    return unique
+
+
 def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").replace(";", ",").split(",") if item.strip()]
 
@@ -229,24 +258,10 @@ class _Registry:
 
     def register(self, plugin: object, name: str | None = None, *, source: str = "tracedagent.register()") -> str:
         with self._lock:
-            wanted = name or _plugin_name(plugin)
-            unique = wanted
-            n = 2
-            while self.pm.has_plugin(unique):
-                if self.pm.get_plugin(unique) is plugin:
-                    return unique
-                unique = f"{wanted}-{n}"
-                n += 1
-            try:
-                self.pm.register(plugin, name=unique)
-                self.pm.check_pending()
-            except pluggy.PluginValidationError as exc:
-                if self.pm.is_registered(plugin):
-                    self.pm.unregister(plugin)
-                raise PluginError(
-                    f"plugin {unique!r} cannot be registered: {exc}. Hook names are "
-                    f"{', '.join((*hookspecs.OBSERVER_HOOKS, 'approve_tool_call', 'tracedagent_configure'))}"
-                ) from exc
+            existing = self.pm.get_name(plugin)
+            if existing is not None:
+                return existing
+            unique = register_checked(self.pm, plugin, name)
             hooks = [caller.name for caller in self.pm.get_hookcallers(plugin) or ()]
             self.info[unique] = PluginInfo(unique, source, sorted(hooks))
             self._changed()
@@ -334,12 +349,13 @@ class _Registry:
             self._configure(name)
 
     def _configure(self, name: str) -> None:
-        plugin = self.pm.get_plugin(name)
-        configure = getattr(plugin, "tracedagent_configure", None)
-        if plugin is None or configure is None or not hasattr(configure, hookspecs.PROJECT + "_impl"):
+        impls = [i for i in self.pm.hook.tracedagent_configure.get_hookimpls() if i.plugin_name == name]
+        if not impls:
             return
+        impl = impls[0]
         try:
-            status = configure(PluginContext(self, name))
+            # Like every hook, an implementation may take fewer arguments than the spec.
+            status = impl.function(PluginContext(self, name)) if impl.argnames else impl.function()
         except Exception as exc:
             _record_error(name, "tracedagent_configure", exc)
             self.info[name].status = f"failed to configure: {exc!r}"
