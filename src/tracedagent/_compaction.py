@@ -122,9 +122,13 @@ class DropOldest:
             kept.append(unit)
             budget -= cost
         kept.reverse()
+        compacted = head + [m for unit in kept for m in unit]
+        # Counts need not add up (CharEstimate rounds per call): check the whole and drop more if needed.
+        while len(kept) > 1 and self.counter.count(compacted) > self.max_tokens:
+            del compacted[len(head) : len(head) + len(kept.pop(0))]
         if len(kept) == len(units):
             return None
-        return head + [m for unit in kept for m in unit]
+        return compacted
 
 
 SUMMARY_PROMPT = (

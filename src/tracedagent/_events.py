@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from ._fastinit import fast_init
 from ._messages import Message, Usage
 
 __all__ = [
@@ -41,6 +42,7 @@ ModelCallStatus = Literal["ok", "error", "cancelled"]
 ToolCallStatus = Literal["ok", "error", "timeout", "rejected", "circuit_open", "denied", "cancelled"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What went wrong: the exception's type name and its message."""
@@ -53,6 +55,7 @@ class ErrorInfo:
         return cls(type(exc).__name__, str(exc))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Interruption:
     """A tool call waiting for a person (approval) or for the caller (an external tool's result)."""
@@ -64,6 +67,7 @@ class Interruption:
     kind: Literal["approval", "external"] = "approval"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """Fields every event carries."""
@@ -79,6 +83,7 @@ class Event:
     hook: ClassVar[str] = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Event):
     """A run begins (not on resume). ``span_id`` is the first segment's span."""
@@ -90,6 +95,7 @@ class RunStarted(Event):
     metadata: dict[str, Any] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunEnded(Event):
     """A run segment ends, whatever the reason; ``status`` is ``interrupted`` if it pauses."""
@@ -103,6 +109,7 @@ class RunEnded(Event):
     output: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCallStarted(Event):
     """A model request is about to be sent. ``messages`` is what the model will see."""
@@ -116,6 +123,7 @@ class ModelCallStarted(Event):
     tools: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCallEnded(Event):
     """A model request finished: usage, finish reason, response model and time to first token."""
@@ -135,6 +143,7 @@ class ModelCallEnded(Event):
     output: Message | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallStarted(Event):
     """A tool call begins. ``arguments`` is the JSON text the model sent."""
@@ -145,6 +154,7 @@ class ToolCallStarted(Event):
     arguments: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallEnded(Event):
     """A tool call ends: ``ok``, ``error``, ``timeout``, ``rejected``, ``circuit_open``, ``denied``
@@ -159,6 +169,7 @@ class ToolCallEnded(Event):
     result: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunInterrupted(Event):
     """A run pauses for approval or for an external tool's result."""
@@ -167,6 +178,7 @@ class RunInterrupted(Event):
     interruptions: tuple[Interruption, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResumed(Event):
     """A paused run goes on, maybe in another process. ``span_id`` is the new segment's span;
@@ -177,6 +189,7 @@ class RunResumed(Event):
     waited_s: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContextCompacted(Event):
     """The context was compacted before a model call."""
@@ -190,6 +203,7 @@ class ContextCompacted(Event):
     estimated: bool = True
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointSaved(Event):
     """The run's state was persisted."""
@@ -201,6 +215,7 @@ class CheckpointSaved(Event):
     step: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CircuitStateChanged(Event):
     """A tool's circuit breaker changed state (``closed``, ``half_open``, ``open``)."""
@@ -212,6 +227,7 @@ class CircuitStateChanged(Event):
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryScheduled(Event):
     """A model or tool call failed and will be tried again after ``delay_s``."""

@@ -10,11 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._fastinit import fast_init
+
 __all__ = ["Message", "Role", "ToolCall", "Usage"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A tool call the model asked for. ``arguments`` is the JSON text the model produced."""
@@ -36,6 +39,7 @@ class ToolCall:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message of the conversation.
@@ -102,6 +106,7 @@ class Message:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage of one model call, or summed over a run.

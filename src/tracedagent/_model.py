@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ._fastinit import fast_init
 from ._ids import SpanContext
 from ._messages import Message, Usage
 from ._tools import ToolSpec
@@ -18,6 +19,7 @@ from ._tools import ToolSpec
 __all__ = ["Model", "ModelRequest", "ModelResponse", "ModelStreamPart", "TextDelta", "ThinkingDelta"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """A piece of the answer's text, as the model streams it."""
@@ -25,6 +27,7 @@ class TextDelta:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ThinkingDelta:
     """A piece of the model's reasoning, where the provider streams it."""
@@ -32,6 +35,7 @@ class ThinkingDelta:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ModelResponse:
     """The end of a model call: the assistant message and what the provider reported.
@@ -48,6 +52,7 @@ class ModelResponse:
 ModelStreamPart = TextDelta | ThinkingDelta | ModelResponse
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """Everything a model call needs. ``span`` is the model call's span: providers send it as the W3C

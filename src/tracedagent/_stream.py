@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._events import RunInterrupted, ToolCallEnded, ToolCallStarted
+from ._fastinit import fast_init
 from ._messages import Usage
 from ._model import TextDelta, ThinkingDelta
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["FinalResult", "StreamEvent", "UsageUpdated"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UsageUpdated:
     """A model call finished: its ``usage`` and the run's ``total`` so far."""
@@ -30,6 +32,7 @@ class UsageUpdated:
     total: Usage
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FinalResult:
     """The run is over (completed or interrupted); ``result`` is what ``run()`` would return."""

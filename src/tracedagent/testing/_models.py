@@ -100,7 +100,9 @@ async def _play(step: Step, request: ModelRequest) -> AsyncIterator[ModelStreamP
             yield TextDelta(text[start : start + size])
     calls = step.calls()
     message = Message("assistant", text, calls, thinking=step.thinking)
-    usage = step.usage or Usage(_estimate.count(request.messages), _estimate.count((message,)), requests=1)
+    usage = step.usage or Usage(
+        _estimate.count(request.messages), _estimate.count((message,)), requests=1, estimated=True
+    )
     yield ModelResponse(message, usage, step.finish_reason or ("tool_calls" if calls else "stop"), None)
 
 
@@ -221,7 +223,7 @@ class FunctionModel:
                 message = Message("assistant", result)
             else:
                 message = Message("assistant", None, tuple(result))
-            usage = Usage(_estimate.count(request.messages), _estimate.count((message,)), requests=1)
+            usage = Usage(_estimate.count(request.messages), _estimate.count((message,)), requests=1, estimated=True)
             response = ModelResponse(message, usage, "tool_calls" if message.tool_calls else "stop")
         if response.message.content:
             yield TextDelta(response.message.content)
