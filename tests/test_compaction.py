@@ -160,7 +160,10 @@ async def test_summarize_keeps_tool_units_whole() -> None:
 
 
 async def test_summarize_run_makes_a_compaction_model_call(tracer: RecordingTracer) -> None:
+    instructions_seen: list[str | None] = []
+
     def answer(messages: Sequence[Message], request: ModelRequest) -> str:
+        instructions_seen.append(request.instructions)
         if request.purpose == "compaction":
             return "SUMMARY-TEXT"
         return "final answer"
@@ -177,7 +180,8 @@ async def test_summarize_run_makes_a_compaction_model_call(tracer: RecordingTrac
     assert (compaction_start.purpose, turn_start.purpose) == ("compaction", "turn")
     assert compaction_start.tools == ()
     assert list(compaction_start.messages[:-1]) == history[1:7]  # what was summarised
-    assert compaction_start.messages[-1] == Message.user("Please summarise.")
+    assert compaction_start.messages[-1].role == "user"  # asks for the summary now
+    assert instructions_seen == ["Please summarise.", "Be kind."]  # the strategy's prompt, then the agent's
     assert [e.purpose for e in tracer.of_type(ModelCallEnded)] == ["compaction", "turn"]
     # the turn sees the summary in place of the old messages
     seen = list(turn_start.messages)

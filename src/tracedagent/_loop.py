@@ -358,7 +358,7 @@ async def _maybe_compact(run: Run) -> None:
     before = ctx.messages
 
     async def summarize(messages: Sequence[Message], prompt: str) -> str:
-        request = [*messages, Message.user(prompt)]
+        request = (*messages, Message.user("Write the summary of the conversation above now."))
         response = await _call_model(run, request, purpose="compaction", instructions=prompt)
         return response.message.content or ""
 
