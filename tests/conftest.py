@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +13,7 @@ for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
     os.environ.pop(_name, None)
 
 from tracedagent import _dispatch  # noqa: E402
+from tracedagent.testing import RecordingTracer, capture_events  # noqa: E402
 
 
 @pytest.fixture
@@ -20,3 +22,10 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> _dispatch._Registry:
     registry = _dispatch._Registry()
     monkeypatch.setattr(_dispatch, "_registry", registry)
     return registry
+
+
+@pytest.fixture
+def tracer(fresh_registry: _dispatch._Registry) -> Iterator[RecordingTracer]:
+    """A RecordingTracer registered process-wide (in a fresh registry) for this test."""
+    with capture_events() as recorded:
+        yield recorded

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -32,15 +32,9 @@ from tracedagent import (
     hookimpl,
     tool,
 )
-from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step, capture_events
+from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step
 
 GUARD_S = 5.0  # only a guard, so that a regression fails instead of hanging; never asserted on
-
-
-@pytest.fixture
-def tracer(fresh_registry: object) -> Iterator[RecordingTracer]:
-    with capture_events() as recorded:
-        yield recorded
 
 
 def assert_one_end_per_start(tracer: RecordingTracer) -> None:

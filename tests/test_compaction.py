@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -26,13 +26,7 @@ from tracedagent import (
     ToolCall,
     tool,
 )
-from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, capture_events
-
-
-@pytest.fixture
-def tracer(fresh_registry: object) -> Iterator[RecordingTracer]:
-    with capture_events() as recorded:
-        yield recorded
+from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel
 
 
 class PerMessage:

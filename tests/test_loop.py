@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from contextlib import aclosing
 
 import pytest
@@ -34,15 +33,9 @@ from tracedagent import (
     hookimpl,
     tool,
 )
-from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step, capture_events
+from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step
 
 GUARD_S = 5.0  # only a guard, so that a regression fails instead of hanging; never asserted on
-
-
-@pytest.fixture
-def tracer(fresh_registry: object) -> Iterator[RecordingTracer]:
-    with capture_events() as recorded:
-        yield recorded
 
 
 @tool

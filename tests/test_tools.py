@@ -7,7 +7,6 @@ import dataclasses
 import enum
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import pydantic
@@ -24,15 +23,9 @@ from tracedagent import (
     ToolTimeout,
     tool,
 )
-from tracedagent.testing import RecordingTracer, ScriptedModel, capture_events
+from tracedagent.testing import RecordingTracer, ScriptedModel
 
 GUARD_S = 5.0  # only a guard, so that a regression fails instead of hanging; never asserted on
-
-
-@pytest.fixture
-def tracer(fresh_registry: object) -> Iterator[RecordingTracer]:
-    with capture_events() as recorded:
-        yield recorded
 
 
 class Color(enum.Enum):

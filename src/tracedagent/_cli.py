@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stay alive after the scenario (to scrape /metrics)",
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary, not the event stream")
+    demo.add_argument(
+        "--model",
+        metavar="PROVIDER:MODEL",
+        help="run the demo agent on a real model instead of the scripted one: openai:gpt-4o-mini, "
+        "anthropic:claude-sonnet-4-5, or openai:MODEL with OPENAI_BASE_URL pointing at a local server",
+    )
 
     run = sub.add_parser("run", help="run an agent once: tracedagent run MODULE:AGENT PROMPT")
     run.add_argument("target", metavar="MODULE:AGENT", help="an importable module and the Agent in it")
@@ -101,7 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            return run_demo(runs=args.runs, concurrency=args.concurrency, linger=args.linger, quiet=args.quiet)
+            model = None
+            if args.model:
+                from .models import resolve_model
+
+                model = resolve_model(args.model)
+            return run_demo(
+                runs=args.runs, concurrency=args.concurrency, linger=args.linger, quiet=args.quiet, model=model
+            )
         if args.command == "run":
             agent = _load_agent(args.target)
             try:
