@@ -21,6 +21,7 @@ from ._events import (
     ErrorInfo,
     ModelCallEnded,
     ModelCallStarted,
+    RetryScheduled,
     RunEnded,
     RunStarted,
     ToolCallEnded,
@@ -191,6 +192,7 @@ async def _call_model(
         ctx.run_id,
         run.agent.name,
         purpose,
+        _retry_notifier(run, span_id, "model", model.name) if d.on_retry else None,
     )
     token = _current.set(span)
     started = _perf()
@@ -259,6 +261,31 @@ async def _call_model(
         if stream is not None and response is not None:
             stream(UsageUpdated(usage, ctx.usage))
     return response
+
+
+def _retry_notifier(run: Run, span_id: str, kind: str, target: str) -> Callable[[int, float, BaseException], None]:
+    """A callback that fires ``on_retry`` for a retry of the model or tool call whose span is ``span_id``."""
+    ctx, d = run.ctx, run.d
+
+    def notify(attempt: int, delay_s: float, error: BaseException) -> None:
+        d.emit(
+            d.on_retry,
+            RetryScheduled(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=span_id,
+                parent_span_id=run.span_id,
+                agent=run.agent.name,
+                timestamp_ns=_now_ns(),
+                target=target,
+                kind=kind,  # type: ignore[arg-type]
+                attempt=attempt,
+                delay_s=delay_s,
+                error=ErrorInfo.of(error),
+            ),
+        )
+
+    return notify
 
 
 def _with_estimated_usage(response: ModelResponse, messages: Sequence[Message]) -> ModelResponse:

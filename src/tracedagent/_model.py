@@ -7,7 +7,7 @@ message, usage, finish reason). The loop times the first part as the time to fir
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,7 +56,8 @@ ModelStreamPart = TextDelta | ThinkingDelta | ModelResponse
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """Everything a model call needs. ``span`` is the model call's span: providers send it as the W3C
-    ``traceparent`` header so a traced model server joins the trace."""
+    ``traceparent`` header so a traced model server joins the trace. A provider that retries calls
+    ``on_retry(attempt, delay_s, error)`` before each retry, which fires the ``on_retry`` hook."""
 
     messages: Sequence[Message]
     instructions: str | None = None
@@ -66,6 +67,7 @@ class ModelRequest:
     run_id: str = ""
     agent: str = ""
     purpose: str = "turn"
+    on_retry: Callable[[int, float, BaseException], None] | None = None
 
 
 @runtime_checkable

@@ -9,8 +9,11 @@
     │   └── PluginError            a plugin cannot be found, imported or registered
     ├── RunError                   a run failed; ``.result`` holds its state (status ``failed``)
     │   ├── MaxTurnsExceeded       the model kept calling tools past ``max_turns``
-    │   └── ModelError             the model call failed (``.__cause__`` is the provider's error)
-    │       └── ModelBehaviorError the model answered with something the run cannot use
+    │   └── ModelError             the model call failed (``.__cause__`` is the underlying error)
+    │       ├── ModelBehaviorError the model answered with something the run cannot use
+    │       ├── ModelHTTPError     the provider answered with an HTTP error (``status_code``)
+    │       ├── ModelConnectionError  no answer: connection refused or reset, or a timeout
+    │       └── ModelStreamError   the answer's stream was cut off or malformed
     └── ToolError                  a tool call failed; the model sees the message and can correct it
         ├── ToolArgumentsError     the arguments did not match the tool's schema
         ├── UnknownToolError       the model asked for a tool that does not exist
@@ -31,7 +34,10 @@ __all__ = [
     "ConfigurationError",
     "MaxTurnsExceeded",
     "ModelBehaviorError",
+    "ModelConnectionError",
     "ModelError",
+    "ModelHTTPError",
+    "ModelStreamError",
     "PluginError",
     "RunError",
     "ToolArgumentsError",
@@ -82,6 +88,29 @@ class ModelError(RunError):
 
 class ModelBehaviorError(ModelError):
     """The model's answer cannot be used (for example, it is empty)."""
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error. ``status_code`` is the status, ``provider_message`` the
+    provider's own explanation; ``attempts`` how many requests were made (retries included)."""
+
+    def __init__(self, message: str, *, status_code: int, provider_message: str = "", attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.provider_message = provider_message
+        self.attempts = attempts
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached or did not answer in time (after any retries)."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class ModelStreamError(ModelError):
+    """The answer's stream broke: cut off before its end, or a chunk that cannot be read."""
 
 
 class ToolError(TracedAgentError):
