@@ -155,3 +155,23 @@ def test_plugins_command_lists_module_path_plugin(tmp_path: Path) -> None:
     assert "demo_recorder" in proc.stdout
     assert "module path from TRACEDAGENT_PLUGINS" in proc.stdout
     assert "on_tool_call_end" in proc.stdout
+
+
+def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
+    """`tracedagent demo --model openai:MODEL` with OPENAI_BASE_URL at a local server (here a loopback
+    server replaying a recorded answer): the demo agent runs on it, with model spans and traceparent."""
+    from wire_server import Reply, wire_server
+
+    transcript = (Path(__file__).parent / "transcripts" / "openai" / "text.sse").read_bytes()
+    with wire_server() as server:
+        server.queue(*[Reply(chunks=[transcript]) for _ in range(3)])  # 1 run + the compaction run (2 calls)
+        proc, events = run_demo(
+            tmp_path, "--runs", "1", "--quiet", "--model", "openai:local-model", OPENAI_BASE_URL=server.url + "/v1"
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "completed 2" in proc.stdout
+    model_starts = [e for e in events if e["hook"] == "on_model_call_start"]
+    assert {e["provider"] for e in model_starts} == {"openai"}
+    assert len(server.requests) == len(model_starts) == 3
+    sent = sorted(r.headers["traceparent"] for r in server.requests)
+    assert sent == sorted(f"00-{e['trace_id']}-{e['span_id']}-01" for e in model_starts)
