@@ -5,6 +5,8 @@ OTLP and Prometheus. See the README for a tour.
 """
 
 from ._agent import Agent, RunResult
+from ._approval import Approval, approval_granted
+from ._checkpoint import Checkpoint, CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
 from ._compaction import CharEstimate, CompactionContext, CompactionStrategy, DropOldest, Summarize, TokenCounter
 from ._context import RunContext
 from ._dispatch import PluginContext, PluginInfo, list_plugins, load_plugins, plugin_errors, register, unregister
@@ -30,8 +32,10 @@ from ._ids import SpanContext, current_span
 from ._messages import Message, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
 from ._stream import FinalResult, StreamEvent, UsageUpdated
-from ._tools import Tool, ToolCallRequest, ToolSpec, tool
+from ._tools import Tool, ToolCallRequest, ToolSpec, external_tool, tool
 from .exceptions import (
+    ApprovalRequired,
+    CheckpointError,
     ConfigurationError,
     MaxTurnsExceeded,
     ModelBehaviorError,
@@ -55,8 +59,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "Approval",
+    "ApprovalRequired",
     "CharEstimate",
+    "Checkpoint",
+    "CheckpointError",
     "CheckpointSaved",
+    "CheckpointStore",
     "CircuitStateChanged",
     "CompactionContext",
     "CompactionStrategy",
@@ -68,6 +77,7 @@ __all__ = [
     "ExportPipeline",
     "ExportStats",
     "FinalResult",
+    "InMemoryCheckpointStore",
     "Interruption",
     "MaxTurnsExceeded",
     "Message",
@@ -93,6 +103,7 @@ __all__ = [
     "RunResult",
     "RunResumed",
     "RunStarted",
+    "SQLiteCheckpointStore",
     "SpanContext",
     "StreamEvent",
     "Summarize",
@@ -114,8 +125,10 @@ __all__ = [
     "Usage",
     "UsageUpdated",
     "UserError",
+    "approval_granted",
     "current_span",
     "export_stats",
+    "external_tool",
     "flush",
     "hookimpl",
     "hookspec",

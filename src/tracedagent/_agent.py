@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
@@ -12,8 +13,10 @@ from typing import Any, Literal
 import pluggy
 
 from . import _dispatch
+from ._checkpoint import Checkpoint, CheckpointStore, store_from
 from ._compaction import CompactionStrategy
 from ._context import RunContext
+from ._durable import default_store, is_default_memory, restore_context
 from ._events import Interruption
 from ._ids import _current, new_trace_id
 from ._loop import Run, execute
@@ -52,6 +55,11 @@ class Agent:
 
     ``prepare_tools(ctx)`` (sync or async) is called before each model call and may change the run's
     tools with ``ctx.add_tool`` / ``ctx.remove_tool``.
+
+    ``checkpoints`` is where run state is kept (a :class:`CheckpointStore` or a SQLite file path; without
+    one, ``TRACEDAGENT_CHECKPOINTS`` names a SQLite file, else the state stays in this process's memory).
+    ``checkpoint_every`` is ``"step"`` (the default with a store: after every model call and tool call,
+    so a crashed run resumes where it was) or ``"interrupt"`` (only when the run pauses).
     """
 
     def __init__(
@@ -66,6 +74,8 @@ class Agent:
         plugins: Iterable[object] = (),
         model_settings: dict[str, Any] | None = None,
         prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
+        checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+        checkpoint_every: Literal["step", "interrupt"] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
@@ -95,6 +105,13 @@ class Agent:
                 raise ConfigurationError(f"agent {name!r}: two tools are named {t.name!r}; give one another name")
             self.tools[t.name] = t
         self.prepare_tools = _as_async(prepare_tools) if prepare_tools is not None else None
+        self.checkpoints = store_from(checkpoints)
+        if checkpoint_every not in (None, "step", "interrupt"):
+            raise ConfigurationError(
+                f"agent {name!r}: checkpoint_every must be 'step' or 'interrupt', not {checkpoint_every!r}"
+            )
+        #: Save after every step, or only when the run pauses (the default without a store of its own).
+        self.checkpoint_every: str = checkpoint_every or ("step" if self.checkpoints is not None else "interrupt")
         self._pm: pluggy.PluginManager | None = None
         plugins = list(plugins)
         if plugins:
@@ -145,16 +162,31 @@ class Agent:
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         return RunContext(self, new_trace_id(), trace_id, history, dict(self.tools), metadata, deps)
 
+    def store(self) -> CheckpointStore:
+        """Where this agent's runs and sessions are kept."""
+        return self.checkpoints if self.checkpoints is not None else default_store()
+
+    def _segment(self, ctx: RunContext, stream: Callable[[Any], None] | None, resumed: Checkpoint | None = None) -> Run:
+        store = self.store()
+        every_step = self.checkpoint_every == "step" and (self.checkpoints is not None or not is_default_memory(store))
+        return Run(self, ctx, self._get_dispatcher(), stream, store, every_step, resumed)
+
     async def _run(
         self,
         input: Input,
         messages: Sequence[Message] | None,
         metadata: dict[str, Any] | None,
         deps: Any,
+        session_id: str | None,
         stream: Callable[[Any], None] | None,
     ) -> RunResult:
+        if session_id is not None:
+            if not isinstance(session_id, str) or not session_id:
+                raise UserError(f"session_id must be a non-empty string, not {session_id!r}")
+            messages = [*await self.store().load_session(session_id), *(messages or ())]
         ctx = self._new_context(input, messages, metadata, deps)
-        return await execute(Run(self, ctx, self._get_dispatcher(), stream), _result_of)
+        ctx.session_id = session_id
+        return await execute(self._segment(ctx, stream), _result_of)
 
     async def run(
         self,
@@ -163,14 +195,18 @@ class Agent:
         messages: Sequence[Message] | None = None,
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
+        session_id: str | None = None,
     ) -> RunResult:
-        """Run the agent on ``input`` (a prompt, a message or messages) until it answers.
+        """Run the agent on ``input`` (a prompt, a message or messages) until it answers or pauses.
 
-        ``messages`` (for example ``result.messages`` of an earlier run) continues that conversation.
-        ``deps`` is handed to tools through ``RunContext.deps``. Raises a :class:`RunError` (with
-        ``.result``) when the run fails; cancellation propagates as ``asyncio.CancelledError``.
+        ``messages`` (for example ``result.messages`` of an earlier run) continues that conversation;
+        ``session_id`` continues the conversation kept under that id in the agent's store (and saves it
+        when the run completes). ``deps`` is handed to tools through ``RunContext.deps``. A run that
+        needs a person returns with status ``interrupted`` and its ``interruptions``; continue it with
+        :meth:`resume`. Raises a :class:`RunError` (with ``.result``) when the run fails; cancellation
+        propagates as ``asyncio.CancelledError``.
         """
-        return await self._run(input, messages, metadata, deps, None)
+        return await self._run(input, messages, metadata, deps, session_id, None)
 
     def run_sync(
         self,
@@ -179,15 +215,58 @@ class Agent:
         messages: Sequence[Message] | None = None,
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
+        session_id: str | None = None,
     ) -> RunResult:
         """:meth:`run` for code without an event loop. Ctrl-C cancels the run cleanly."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise UserError("run_sync() was called inside a running event loop; use `await agent.run(...)` there")
-        return asyncio.run(self.run(input, messages=messages, metadata=metadata, deps=deps))
+        _no_running_loop("run_sync", "run")
+        return asyncio.run(self.run(input, messages=messages, metadata=metadata, deps=deps, session_id=session_id))
+
+    async def resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+    ) -> RunResult:
+        """Continue a paused, cancelled, failed or crashed run from its last checkpoint, in this process
+        or another one (with the same store): the same ``run_id`` and ``trace_id``, a new segment.
+
+        ``approvals`` maps each pending approval's id (``result.interruptions[i].id``) to ``True``,
+        ``False``, ``Approval.allow(arguments=..., remember=...)`` or ``Approval.deny(reason)``;
+        ``results`` maps each pending external call's id to its result.
+        """
+        return await self._resume(run_id, approvals, results, deps, None)
+
+    def resume_sync(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+    ) -> RunResult:
+        """:meth:`resume` for code without an event loop."""
+        _no_running_loop("resume_sync", "resume")
+        return asyncio.run(self.resume(run_id, approvals, results=results, deps=deps))
+
+    async def _resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None,
+        results: Mapping[str, Any] | None,
+        deps: Any,
+        stream: Callable[[Any], None] | None,
+    ) -> RunResult:
+        store = self.store()
+        checkpoint = await store.load(run_id)
+        if checkpoint is None:
+            raise UserError(
+                f"no checkpoint of run {run_id!r} in {store!r}; resume a run with the store it ran with "
+                "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
+            )
+        ctx = restore_context(self, checkpoint, approvals or {}, results or {}, deps)
+        return await execute(self._segment(ctx, stream, checkpoint), _result_of)
 
     async def stream(
         self,
@@ -196,6 +275,7 @@ class Agent:
         messages: Sequence[Message] | None = None,
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
+        session_id: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Run the agent and yield what happens as it happens, ending with :class:`FinalResult`.
 
@@ -203,7 +283,7 @@ class Agent:
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
-        task = asyncio.ensure_future(self._run(input, messages, metadata, deps, queue.put_nowait))
+        task = asyncio.ensure_future(self._run(input, messages, metadata, deps, session_id, queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(done))
         try:
             while True:
@@ -230,9 +310,18 @@ def _result_of(run: Run, status: str, output: str | None, error: BaseException |
         trace_id=ctx.trace_id,
         usage=ctx.usage,
         messages=ctx.messages,
+        interruptions=list(ctx.pending),
         turns=ctx.turn,
         duration_s=perf_counter() - run.started,
     )
+
+
+def _no_running_loop(name: str, instead: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UserError(f"{name}() was called inside a running event loop; use `await agent.{instead}(...)` there")
 
 
 def _as_async(fn: Callable[[RunContext], Awaitable[None] | None]) -> Callable[[RunContext], Awaitable[None]]:

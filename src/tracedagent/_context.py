@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._approval import Approval
+from ._events import Interruption
 from ._messages import Message, Usage
 from ._tools import Tool
 from .exceptions import UserError
@@ -22,7 +24,24 @@ __all__ = ["RunContext"]
 class RunContext:
     """One run's state: ids, messages, usage, turn count and its current tools."""
 
-    __slots__ = ("agent", "deps", "messages", "metadata", "run_id", "tools", "trace_id", "turn", "usage")
+    __slots__ = (
+        "agent",
+        "approved_tools",
+        "decisions",
+        "deps",
+        "external_results",
+        "messages",
+        "metadata",
+        "pending",
+        "run_id",
+        "session_id",
+        "step",
+        "tools",
+        "trace_id",
+        "turn",
+        "turn_results",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -43,6 +62,18 @@ class RunContext:
         self.tools = tools
         self.metadata = metadata if metadata is not None else {}
         self.deps = deps
+        #: Results of the turn in flight, by call id, until every call of the turn has one.
+        self.turn_results: dict[str, Message] = {}
+        #: Calls waiting for a person or for the caller; non-empty when the run pauses.
+        self.pending: list[Interruption] = []
+        #: Tools approved for the rest of the run (``Approval.allow(remember=True)``).
+        self.approved_tools: set[str] = set()
+        #: Decisions and external results given to ``resume``, by call id.
+        self.decisions: dict[str, Approval] = {}
+        self.external_results: dict[str, str] = {}
+        self.session_id: str | None = None
+        #: Checkpoints written so far.
+        self.step = 0
 
     @property
     def agent_name(self) -> str:

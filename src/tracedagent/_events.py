@@ -39,7 +39,7 @@ _NO_USAGE = Usage()  # immutable, so one shared default is safe
 
 RunStatus = Literal["completed", "interrupted", "failed", "cancelled"]
 ModelCallStatus = Literal["ok", "error", "cancelled"]
-ToolCallStatus = Literal["ok", "error", "timeout", "rejected", "circuit_open", "denied", "cancelled"]
+ToolCallStatus = Literal["ok", "error", "timeout", "rejected", "circuit_open", "denied", "cancelled", "interrupted"]
 
 
 @fast_init
@@ -157,8 +157,9 @@ class ToolCallStarted(Event):
 @fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallEnded(Event):
-    """A tool call ends: ``ok``, ``error``, ``timeout``, ``rejected``, ``circuit_open``, ``denied``
-    or ``cancelled``. ``result`` is the text the model gets back."""
+    """A tool call ends: ``ok``, ``error``, ``timeout``, ``rejected``, ``circuit_open``, ``denied``,
+    ``cancelled``, or ``interrupted`` (the tool raised ``ApprovalRequired``; it runs again on resume).
+    ``result`` is the text the model gets back."""
 
     hook: ClassVar[str] = "on_tool_call_end"
     tool: str = ""

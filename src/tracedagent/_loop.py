@@ -13,16 +13,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _durable
+from ._approval import Decision, _granted, decide, denial
+from ._checkpoint import Checkpoint, CheckpointStore
 from ._compaction import CharEstimate, CompactionContext
 from ._context import RunContext
 from ._dispatch import Dispatcher
 from ._events import (
     ContextCompacted,
     ErrorInfo,
+    Interruption,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
     RunEnded,
+    RunResumed,
     RunStarted,
     ToolCallEnded,
     ToolCallStarted,
@@ -32,6 +37,7 @@ from ._messages import Message, ToolCall, Usage
 from ._model import ModelRequest, ModelResponse
 from ._stream import UsageUpdated
 from .exceptions import (
+    ApprovalRequired,
     MaxTurnsExceeded,
     ModelBehaviorError,
     ModelError,
@@ -52,7 +58,18 @@ _ESTIMATE = CharEstimate()
 class Run:
     """Per-call context of one run segment: the agent, its state, the dispatcher and the span ids."""
 
-    __slots__ = ("agent", "ctx", "d", "parent_span_id", "span_id", "started", "stream")
+    __slots__ = (
+        "agent",
+        "ctx",
+        "d",
+        "every_step",
+        "parent_span_id",
+        "resumed",
+        "span_id",
+        "started",
+        "store",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -60,14 +77,24 @@ class Run:
         ctx: RunContext,
         dispatcher: Dispatcher,
         stream: Callable[[Any], None] | None,
+        store: CheckpointStore,
+        every_step: bool,
+        resumed: Checkpoint | None = None,
     ) -> None:
         self.agent = agent
         self.ctx = ctx
         self.d = dispatcher
         self.stream = stream
-        parent = _current.get()
-        # A run started inside another run's tool joins that trace as a child of the tool's span.
-        self.parent_span_id = parent.span_id if parent is not None and parent.trace_id == ctx.trace_id else None
+        self.store = store
+        self.every_step = every_step
+        #: The checkpoint this segment resumes from (None for a new run).
+        self.resumed = resumed
+        if resumed is not None:
+            self.parent_span_id = resumed.parent_span_id
+        else:
+            parent = _current.get()
+            # A run started inside another run's tool joins that trace as a child of the tool's span.
+            self.parent_span_id = parent.span_id if parent is not None and parent.trace_id == ctx.trace_id else None
         self.span_id = new_span_id()
         self.started = _perf()
 
@@ -75,7 +102,9 @@ class Run:
 async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseException | None], RunResult]) -> RunResult:
     """Run the loop as one segment: ``on_run_start`` (unless resuming), the turns, ``on_run_end``."""
     ctx, d, agent = run.ctx, run.d, run.agent
-    if d.on_run_start:
+    if run.resumed is not None:
+        _emit_resumed(run, run.resumed)
+    elif d.on_run_start:
         d.emit(
             d.on_run_start,
             RunStarted(
@@ -97,12 +126,20 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
     output: str | None = None
     try:
         output = await _turns(run)
-        status = "completed"
+        if ctx.pending:
+            status = "interrupted"
+            await _durable.interrupt(run)
+        else:
+            status = "completed"
+            await _durable.finish(run, status)
     except asyncio.CancelledError:
         status = "cancelled"
+        await _durable.finish_quietly(run, status)
         raise
     except BaseException as exc:
         error = exc
+        if status != "completed":
+            await _durable.finish_quietly(run, "failed")
         raise
     finally:
         _current.reset(token)
@@ -130,9 +167,40 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
     return result
 
 
-async def _turns(run: Run) -> str:
+def _emit_resumed(run: Run, checkpoint: Checkpoint) -> None:
+    d, ctx = run.d, run.ctx
+    if d.on_resume:
+        now = _now_ns()
+        d.emit(
+            d.on_resume,
+            RunResumed(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=run.span_id,
+                parent_span_id=run.parent_span_id,
+                agent=run.agent.name,
+                timestamp_ns=now,
+                previous_span_id=checkpoint.segment_span_id,
+                waited_s=max(0.0, (now - (checkpoint.paused_at_ns or now)) / 1e9),
+            ),
+        )
+
+
+async def _turns(run: Run) -> str | None:
+    """The turns until an answer; None when the run pauses (``ctx.pending`` says for what)."""
     ctx, agent = run.ctx, run.agent
     while True:
+        last = ctx.messages[-1]
+        if last.role == "assistant" and last.tool_calls:
+            # The turn in flight (new, resumed after a pause, or recovered after a crash): run the
+            # calls that have no result yet, then hand every result back in the model's order.
+            await _call_tools(run, [c for c in last.tool_calls if c.id not in ctx.turn_results])
+            if ctx.pending:
+                return None
+            results = ctx.turn_results
+            ctx.messages.extend(results[c.id] for c in last.tool_calls)
+            results.clear()
+            await _durable.step(run)
         if ctx.turn >= agent.max_turns:
             raise MaxTurnsExceeded(
                 f"agent {agent.name!r} made {ctx.turn} model calls (max_turns={agent.max_turns}) and the model "
@@ -149,7 +217,7 @@ async def _turns(run: Run) -> str:
         ctx.turn += 1
         if not message.tool_calls:
             return message.content or ""
-        ctx.messages.extend(await _call_tools(run, message.tool_calls))
+        await _durable.step(run)
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -301,16 +369,26 @@ def _with_estimated_usage(response: ModelResponse, messages: Sequence[Message]) 
 # ------------------------------------------------------------------------------------------- tools
 
 
-async def _call_tools(run: Run, calls: Sequence[ToolCall]) -> list[Message]:
-    """Run the turn's tool calls concurrently; results come back in the model's order."""
+async def _call_tools(run: Run, calls: Sequence[ToolCall]) -> None:
+    """Run tool calls concurrently; each result lands in ``ctx.turn_results`` (or the call pauses)."""
     if len(calls) == 1:
-        return [await _call_tool(run, calls[0])]
-    return list(await asyncio.gather(*(_call_tool(run, call) for call in calls)))
+        await _call_tool(run, calls[0])
+    elif calls:
+        await asyncio.gather(*(_call_tool(run, call) for call in calls))
 
 
-async def _call_tool(run: Run, call: ToolCall) -> Message:
-    """One tool call as a span. Errors become a tool message the model can act on."""
+async def _call_tool(run: Run, call: ToolCall) -> None:
+    """One tool call as a span. Errors become a tool message the model can act on; a call that needs a
+    person (or the caller) is added to ``ctx.pending`` instead."""
     ctx, d = run.ctx, run.d
+    tool = ctx.tools.get(call.name)
+    decision: Decision | None = None
+    if tool is not None and (not tool.plain or d.approve_tool_call or ctx.decisions or ctx.external_results):
+        decision = await decide(ctx, d, tool, call)
+        if decision.action == "pause":
+            ctx.pending.append(Interruption(call.id, call.name, call.arguments, decision.text, decision.kind))  # type: ignore[arg-type]
+            return
+    arguments = decision.arguments if decision is not None and decision.arguments is not None else call.arguments
     span_id = new_span_id()
     stream = run.stream
     if d.on_tool_call_start or stream is not None:
@@ -323,7 +401,7 @@ async def _call_tool(run: Run, call: ToolCall) -> Message:
             timestamp_ns=_now_ns(),
             tool=call.name,
             call_id=call.id,
-            arguments=call.arguments,
+            arguments=arguments,
         )
         if d.on_tool_call_start:
             d.emit(d.on_tool_call_start, started_event)
@@ -335,17 +413,35 @@ async def _call_tool(run: Run, call: ToolCall) -> Message:
     error: BaseException | None = None
     content = ""
     try:
-        tool = ctx.tools.get(call.name)
         if tool is None:
             raise UnknownToolError(
                 f"there is no tool {call.name!r}; the tools are: {', '.join(ctx.tools) or 'none'}",
                 tool=call.name,
             )
-        content = await tool.invoke(call.arguments, ctx)
-        status = "ok"
+        if decision is None:
+            content = await tool.invoke(arguments, ctx)
+            status = "ok"
+        elif decision.action == "deny":
+            content, status = denial(call.name, decision.text), "denied"
+        elif decision.action == "result":
+            content, status = decision.text, "ok"
+        else:
+            granted = _granted.set(decision.granted)
+            try:
+                content = await tool.invoke(arguments, ctx)
+            finally:
+                _granted.reset(granted)
+            status = "ok"
     except asyncio.CancelledError:
         status = "cancelled"
         raise
+    except ApprovalRequired as exc:
+        if decision is not None and decision.granted:  # approved already: asking again would never end
+            error = exc
+            content = f"tool {call.name!r} asked for approval again after it was approved: {exc.reason}"
+        else:
+            status, content = "interrupted", exc.reason
+            ctx.pending.append(Interruption(call.id, call.name, call.arguments, exc.reason, "approval"))
     except ToolError as exc:
         status, error, content = exc.status, exc, str(exc)
     except Exception as exc:
@@ -372,7 +468,10 @@ async def _call_tool(run: Run, call: ToolCall) -> Message:
                 d.emit(d.on_tool_call_end, ended_event)
             if stream is not None:
                 stream(ended_event)
-    return Message.tool(call.id, call.name, content, is_error=status != "ok")
+    if status == "interrupted":
+        return
+    ctx.turn_results[call.id] = Message.tool(call.id, call.name, content, is_error=status != "ok")
+    await _durable.step(run)
 
 
 # -------------------------------------------------------------------------------------- compaction

@@ -22,7 +22,7 @@ from .exceptions import ToolArgumentsError, ToolDefinitionError, ToolTimeout
 if TYPE_CHECKING:
     from ._context import RunContext
 
-__all__ = ["Tool", "ToolCallRequest", "ToolSpec", "tool"]
+__all__ = ["Tool", "ToolCallRequest", "ToolSpec", "external_tool", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,6 +119,7 @@ class Tool:
         description: str | None = None,
         parameters: dict[str, Any] | None = None,
         timeout: float | None = None,
+        needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
     ) -> None:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
@@ -134,6 +135,16 @@ class Tool:
                 f"tool {self.name!r}: timeout must be a positive number of seconds, not {timeout!r}"
             )
         self.timeout = timeout
+        if not (isinstance(needs_approval, bool) or callable(needs_approval)):
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: needs_approval must be True, False or a function of the arguments, "
+                f"not {needs_approval!r}"
+            )
+        self.needs_approval = needs_approval
+        #: A tool without a local function runs in the caller's world: the run pauses for its result.
+        self.external = function is None
+        #: Nothing to decide before calling it (the common case, kept cheap).
+        self.plain = not self.external and needs_approval is False
         doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
         self.description = description if description is not None else doc_description
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
@@ -254,7 +265,11 @@ def tool(function: F, /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -265,20 +280,37 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`.
 
     The docstring is the description (an ``Args:`` section describes each argument); the annotations
     give the JSON Schema; the model's arguments are validated before the call. A parameter annotated
     :class:`RunContext` receives the run's context and is hidden from the model. Sync functions run in a
-    worker thread so they never block the event loop.
+    worker thread so they never block the event loop. ``needs_approval`` (a bool, or a function of the
+    validated arguments) pauses the run for a person's decision before each call.
     """
 
     def wrap(fn: Callable[..., Any]) -> Tool:
         if not callable(fn):
             raise ToolDefinitionError(f"@tool needs a function, not {fn!r}")
-        return Tool(fn, name=name, description=description, timeout=timeout)
+        return Tool(fn, name=name, description=description, timeout=timeout, needs_approval=needs_approval)
 
     if function is not None:
         return wrap(function)
     return wrap
+
+
+def external_tool(
+    name: str, description: str = "", parameters: dict[str, Any] | type[pydantic.BaseModel] | None = None
+) -> Tool:
+    """A tool that runs in the caller's world, not in the agent: when the model calls it the run pauses
+    (an ``external`` interruption) and ``agent.resume(run_id, results={call_id: value})`` gives its result.
+    ``parameters`` is the JSON Schema of its arguments, or a pydantic model describing them."""
+    if isinstance(parameters, type) and issubclass(parameters, pydantic.BaseModel):
+        schema = _strip_titles(parameters.model_json_schema())
+    elif parameters is None or isinstance(parameters, dict):
+        schema = parameters if parameters is not None else {"type": "object", "properties": {}}
+    else:
+        raise ToolDefinitionError(f"external tool {name!r}: parameters must be a JSON Schema dict or a pydantic model")
+    return Tool(None, name=name, description=description, parameters=schema)

@@ -14,13 +14,15 @@
     │       ├── ModelHTTPError     the provider answered with an HTTP error (``status_code``)
     │       ├── ModelConnectionError  no answer: connection refused or reset, or a timeout
     │       └── ModelStreamError   the answer's stream was cut off or malformed
+    ├── CheckpointError            a checkpoint cannot be read (corrupted, unknown version); names the run
     └── ToolError                  a tool call failed; the model sees the message and can correct it
         ├── ToolArgumentsError     the arguments did not match the tool's schema
         ├── UnknownToolError       the model asked for a tool that does not exist
         └── ToolTimeout            the tool ran past its ``timeout``
 
 Cancellation is not an error here: ``asyncio.CancelledError`` propagates unchanged, after every open
-span has ended with status ``cancelled``.
+span has ended with status ``cancelled``. Neither is an interrupt: a tool that raises
+:class:`ApprovalRequired` pauses the run (status ``interrupted``) until a person decides.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from ._agent import RunResult
 
 __all__ = [
+    "ApprovalRequired",
+    "CheckpointError",
     "ConfigurationError",
     "MaxTurnsExceeded",
     "ModelBehaviorError",
@@ -111,6 +115,27 @@ class ModelConnectionError(ModelError):
 
 class ModelStreamError(ModelError):
     """The answer's stream broke: cut off before its end, or a chunk that cannot be read."""
+
+
+class CheckpointError(TracedAgentError):
+    """A checkpoint or session record cannot be used: corrupted, truncated, from an unknown format
+    version, or for another run. ``run_id`` names the run; nothing was restored."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class ApprovalRequired(Exception):
+    """Raised by a tool to pause the run until a person approves this call (``reason`` says why).
+
+    When the run is resumed with an approval, the tool is called again and
+    :func:`tracedagent.approval_granted` returns True inside it.
+    """
+
+    def __init__(self, reason: str = "this call needs a person's approval") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ToolError(TracedAgentError):
