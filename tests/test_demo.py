@@ -47,10 +47,11 @@ RECORDER = textwrap.dedent(
     '''
 )
 
+# a run segment opens with on_run_start (the first) or on_resume (each later one)
 STARTS = {
-    "on_run_start": "on_run_end",
-    "on_model_call_start": "on_model_call_end",
-    "on_tool_call_start": "on_tool_call_end",
+    ("on_run_start", "on_resume"): "on_run_end",
+    ("on_model_call_start",): "on_model_call_end",
+    ("on_tool_call_start",): "on_tool_call_end",
 }
 
 
@@ -81,6 +82,8 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     hooks = Counter(e["hook"] for e in events)
     # every stage that exists so far fires
     for hook in (
+        "on_interrupt",
+        "on_resume",
         "on_run_start",
         "on_run_end",
         "on_model_call_start",
@@ -90,15 +93,20 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
         "on_compaction",
     ):
         assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
-    assert hooks["on_run_start"] == 6  # 5 runs and the compaction run
+    assert hooks["on_run_start"] == 7  # 5 runs, the compaction run and the booking run
+    assert hooks["on_interrupt"] == hooks["on_resume"] == 1  # the booking waits for approval
     # one end per start, sharing the span id
     for start, end in STARTS.items():
-        starts = Counter(e["span_id"] for e in events if e["hook"] == start)
+        starts = Counter(e["span_id"] for e in events if e["hook"] in start)
         ends = Counter(e["span_id"] for e in events if e["hook"] == end)
         assert starts == ends, f"{start}/{end} do not pair up"
         assert set(starts.values()) == {1}
     # ids are consistent: each run has one trace; children point at their run's segment span
     runs = {e["run_id"]: e for e in events if e["hook"] == "on_run_start"}
+    segments: dict[str, set[str]] = {}  # each run's segment spans: its start, then each resume
+    for event in events:
+        if event["hook"] in ("on_run_start", "on_resume"):
+            segments.setdefault(event["run_id"], set()).add(event["span_id"])
     for event in events:
         run = runs[event["run_id"]]
         assert event["trace_id"] == run["trace_id"]
@@ -106,13 +114,13 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
         assert len(event["span_id"]) == 16
         int(event["trace_id"], 16), int(event["span_id"], 16)
         if event["hook"] in ("on_model_call_start", "on_model_call_end", "on_tool_call_start", "on_tool_call_end"):
-            assert event["parent_span_id"] == run["span_id"]
+            assert event["parent_span_id"] in segments[event["run_id"]]
     assert len({r["trace_id"] for r in runs.values()}) == len(runs)
     # the scenario: a failing tool, two tools in one turn, a compaction model call
     tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
     assert {"ok", "error"} <= {e["status"] for e in tool_ends}
     assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
-    assert "completed 6" in proc.stdout
+    assert "completed 7" in proc.stdout
 
 
 def test_demo_prints_event_stream_through_stdout_tracer(tmp_path: Path) -> None:
@@ -164,14 +172,15 @@ def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
 
     transcript = (Path(__file__).parent / "transcripts" / "openai" / "text.sse").read_bytes()
     with wire_server() as server:
-        server.queue(*[Reply(chunks=[transcript]) for _ in range(3)])  # 1 run + the compaction run (2 calls)
+        # 1 run, the compaction run (2 calls) and the booking run (answered without a tool here)
+        server.queue(*[Reply(chunks=[transcript]) for _ in range(4)])
         proc, events = run_demo(
             tmp_path, "--runs", "1", "--quiet", "--model", "openai:local-model", OPENAI_BASE_URL=server.url + "/v1"
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "completed 2" in proc.stdout
+    assert "completed 3" in proc.stdout
     model_starts = [e for e in events if e["hook"] == "on_model_call_start"]
     assert {e["provider"] for e in model_starts} == {"openai"}
-    assert len(server.requests) == len(model_starts) == 3
+    assert len(server.requests) == len(model_starts) == 4
     sent = sorted(r.headers["traceparent"] for r in server.requests)
     assert sent == sorted(f"00-{e['trace_id']}-{e['span_id']}-01" for e in model_starts)

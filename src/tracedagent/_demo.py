@@ -65,6 +65,17 @@ def flight_status(code: str) -> str:
     return f"{code} is on time"
 
 
+@tool(needs_approval=True)
+def book_seat(code: str, seat: str) -> str:
+    """Book a seat on a flight. A person must approve every booking.
+
+    Args:
+        code: The flight's code.
+        seat: The seat, for example 14A.
+    """
+    return f"seat {seat} booked on {code}"
+
+
 def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResponse | str | list[ToolCall]:
     """The scripted model: decides the next step from the conversation, so runs are independent."""
     if request.purpose == "compaction":
@@ -76,6 +87,10 @@ def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResp
     flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
     last_user = max(i for i, m in enumerate(messages) if m.role == "user")
     tool_results = [m for m in messages[last_user:] if m.role == "tool"]
+    if question.startswith("Book"):
+        if not tool_results:
+            return [ToolCall.of("b0", "book_seat", {"code": flight, "seat": "14A"})]
+        return f"Done: {tool_results[-1].content}." if not tool_results[-1].is_error else "The booking was not made."
     if not tool_results:
         return [ToolCall.of(f"w{i}", "get_weather", {"city": c}) for i, c in enumerate(cities)]
     if len(tool_results) == len(cities):
@@ -94,12 +109,12 @@ def scripted_demo_model() -> FunctionModel:
 
 
 def build_demo_agent(model: Model | None = None) -> Agent:
-    """The demo's agent: the trip desk with two tools and summarising compaction."""
+    """The demo's agent: the trip desk with its tools (booking needs approval) and summarising compaction."""
     return Agent(
         "trip-desk",
         model or scripted_demo_model(),
         instructions="You help travellers: check the weather of their cities and their flight, then answer briefly.",
-        tools=[get_weather, flight_status],
+        tools=[get_weather, flight_status, book_seat],
         max_turns=6,
         compaction=Summarize(max_tokens=400),
     )
@@ -134,6 +149,8 @@ class DemoSummary:
     tools: Counter[tuple[str, str]] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     compactions: int = 0
+    interrupts: int = 0
+    resumes: int = 0
     wall_s: float = 0.0
 
     def render(self) -> str:
@@ -149,6 +166,7 @@ class DemoSummary:
         for (name, status), count in sorted(self.tools.items()):
             rows.append((f"tool {name}", f"{status} {count}"))
         rows.append(("compactions", str(self.compactions)))
+        rows.append(("interrupts / resumes", f"{self.interrupts} / {self.resumes}"))
         rows.append(("time", f"{self.wall_s:.2f} s"))
         width = max(len(k) for k, _ in rows)
         line = "-" * (width + 40)
@@ -166,6 +184,8 @@ class _SummaryCounter:
 
     @hookimpl
     def on_run_end(self, event: RunEnded) -> None:
+        if event.status == "interrupted":  # a paused segment; the run ends in a later one
+            return
         with self._lock:
             self.summary.runs[event.status] += 1
 
@@ -185,6 +205,16 @@ class _SummaryCounter:
         with self._lock:
             self.summary.compactions += 1
 
+    @hookimpl
+    def on_interrupt(self) -> None:
+        with self._lock:
+            self.summary.interrupts += 1
+
+    @hookimpl
+    def on_resume(self) -> None:
+        with self._lock:
+            self.summary.resumes += 1
+
 
 async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
     limit = asyncio.Semaphore(concurrency)
@@ -193,12 +223,17 @@ async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
     async def one(question: str, history: list[Message] | None = None) -> None:
         async with limit:
             try:
-                await agent.run(question, messages=history)
+                result = await agent.run(question, messages=history)
+                while result.status == "interrupted":
+                    # A person would decide here; the demo approves every booking it is asked about.
+                    approvals = {i.id: True for i in result.interruptions if i.kind == "approval"}
+                    result = await agent.resume(result.run_id, approvals)
             except RunError as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
 
     jobs = [one(q) for q in demo_questions(runs)]
     jobs.append(one("I fly from Osaka to Lima on TA777. Anything to know?", long_history()))
+    jobs.append(one("Book me a window seat on TA555, please."))
     await asyncio.gather(*jobs)
     return failures
 
