@@ -58,7 +58,7 @@ class Agent:
 
     ``checkpoints`` is where run state is kept (a :class:`CheckpointStore` or a SQLite file path; without
     one, ``TRACEDAGENT_CHECKPOINTS`` names a SQLite file, else the state stays in this process's memory).
-    ``checkpoint_every`` is ``"step"`` (the default with a store: after every model call and tool call,
+    ``checkpoint_every`` is ``"step"`` (the default with a durable store: after every model call and tool call,
     so a crashed run resumes where it was) or ``"interrupt"`` (only when the run pauses).
     """
 
@@ -110,8 +110,8 @@ class Agent:
             raise ConfigurationError(
                 f"agent {name!r}: checkpoint_every must be 'step' or 'interrupt', not {checkpoint_every!r}"
             )
-        #: Save after every step, or only when the run pauses (the default without a store of its own).
-        self.checkpoint_every: str = checkpoint_every or ("step" if self.checkpoints is not None else "interrupt")
+        #: "step", "interrupt", or None: every step with a durable store, only at pauses in memory.
+        self.checkpoint_every: str | None = checkpoint_every
         self._pm: pluggy.PluginManager | None = None
         plugins = list(plugins)
         if plugins:
@@ -168,7 +168,8 @@ class Agent:
 
     def _segment(self, ctx: RunContext, stream: Callable[[Any], None] | None, resumed: Checkpoint | None = None) -> Run:
         store = self.store()
-        every_step = self.checkpoint_every == "step" and (self.checkpoints is not None or not is_default_memory(store))
+        every = self.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
+        every_step = every == "step"
         return Run(self, ctx, self._get_dispatcher(), stream, store, every_step, resumed)
 
     async def _run(

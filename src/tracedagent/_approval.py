@@ -145,6 +145,6 @@ def denial(tool: str, reason: str) -> str:
     """What the model is told about a denied call."""
     because = f": {reason}" if reason else ""
     return (
-        f"A person denied this call to tool {tool!r}{because}. Do not call it again with the same arguments; "
+        f"This call to tool {tool!r} was denied{because}. Do not call it again with the same arguments; "
         "continue without it or ask the user."
     )

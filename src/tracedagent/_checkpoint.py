@@ -95,7 +95,7 @@ class Checkpoint:
         """Read a record; anything wrong with it is a :class:`CheckpointError` naming ``run_id``."""
         try:
             record = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise CheckpointError(
                 f"the checkpoint of run {run_id!r} is corrupted (not valid JSON: {exc}); it cannot be resumed",
                 run_id=run_id,
@@ -114,34 +114,34 @@ class Checkpoint:
                 f"the checkpoint stored for run {run_id!r} belongs to run {record.get('run_id')!r}", run_id=run_id
             )
         try:
-            usage = record["usage"]
+            usage = _dict(record["usage"])
+            messages = tuple(_message(m) for m in _list(record["messages"]))
+            if not messages:
+                raise ValueError("it holds no messages")
             return cls(
                 run_id=run_id,
                 trace_id=_str(record["trace_id"]),
                 agent=_str(record["agent"]),
-                status=_str(record["status"]),
-                messages=tuple(Message.from_dict(m) for m in record["messages"]),
-                turn=int(record["turn"]),
+                status=_status(record["status"]),
+                messages=messages,
+                turn=_count(record["turn"]),
                 usage=Usage(
-                    int(usage["input_tokens"]),
-                    int(usage["output_tokens"]),
-                    int(usage["cache_read_tokens"]),
-                    int(usage["reasoning_tokens"]),
-                    int(usage["requests"]),
-                    bool(usage["estimated"]),
+                    _count(usage["input_tokens"]),
+                    _count(usage["output_tokens"]),
+                    _count(usage["cache_read_tokens"]),
+                    _count(usage["reasoning_tokens"]),
+                    _count(usage["requests"]),
+                    _bool(usage["estimated"]),
                 ),
-                turn_results={_str(k): Message.from_dict(m) for k, m in record["turn_results"].items()},
-                pending=tuple(
-                    Interruption(_str(p["id"]), _str(p["tool"]), _str(p["arguments"]), _str(p["reason"]), p["kind"])
-                    for p in record["pending"]
-                ),
-                approved_tools=tuple(_str(t) for t in record["approved_tools"]),
-                metadata=dict(record["metadata"] or {}),
-                session_id=record["session_id"],
-                segment_span_id=record["segment_span_id"],
-                parent_span_id=record["parent_span_id"],
-                paused_at_ns=record["paused_at_ns"],
-                step=int(record["step"]),
+                turn_results={_str(k): _message(m) for k, m in _dict(record["turn_results"]).items()},
+                pending=tuple(_interruption(p) for p in _list(record["pending"])),
+                approved_tools=tuple(_str(t) for t in _list(record["approved_tools"])),
+                metadata=dict(_dict(record["metadata"])),
+                session_id=_optional(_str, record["session_id"]),
+                segment_span_id=_optional(_str, record["segment_span_id"]),
+                parent_span_id=_optional(_str, record["parent_span_id"]),
+                paused_at_ns=_optional(_count, record["paused_at_ns"]),
+                step=_count(record["step"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
@@ -150,10 +150,68 @@ class Checkpoint:
             ) from None
 
 
+# Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
+_STATUSES = frozenset({"running", "interrupted", "completed", "failed", "cancelled"})
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, found {type(value).__name__}")
     return value
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise TypeError(f"expected a non-negative integer, found {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected true or false, found {value!r}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, found {type(value).__name__}")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, found {type(value).__name__}")
+    return value
+
+
+def _optional(read: Callable[[Any], T], value: Any) -> T | None:
+    return None if value is None else read(value)
+
+
+def _status(value: Any) -> str:
+    status = _str(value)
+    if status not in _STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    return status
+
+
+def _message(value: Any) -> Message:
+    data = _dict(value)
+    for key in ("content", "tool_call_id", "name", "thinking"):
+        _optional(_str, data.get(key))
+    _bool(data.get("is_error", False))
+    for call in _list(data.get("tool_calls", [])):
+        for key in ("id", "name", "arguments"):
+            _str(_dict(call)[key])
+    return Message.from_dict(data)
+
+
+def _interruption(value: Any) -> Interruption:
+    p = _dict(value)
+    kind = p["kind"]
+    if kind not in ("approval", "external"):
+        raise ValueError(f"unknown interruption kind {kind!r}")
+    return Interruption(_str(p["id"]), _str(p["tool"]), _str(p["arguments"]), _str(p["reason"]), kind)
 
 
 def encode_session(messages: Sequence[Message]) -> bytes:

@@ -121,6 +121,8 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
             ),
         )
     token = _current.set(SpanContext(ctx.trace_id, run.span_id))
+    # A run started inside an approved tool must not see that approval as its own tools' approval.
+    granted = _granted.set(False)
     status = "failed"
     error: BaseException | None = None
     output: str | None = None
@@ -143,6 +145,7 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
         raise
     finally:
         _current.reset(token)
+        _granted.reset(granted)
         result = output_of(run, status, output, error)
         if isinstance(error, RunError) and error.result is None:
             error.result = result
@@ -383,7 +386,9 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
     ctx, d = run.ctx, run.d
     tool = ctx.tools.get(call.name)
     decision: Decision | None = None
-    if tool is not None and (not tool.plain or d.approve_tool_call or ctx.decisions or ctx.external_results):
+    if tool is not None and (
+        not tool.plain or d.approve_tool_call or ctx.decisions or ctx.external_results or ctx.approved_tools
+    ):
         decision = await decide(ctx, d, tool, call)
         if decision.action == "pause":
             ctx.pending.append(Interruption(call.id, call.name, call.arguments, decision.text, decision.kind))  # type: ignore[arg-type]
