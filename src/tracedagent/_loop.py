@@ -20,6 +20,7 @@ from ._compaction import CharEstimate, CompactionContext
 from ._context import RunContext
 from ._dispatch import Dispatcher
 from ._events import (
+    CircuitStateChanged,
     ContextCompacted,
     ErrorInfo,
     Interruption,
@@ -36,16 +37,21 @@ from ._ids import SpanContext, _current, new_span_id
 from ._messages import Message, ToolCall, Usage
 from ._model import ModelRequest, ModelResponse
 from ._stream import UsageUpdated
+from ._tools import Tool
 from .exceptions import (
     ApprovalRequired,
+    BackpressureRejected,
+    CircuitOpen,
     MaxTurnsExceeded,
     ModelBehaviorError,
     ModelError,
     RunError,
+    ToolArgumentsError,
     ToolError,
     TracedAgentError,
     UnknownToolError,
 )
+from .resilience import Transition
 
 if TYPE_CHECKING:
     from ._agent import Agent, RunResult
@@ -234,7 +240,15 @@ async def _call_model(
     # A snapshot: the run goes on appending to its history, and the request must not change under the model.
     messages = tuple(messages)
     span_id = new_span_id()
-    tools = tuple(tool.spec for tool in ctx.tools.values()) if purpose == "turn" else ()
+    tools = (
+        tuple(
+            t.spec
+            for t in ctx.tools.values()
+            if not (t.breaker and t.breaker.hide_when_open and t.breaker.state == "open")
+        )
+        if purpose == "turn"
+        else ()
+    )
     if d.on_model_call_start:
         d.emit(
             d.on_model_call_start,
@@ -424,7 +438,7 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
                 tool=call.name,
             )
         if decision is None:
-            content = await tool.invoke(arguments, ctx)
+            content = await _guarded(run, tool, arguments, span_id)
             status = "ok"
         elif decision.action == "deny":
             content, status = denial(call.name, decision.text), "denied"
@@ -433,7 +447,7 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
         else:
             granted = _granted.set(decision.granted)
             try:
-                content = await tool.invoke(arguments, ctx)
+                content = await _guarded(run, tool, arguments, span_id)
             finally:
                 _granted.reset(granted)
             status = "ok"
@@ -477,6 +491,76 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
         return
     ctx.turn_results[call.id] = Message.tool(call.id, call.name, content, is_error=status != "ok")
     await _durable.step(run)
+
+
+async def _guarded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
+    """The breaker layer around the bulkhead layer around the call (timeout and retries are the tool's).
+    The breaker records the outcome of the whole call; refusals and invalid arguments do not count."""
+    breaker = tool.breaker
+    if breaker is None:
+        return await _bulkheaded(run, tool, arguments, span_id)
+    admission = await breaker.abefore_call() if breaker.remote else breaker.before_call()
+    if admission.transition is not None:
+        _circuit_changed(run, tool.name, admission.transition, span_id)
+    if not admission.allowed:
+        raise CircuitOpen(
+            f"tool {tool.name!r} refused by its circuit breaker: it failed repeatedly and is paused for "
+            f"{admission.retry_in:.0f}s more; answer without it or try another tool",
+            tool=tool.name,
+            retry_in=admission.retry_in,
+        )
+    failed: bool | None = None
+    try:
+        content = await _bulkheaded(run, tool, arguments, span_id)
+        failed = False
+        return content
+    except (ToolArgumentsError, BackpressureRejected):
+        raise
+    except Exception as exc:
+        failed = True if breaker.counts(exc) else None
+        raise
+    finally:
+        if failed is None:
+            if admission.probe:
+                await breaker.arelease_probe() if breaker.remote else breaker.release_probe()
+        else:
+            transition = (
+                await breaker.arecord(failed, admission.probe)
+                if breaker.remote
+                else breaker.record(failed, admission.probe)
+            )
+            if transition is not None:
+                _circuit_changed(run, tool.name, transition, span_id)
+
+
+async def _bulkheaded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
+    bulkhead = tool.bulkhead
+    await bulkhead.acquire()
+    try:
+        on_retry = _retry_notifier(run, span_id, "tool", tool.name) if tool.retry and run.d.on_retry else None
+        return await tool.invoke(arguments, run.ctx, on_retry)
+    finally:
+        bulkhead.release()
+
+
+def _circuit_changed(run: Run, tool: str, transition: Transition, span_id: str) -> None:
+    d, ctx = run.d, run.ctx
+    if d.on_circuit_change:
+        d.emit(
+            d.on_circuit_change,
+            CircuitStateChanged(
+                run_id=ctx.run_id,
+                trace_id=ctx.trace_id,
+                span_id=span_id,
+                parent_span_id=run.span_id,
+                agent=run.agent.name,
+                timestamp_ns=_now_ns(),
+                tool=tool,
+                old=transition.old,
+                new=transition.new,
+                reason=transition.reason,
+            ),
+        )
 
 
 # -------------------------------------------------------------------------------------- compaction

@@ -8,7 +8,11 @@ validates the model's JSON arguments before the function runs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import inspect
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
 import pydantic
 import pydantic_core
 
-from .exceptions import ToolArgumentsError, ToolDefinitionError, ToolTimeout
+from .exceptions import ConfigurationError, ToolArgumentsError, ToolDefinitionError, ToolTimeout
+from .resilience import Bulkhead, CircuitBreaker, RetryPolicy
 
 if TYPE_CHECKING:
     from ._context import RunContext
@@ -82,6 +87,27 @@ class ToolCallRequest:
     agent: str
 
 
+_tool_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads sync tools run in (made on first use, and again in a forked child)."""
+    global _tool_executor
+    if _tool_executor is None:
+        _tool_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="tracedagent-tool"
+        )
+    return _tool_executor
+
+
+def _forget_executor() -> None:
+    global _tool_executor
+    _tool_executor = None
+
+
+os.register_at_fork(after_in_child=_forget_executor)
+
+
 def _strip_titles(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {k: _strip_titles(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
@@ -120,6 +146,11 @@ class Tool:
         parameters: dict[str, Any] | None = None,
         timeout: float | None = None,
         needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+        retries: RetryPolicy | int | None = None,
+        breaker: CircuitBreaker | bool | None = True,
+        max_concurrency: int | None = None,
+        max_queue: int = 100,
+        queue_timeout: float | None = None,
     ) -> None:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
@@ -145,6 +176,24 @@ class Tool:
         self.external = function is None
         #: Nothing to decide before calling it (the common case, kept cheap).
         self.plain = not self.external and needs_approval is False
+        #: The resilience layers, outermost first: breaker, bulkhead, timeout, retry (see tracedagent.resilience).
+        if breaker is True:
+            breaker = CircuitBreaker()
+        elif breaker is False:
+            breaker = None
+        elif breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: breaker must be a CircuitBreaker, True (the default one) or False, "
+                f"not {breaker!r}"
+            )
+        self.breaker: CircuitBreaker | None = breaker
+        try:
+            self.bulkhead = Bulkhead(max_concurrency, max_queue=max_queue, queue_timeout=queue_timeout, name=self.name)
+            self.retry = RetryPolicy.of(retries)
+        except ConfigurationError as exc:
+            raise ToolDefinitionError(str(exc)) from None
+        #: Results of sync calls that finished after their timeout, and were discarded.
+        self.late_results = 0
         doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
         self.description = description if description is not None else doc_description
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
@@ -222,20 +271,30 @@ class Tool:
         values = model.__dict__
         return {name: values[name] for name in self._fields}
 
-    async def invoke(self, arguments: str, context: RunContext | None = None) -> str:
-        """Validate ``arguments``, run the function (sync ones in a worker thread) and serialise its
-        result. Raises :class:`ToolArgumentsError` or :class:`ToolTimeout`; the function's own
-        exceptions propagate."""
+    async def invoke(
+        self,
+        arguments: str,
+        context: RunContext | None = None,
+        on_retry: Callable[[int, float, BaseException], None] | None = None,
+    ) -> str:
+        """Validate ``arguments``, run the function (sync ones in a worker thread) under its timeout and
+        retries, and serialise its result. Raises :class:`ToolArgumentsError` or :class:`ToolTimeout`;
+        the function's own exceptions propagate (after the retries)."""
         if self.function is None:
             raise ToolDefinitionError(f"tool {self.name!r} has no local function")
         kwargs = self.validate(arguments)
         if self.context_param is not None:
             kwargs[self.context_param] = context
+        retry = self.retry
         if self.timeout is None:
-            return serialize_result(await self._call(kwargs))
+            if retry is None:
+                return serialize_result(await self._call(kwargs))
+            return serialize_result(await retry.call(lambda: self._call(kwargs), on_retry))
         try:
             async with asyncio.timeout(self.timeout):
-                return serialize_result(await self._call(kwargs))
+                if retry is None:
+                    return serialize_result(await self._call(kwargs))
+                return serialize_result(await retry.call(lambda: self._call(kwargs), on_retry))
         except TimeoutError:
             raise ToolTimeout(
                 f"tool {self.name!r} did not finish within its timeout of {self.timeout:g}s; try a smaller "
@@ -247,7 +306,24 @@ class Tool:
         assert self.function is not None
         if self.is_async:
             return self.function(**kwargs)  # type: ignore[no-any-return]
-        return asyncio.to_thread(self.function, **kwargs)
+        return self._call_in_thread(kwargs)
+
+    async def _call_in_thread(self, kwargs: dict[str, Any]) -> Any:
+        """A sync function in a worker thread, with the caller's context (span, approval). A thread
+        cannot be killed: when the call is cancelled (its timeout, the run cancelled) it runs on, and
+        its late result is discarded and counted in ``late_results``."""
+        assert self.function is not None
+        function = functools.partial(self.function, **kwargs)
+        work = _executor().submit(contextvars.copy_context().run, function)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            if not work.cancel():
+                work.add_done_callback(self._count_late)
+            raise
+
+    def _count_late(self, _: concurrent.futures.Future[Any]) -> None:
+        self.late_results += 1
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (no validation, no telemetry)."""
@@ -270,6 +346,11 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+    retries: RetryPolicy | int | None = None,
+    breaker: CircuitBreaker | bool | None = True,
+    max_concurrency: int | None = None,
+    max_queue: int = 100,
+    queue_timeout: float | None = None,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -281,6 +362,11 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     needs_approval: bool | Callable[[dict[str, Any]], bool] = False,
+    retries: RetryPolicy | int | None = None,
+    breaker: CircuitBreaker | bool | None = True,
+    max_concurrency: int | None = None,
+    max_queue: int = 100,
+    queue_timeout: float | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`.
 
@@ -289,12 +375,28 @@ def tool(
     :class:`RunContext` receives the run's context and is hidden from the model. Sync functions run in a
     worker thread so they never block the event loop. ``needs_approval`` (a bool, or a function of the
     validated arguments) pauses the run for a person's decision before each call.
+
+    Every call passes, in this order: approval, the circuit breaker (``breaker``: a
+    :class:`CircuitBreaker`, the default one, or False), the bulkhead (``max_concurrency`` in flight
+    across the process, ``max_queue`` waiting, ``queue_timeout``), the ``timeout`` (over all attempts),
+    the retries (``retries``: a number or a :class:`RetryPolicy`), and the call.
     """
 
     def wrap(fn: Callable[..., Any]) -> Tool:
         if not callable(fn):
             raise ToolDefinitionError(f"@tool needs a function, not {fn!r}")
-        return Tool(fn, name=name, description=description, timeout=timeout, needs_approval=needs_approval)
+        return Tool(
+            fn,
+            name=name,
+            description=description,
+            timeout=timeout,
+            needs_approval=needs_approval,
+            retries=retries,
+            breaker=breaker,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
+            queue_timeout=queue_timeout,
+        )
 
     if function is not None:
         return wrap(function)

@@ -7,6 +7,7 @@
     │   ├── ConfigurationError     a setting (argument or environment variable) is invalid
     │   ├── ToolDefinitionError    a function cannot be turned into a tool
     │   └── PluginError            a plugin cannot be found, imported or registered
+    ├── RunRejected                a new run was refused: the agent has ``max_concurrent_runs`` running
     ├── RunError                   a run failed; ``.result`` holds its state (status ``failed``)
     │   ├── MaxTurnsExceeded       the model kept calling tools past ``max_turns``
     │   └── ModelError             the model call failed (``.__cause__`` is the underlying error)
@@ -18,7 +19,9 @@
     └── ToolError                  a tool call failed; the model sees the message and can correct it
         ├── ToolArgumentsError     the arguments did not match the tool's schema
         ├── UnknownToolError       the model asked for a tool that does not exist
-        └── ToolTimeout            the tool ran past its ``timeout``
+        ├── ToolTimeout            the tool ran past its ``timeout`` (the timeout layer)
+        ├── CircuitOpen            refused by the tool's circuit breaker (the breaker layer)
+        └── BackpressureRejected   refused by the tool's bulkhead: ``reason`` is queue_full or queue_timeout
 
 Cancellation is not an error here: ``asyncio.CancelledError`` propagates unchanged, after every open
 span has ended with status ``cancelled``. Neither is an interrupt: a tool that raises
@@ -34,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApprovalRequired",
+    "BackpressureRejected",
     "CheckpointError",
+    "CircuitOpen",
     "ConfigurationError",
     "MaxTurnsExceeded",
     "ModelBehaviorError",
@@ -44,6 +49,7 @@ __all__ = [
     "ModelStreamError",
     "PluginError",
     "RunError",
+    "RunRejected",
     "ToolArgumentsError",
     "ToolDefinitionError",
     "ToolError",
@@ -160,3 +166,30 @@ class ToolTimeout(ToolError):
     """The tool did not finish within its ``timeout``."""
 
     status = "timeout"
+
+
+class CircuitOpen(ToolError):
+    """The tool's circuit breaker is open: the call was refused at once, without running the tool."""
+
+    status = "circuit_open"
+    layer = "breaker"
+
+    def __init__(self, message: str, *, tool: str = "", retry_in: float = 0.0) -> None:
+        super().__init__(message, tool=tool)
+        self.retry_in = retry_in
+        self.reason = "circuit_open"
+
+
+class BackpressureRejected(ToolError):
+    """The tool's bulkhead refused the call: ``reason`` is ``queue_full`` or ``queue_timeout``."""
+
+    status = "rejected"
+    layer = "backpressure"
+
+    def __init__(self, message: str, *, tool: str = "", reason: str = "queue_full") -> None:
+        super().__init__(message, tool=tool)
+        self.reason = reason
+
+
+class RunRejected(TracedAgentError):
+    """A new run was refused because the agent already has ``max_concurrent_runs`` runs going."""

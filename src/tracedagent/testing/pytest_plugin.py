@@ -1,6 +1,7 @@
 """The tracedagent pytest plugin (entry point ``pytest11``): fixtures for testing agents.
 
 * ``recorded_events``: a :class:`RecordingTracer` registered for every run of the test;
+* every circuit breaker is closed again after each test (tools outlive tests; their failures must not);
 * ``scripted_model``: a factory ``scripted_model(steps, **options)`` returning a :class:`ScriptedModel`;
   at the end of the test every model it made must have played all its steps (pass
   ``require_all_used=False`` to allow leftovers).
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ..resilience import reset_all
 from ._models import ScriptedModel
 from ._recording import RecordingTracer, capture_events
 
@@ -38,3 +40,11 @@ def scripted_model() -> Iterator[Callable[..., ScriptedModel]]:
     yield make
     for model in made:
         model.assert_all_used()
+
+
+@pytest.fixture(autouse=True)
+def _tracedagent_close_breakers() -> Iterator[None]:
+    """Tools are usually module-level objects whose circuit breakers live for the whole process: close
+    them after each test, so failures in one test never refuse calls in the next."""
+    yield
+    reset_all()
