@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -24,7 +25,7 @@ from ._messages import Message, Usage
 from ._model import Model
 from ._stream import FinalResult, StreamEvent
 from ._tools import Tool
-from .exceptions import ConfigurationError, PluginError, UserError
+from .exceptions import ConfigurationError, PluginError, RunRejected, UserError
 
 __all__ = ["Agent", "RunResult"]
 
@@ -76,6 +77,7 @@ class Agent:
         prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
         checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
         checkpoint_every: Literal["step", "interrupt"] | None = None,
+        max_concurrent_runs: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
@@ -112,6 +114,15 @@ class Agent:
             )
         #: "step", "interrupt", or None: every step with a durable store, only at pauses in memory.
         self.checkpoint_every: str | None = checkpoint_every
+        if max_concurrent_runs is not None and (
+            isinstance(max_concurrent_runs, bool) or not isinstance(max_concurrent_runs, int) or max_concurrent_runs < 1
+        ):
+            raise ConfigurationError(
+                f"agent {name!r}: max_concurrent_runs must be a whole number >= 1 or None, not {max_concurrent_runs!r}"
+            )
+        self.max_concurrent_runs = max_concurrent_runs
+        self._active = 0
+        self._active_lock = threading.Lock()
         self._pm: pluggy.PluginManager | None = None
         plugins = list(plugins)
         if plugins:
@@ -166,6 +177,27 @@ class Agent:
         """Where this agent's runs and sessions are kept."""
         return self.checkpoints if self.checkpoints is not None else default_store()
 
+    @property
+    def active_runs(self) -> int:
+        """Runs (and resumed runs) of this agent going on now."""
+        return self._active
+
+    async def _execute(self, run: Run) -> RunResult:
+        """One segment, within ``max_concurrent_runs``: past it the run is refused before it starts."""
+        limit = self.max_concurrent_runs
+        with self._active_lock:
+            if limit is not None and self._active >= limit:
+                raise RunRejected(
+                    f"agent {self.name!r} refused a new run: {self._active} runs are going "
+                    f"(max_concurrent_runs={limit}); retry later or raise the limit"
+                )
+            self._active += 1
+        try:
+            return await execute(run, _result_of)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
     def _segment(self, ctx: RunContext, stream: Callable[[Any], None] | None, resumed: Checkpoint | None = None) -> Run:
         store = self.store()
         every = self.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
@@ -187,7 +219,7 @@ class Agent:
             messages = [*await self.store().load_session(session_id), *(messages or ())]
         ctx = self._new_context(input, messages, metadata, deps)
         ctx.session_id = session_id
-        return await execute(self._segment(ctx, stream), _result_of)
+        return await self._execute(self._segment(ctx, stream))
 
     async def run(
         self,
@@ -267,7 +299,7 @@ class Agent:
                 "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
             )
         ctx = restore_context(self, checkpoint, approvals or {}, results or {}, deps)
-        return await execute(self._segment(ctx, stream, checkpoint), _result_of)
+        return await self._execute(self._segment(ctx, stream, checkpoint))
 
     async def stream(
         self,

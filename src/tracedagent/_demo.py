@@ -25,13 +25,14 @@ from typing import TextIO
 from . import _dispatch
 from ._agent import Agent
 from ._compaction import Summarize
-from ._events import ModelCallEnded, RunEnded, ToolCallEnded
+from ._events import CircuitStateChanged, ModelCallEnded, RunEnded, ToolCallEnded
 from ._export import flush
 from ._messages import Message, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse
 from ._tools import tool
 from .exceptions import RunError
 from .hookspecs import hookimpl
+from .resilience import CircuitBreaker, RetryPolicy
 from .testing import FunctionModel
 
 __all__ = ["DemoSummary", "build_demo_agent", "run_demo"]
@@ -76,6 +77,85 @@ def book_seat(code: str, seat: str) -> str:
     return f"seat {seat} booked on {code}"
 
 
+class _SeatMapService:
+    """The seat map service of the demo: down during an outage, then back."""
+
+    down = False
+
+
+SEAT_MAP = _SeatMapService()
+
+
+@tool(breaker=CircuitBreaker(failure_threshold=2, reset_timeout=0.05))
+async def seat_map(code: str) -> str:
+    """Free seats on a flight. Its breaker opens after 2 failures in a row and probes again after 50 ms.
+
+    Args:
+        code: The flight's code.
+    """
+    await asyncio.sleep(0)
+    if SEAT_MAP.down:
+        raise ConnectionError("seat map service is down")
+    return f"{code}: 14A, 14F and 22C are free"
+
+
+@tool(max_concurrency=2, max_queue=2)
+async def fare_quote(code: str, fare_class: str) -> str:
+    """A fare quote. At most 2 quotes are asked at once and 2 wait; more are refused (backpressure).
+
+    Args:
+        code: The flight's code.
+        fare_class: economy, premium or business.
+    """
+    await asyncio.sleep(0.01)
+    return f"{code} {fare_class}: {100 + 7 * len(fare_class)} EUR"
+
+
+class _Flaky:
+    """Fails every other call: the retry gets it."""
+
+    calls = 0
+
+
+_FLAKY = _Flaky()
+
+
+@tool(retries=RetryPolicy(attempts=3, initial_delay=0.005, max_delay=0.02))
+def exchange_rate(currency: str) -> str:
+    """The euro's exchange rate to a currency; its upstream drops every other request, so it retries.
+
+    Args:
+        currency: A currency code such as JPY.
+    """
+    _FLAKY.calls += 1
+    if _FLAKY.calls % 2:
+        raise TimeoutError("rate service did not answer")
+    return f"1 EUR = {150 + len(currency)} {currency}"
+
+
+def _special(question: str, tool_results: list[Message]) -> ModelResponse | str | list[ToolCall] | None:
+    """The demo's resilience scenes: a breaker, a burst of quotes, a flaky rate service."""
+    flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
+    if question.startswith("Seat map"):
+        if not tool_results:
+            return [ToolCall.of("s0", "seat_map", {"code": flight})]
+        result = tool_results[-1]
+        return f"Seat map: {result.content}" if not result.is_error else f"No seat map now ({result.content})"
+    if question.startswith("Quote"):
+        if not tool_results:
+            classes = ["economy", "premium", "business", "economy", "premium", "business"]
+            return [
+                ToolCall.of(f"q{i}", "fare_quote", {"code": flight, "fare_class": c}) for i, c in enumerate(classes)
+            ]
+        quoted = sum(1 for m in tool_results if not m.is_error)
+        return f"{quoted} of {len(tool_results)} quotes came back; ask again for the rest."
+    if question.startswith("Convert"):
+        if not tool_results:
+            return [ToolCall.of("x0", "exchange_rate", {"currency": "JPY"})]
+        return f"Rate: {tool_results[-1].content}"
+    return None
+
+
 def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResponse | str | list[ToolCall]:
     """The scripted model: decides the next step from the conversation, so runs are independent."""
     if request.purpose == "compaction":
@@ -87,6 +167,9 @@ def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResp
     flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
     last_user = max(i for i, m in enumerate(messages) if m.role == "user")
     tool_results = [m for m in messages[last_user:] if m.role == "tool"]
+    special = _special(question, tool_results)
+    if special is not None:
+        return special
     if question.startswith("Book"):
         if not tool_results:
             return [ToolCall.of("b0", "book_seat", {"code": flight, "seat": "14A"})]
@@ -114,7 +197,7 @@ def build_demo_agent(model: Model | None = None) -> Agent:
         "trip-desk",
         model or scripted_demo_model(),
         instructions="You help travellers: check the weather of their cities and their flight, then answer briefly.",
-        tools=[get_weather, flight_status, book_seat],
+        tools=[get_weather, flight_status, book_seat, seat_map, fare_quote, exchange_rate],
         max_turns=6,
         compaction=Summarize(max_tokens=400),
     )
@@ -151,6 +234,8 @@ class DemoSummary:
     compactions: int = 0
     interrupts: int = 0
     resumes: int = 0
+    circuit: list[str] = field(default_factory=list)
+    retries: int = 0
     wall_s: float = 0.0
 
     def render(self) -> str:
@@ -167,6 +252,8 @@ class DemoSummary:
             rows.append((f"tool {name}", f"{status} {count}"))
         rows.append(("compactions", str(self.compactions)))
         rows.append(("interrupts / resumes", f"{self.interrupts} / {self.resumes}"))
+        rows.append(("breaker changes", ", ".join(self.circuit) or "none"))
+        rows.append(("retries", str(self.retries)))
         rows.append(("time", f"{self.wall_s:.2f} s"))
         width = max(len(k) for k, _ in rows)
         line = "-" * (width + 40)
@@ -215,6 +302,16 @@ class _SummaryCounter:
         with self._lock:
             self.summary.resumes += 1
 
+    @hookimpl
+    def on_circuit_change(self, event: CircuitStateChanged) -> None:
+        with self._lock:
+            self.summary.circuit.append(f"{event.tool} {event.old}->{event.new}")
+
+    @hookimpl
+    def on_retry(self) -> None:
+        with self._lock:
+            self.summary.retries += 1
+
 
 async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
     limit = asyncio.Semaphore(concurrency)
@@ -234,7 +331,17 @@ async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
     jobs = [one(q) for q in demo_questions(runs)]
     jobs.append(one("I fly from Osaka to Lima on TA777. Anything to know?", long_history()))
     jobs.append(one("Book me a window seat on TA555, please."))
+    jobs.append(one("Quote fares for TA321 in every class."))  # a burst: 2 in flight, 2 queued, 2 refused
+    jobs.append(one("Convert 300 EUR to JPY for my trip."))  # a flaky service: retried
     await asyncio.gather(*jobs)
+    # An outage: two failures open the seat map's breaker, the next call is refused at once; once the
+    # service is back and the reset timeout has passed, a probe succeeds and the breaker closes.
+    SEAT_MAP.down = True
+    for _ in range(3):
+        await one("Seat map for TA808, please.")
+    SEAT_MAP.down = False
+    await asyncio.sleep(0.06)
+    await one("Seat map for TA808, please.")
     return failures
 
 

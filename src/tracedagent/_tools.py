@@ -286,15 +286,19 @@ class Tool:
         if self.context_param is not None:
             kwargs[self.context_param] = context
         retry = self.retry
+
+        async def attempt() -> Any:
+            return await self._call(kwargs)
+
         if self.timeout is None:
             if retry is None:
                 return serialize_result(await self._call(kwargs))
-            return serialize_result(await retry.call(lambda: self._call(kwargs), on_retry))
+            return serialize_result(await retry.call(attempt, on_retry))
         try:
             async with asyncio.timeout(self.timeout):
                 if retry is None:
                     return serialize_result(await self._call(kwargs))
-                return serialize_result(await retry.call(lambda: self._call(kwargs), on_retry))
+                return serialize_result(await retry.call(attempt, on_retry))
         except TimeoutError:
             raise ToolTimeout(
                 f"tool {self.name!r} did not finish within its timeout of {self.timeout:g}s; try a smaller "

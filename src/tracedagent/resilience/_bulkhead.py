@@ -107,8 +107,8 @@ class Bulkhead:
                 self._warned = True
         if warn:
             logger.warning(
-                "tool %r: %d calls queued behind %d in flight, past the soft limit of %d (max_queue=%d): calls "
-                "will soon be refused",
+                "tool %r: %d call(s) queued behind %d in flight, past the soft limit of %d (max_queue=%d): "
+                "calls will soon be refused",
                 self.name,
                 depth,
                 self.max_concurrency,
