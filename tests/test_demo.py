@@ -84,6 +84,8 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     for hook in (
         "on_interrupt",
         "on_resume",
+        "on_circuit_change",
+        "on_retry",
         "on_run_start",
         "on_run_end",
         "on_model_call_start",
@@ -93,7 +95,8 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
         "on_compaction",
     ):
         assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
-    assert hooks["on_run_start"] == 7  # 5 runs, the compaction run and the booking run
+    # 5 runs, the compaction run, the booking, the burst of quotes, the flaky rate and 4 seat map runs
+    assert hooks["on_run_start"] == 13
     assert hooks["on_interrupt"] == hooks["on_resume"] == 1  # the booking waits for approval
     # one end per start, sharing the span id
     for start, end in STARTS.items():
@@ -120,7 +123,10 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
     assert {"ok", "error"} <= {e["status"] for e in tool_ends}
     assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
-    assert "completed 7" in proc.stdout
+    assert "completed 13" in proc.stdout
+    changes = [(e["old"], e["new"]) for e in events if e["hook"] == "on_circuit_change"]
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert {"circuit_open", "rejected"} <= {e["status"] for e in tool_ends}
 
 
 def test_demo_prints_event_stream_through_stdout_tracer(tmp_path: Path) -> None:
@@ -172,15 +178,15 @@ def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
 
     transcript = (Path(__file__).parent / "transcripts" / "openai" / "text.sse").read_bytes()
     with wire_server() as server:
-        # 1 run, the compaction run (2 calls) and the booking run (answered without a tool here)
-        server.queue(*[Reply(chunks=[transcript]) for _ in range(4)])
+        # 1 run, the compaction run (2 calls) and 7 more runs answered without tools here
+        server.queue(*[Reply(chunks=[transcript]) for _ in range(10)])
         proc, events = run_demo(
             tmp_path, "--runs", "1", "--quiet", "--model", "openai:local-model", OPENAI_BASE_URL=server.url + "/v1"
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "completed 3" in proc.stdout
+    assert "completed 9" in proc.stdout
     model_starts = [e for e in events if e["hook"] == "on_model_call_start"]
     assert {e["provider"] for e in model_starts} == {"openai"}
-    assert len(server.requests) == len(model_starts) == 4
+    assert len(server.requests) == len(model_starts) == 10
     sent = sorted(r.headers["traceparent"] for r in server.requests)
     assert sent == sorted(f"00-{e['trace_id']}-{e['span_id']}-01" for e in model_starts)
