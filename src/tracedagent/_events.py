@@ -168,6 +168,8 @@ class ToolCallEnded(Event):
     error: ErrorInfo | None = None
     duration_s: float = 0.0
     result: str | None = None
+    #: Why a refusal happened: ``circuit_open``, ``queue_full``, ``queue_timeout`` (None otherwise).
+    reason: str | None = None
 
 
 @fast_init

@@ -9,6 +9,7 @@ cancellation all end their span. ``asyncio.CancelledError`` always propagates af
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -244,7 +245,8 @@ async def _call_model(
         tuple(
             t.spec
             for t in ctx.tools.values()
-            if not (t.breaker and t.breaker.hide_when_open and t.breaker.state == "open")
+            # hidden while open, shown again once a probe may go (else nothing would ever call it again)
+            if not (t.breaker and t.breaker.hide_when_open and t.breaker.state == "open" and t.breaker.retry_in() > 0)
         )
         if purpose == "turn"
         else ()
@@ -431,6 +433,7 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
     status = "error"
     error: BaseException | None = None
     content = ""
+    reason: str | None = None
     try:
         if tool is None:
             raise UnknownToolError(
@@ -463,6 +466,7 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
             ctx.pending.append(Interruption(call.id, call.name, call.arguments, exc.reason, "approval"))
     except ToolError as exc:
         status, error, content = exc.status, exc, str(exc)
+        reason = getattr(exc, "reason", None)
     except Exception as exc:
         error = exc
         content = f"tool {call.name!r} failed: {type(exc).__name__}: {exc}"
@@ -482,6 +486,7 @@ async def _call_tool(run: Run, call: ToolCall) -> None:
                 error=ErrorInfo.of(error) if error is not None else None,
                 duration_s=_perf() - started,
                 result=content,
+                reason=reason,
             )
             if d.on_tool_call_end:
                 d.emit(d.on_tool_call_end, ended_event)
@@ -503,9 +508,14 @@ async def _guarded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
     if admission.transition is not None:
         _circuit_changed(run, tool.name, admission.transition, span_id)
     if not admission.allowed:
+        when = (  # half-open with every probe slot taken: no wait to give, the probes decide
+            f"is paused for {math.ceil(admission.retry_in)}s more"
+            if admission.retry_in > 0
+            else "is being tested by a probe call; try again shortly"
+        )
         raise CircuitOpen(
-            f"tool {tool.name!r} refused by its circuit breaker: it failed repeatedly and is paused for "
-            f"{admission.retry_in:.0f}s more; answer without it or try another tool",
+            f"tool {tool.name!r} refused by its circuit breaker: it failed repeatedly and {when}; answer "
+            "without it or try another tool",
             tool=tool.name,
             retry_in=admission.retry_in,
         )
@@ -514,7 +524,7 @@ async def _guarded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
         content = await _bulkheaded(run, tool, arguments, span_id)
         failed = False
         return content
-    except (ToolArgumentsError, BackpressureRejected):
+    except (ToolArgumentsError, BackpressureRejected, ApprovalRequired):  # not the tool failing
         raise
     except Exception as exc:
         failed = True if breaker.counts(exc) else None
@@ -540,7 +550,10 @@ async def _bulkheaded(run: Run, tool: Tool, arguments: str, span_id: str) -> str
         on_retry = _retry_notifier(run, span_id, "tool", tool.name) if tool.retry and run.d.on_retry else None
         return await tool.invoke(arguments, run.ctx, on_retry)
     finally:
-        bulkhead.release()
+        if bulkhead.remote:
+            await bulkhead.arelease()
+        else:
+            bulkhead.release()
 
 
 def _circuit_changed(run: Run, tool: str, transition: Transition, span_id: str) -> None:

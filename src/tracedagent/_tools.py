@@ -14,6 +14,7 @@ import functools
 import inspect
 import os
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
@@ -87,6 +88,7 @@ class ToolCallRequest:
     agent: str
 
 
+_all_tools: weakref.WeakSet[Tool] = weakref.WeakSet()
 _tool_executor: concurrent.futures.ThreadPoolExecutor | None = None
 
 
@@ -151,6 +153,7 @@ class Tool:
         max_concurrency: int | None = None,
         max_queue: int = 100,
         queue_timeout: float | None = None,
+        bulkhead: Bulkhead | None = None,
     ) -> None:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
@@ -187,13 +190,28 @@ class Tool:
                 f"not {breaker!r}"
             )
         self.breaker: CircuitBreaker | None = breaker
+        if bulkhead is not None:
+            if not isinstance(bulkhead, Bulkhead):
+                raise ToolDefinitionError(f"tool {self.name!r}: bulkhead must be a Bulkhead, not {bulkhead!r}")
+            if max_concurrency is not None or max_queue != 100 or queue_timeout is not None:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r}: pass either bulkhead= or max_concurrency / max_queue / queue_timeout "
+                    "(they configure a bulkhead of its own), not both"
+                )
+            if not bulkhead.name:
+                bulkhead.name = self.name
         try:
-            self.bulkhead = Bulkhead(max_concurrency, max_queue=max_queue, queue_timeout=queue_timeout, name=self.name)
+            self.bulkhead = (
+                bulkhead
+                if bulkhead is not None
+                else Bulkhead(max_concurrency, max_queue=max_queue, queue_timeout=queue_timeout, name=self.name)
+            )
             self.retry = RetryPolicy.of(retries)
         except ConfigurationError as exc:
             raise ToolDefinitionError(str(exc)) from None
         #: Results of sync calls that finished after their timeout, and were discarded.
         self.late_results = 0
+        _all_tools.add(self)
         doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
         self.description = description if description is not None else doc_description
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
@@ -355,6 +373,7 @@ def tool(
     max_concurrency: int | None = None,
     max_queue: int = 100,
     queue_timeout: float | None = None,
+    bulkhead: Bulkhead | None = None,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -371,6 +390,7 @@ def tool(
     max_concurrency: int | None = None,
     max_queue: int = 100,
     queue_timeout: float | None = None,
+    bulkhead: Bulkhead | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`.
 
@@ -384,6 +404,10 @@ def tool(
     :class:`CircuitBreaker`, the default one, or False), the bulkhead (``max_concurrency`` in flight
     across the process, ``max_queue`` waiting, ``queue_timeout``), the ``timeout`` (over all attempts),
     the retries (``retries``: a number or a :class:`RetryPolicy`), and the call.
+
+    ``bulkhead`` takes a bulkhead built beforehand instead of those three settings: a
+    :class:`~tracedagent.resilience.Bulkhead` given to several tools limits them together, and a
+    :class:`~tracedagent.resilience.RedisBulkhead` shares the limit between worker processes.
     """
 
     def wrap(fn: Callable[..., Any]) -> Tool:
@@ -400,6 +424,7 @@ def tool(
             max_concurrency=max_concurrency,
             max_queue=max_queue,
             queue_timeout=queue_timeout,
+            bulkhead=bulkhead,
         )
 
     if function is not None:

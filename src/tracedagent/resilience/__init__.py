@@ -12,11 +12,27 @@ Every call of a tool passes these layers, in this order, and each refusal names 
 
 The breaker records the outcome of the whole call (after retries); timeouts count as failures,
 invalid arguments and refusals do not. :class:`RedisCircuitBreaker` and :class:`RedisBulkhead` share a
-tool's breaker and concurrency limit between worker processes.
+tool's breaker and concurrency limit between worker processes (the ``redis`` extra: ``pip install
+'tracedagent[redis]'``; the redis package is imported only when one is made).
 """
 
 from ._breaker import CircuitBreaker, CircuitState, Transition, all_breakers, reset_all
 from ._bulkhead import Bulkhead
+from ._redis_breaker import RedisCircuitBreaker
+from ._redis_bulkhead import RedisBulkhead
 from ._retry import RetryPolicy
+from ._state import ToolState, tool_states
 
-__all__ = ["Bulkhead", "CircuitBreaker", "CircuitState", "RetryPolicy", "Transition", "all_breakers", "reset_all"]
+__all__ = [
+    "Bulkhead",
+    "CircuitBreaker",
+    "CircuitState",
+    "RedisBulkhead",
+    "RedisCircuitBreaker",
+    "RetryPolicy",
+    "ToolState",
+    "Transition",
+    "all_breakers",
+    "reset_all",
+    "tool_states",
+]

@@ -40,9 +40,11 @@ def all_breakers() -> list[CircuitBreaker]:
 
 def reset_all() -> None:
     """Close every breaker in this process (the pytest plugin does this after each test, so a test's
-    failures never open a breaker in the next one)."""
+    failures never open a breaker in the next one). Remote breakers are left alone: their state belongs
+    to every worker that shares it."""
     for breaker in list(_breakers):
-        breaker.reset()
+        if not breaker.remote:
+            breaker.reset()
 
 
 CircuitState = Literal["closed", "half_open", "open"]

@@ -159,6 +159,10 @@ class Bulkhead:
                 return
             self.inflight -= 1
 
+    async def arelease(self) -> None:
+        """:meth:`release`, awaited: the run loop awaits it when ``remote`` is True (slots kept elsewhere)."""
+        self.release()
+
     def _drained(self) -> None:
         if self._warned and len(self._waiters) < self.soft_limit:
             self._warned = False

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..exceptions import ConfigurationError, ToolError
+from ..exceptions import ApprovalRequired, ConfigurationError, ToolError
 
 __all__ = ["RetryPolicy"]
 
@@ -76,12 +76,17 @@ class RetryPolicy:
         retrying: AsyncRetrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=self.initial_delay, max=self.max_delay),
-            retry=retry_if_exception(self.retry_on),
+            retry=retry_if_exception(self._worth_a_retry),
             before_sleep=before_sleep,
             reraise=True,
         )
         result: Any = await retrying(function)
         return result  # type: ignore[no-any-return]
+
+    def _worth_a_retry(self, error: BaseException) -> bool:
+        # Whatever retry_on says, a cancellation (the timeout layer's, or the run's) and a request for
+        # approval are never retried: they are control flow, not failures of the call.
+        return isinstance(error, Exception) and not isinstance(error, ApprovalRequired) and self.retry_on(error)
 
     def __repr__(self) -> str:
         return f"RetryPolicy(attempts={self.attempts}, initial_delay={self.initial_delay}, max_delay={self.max_delay})"

@@ -1,0 +1,64 @@
+"""Every metric name, label and bucket in one place (the dashboards and alerts depend on them)."""
+
+from __future__ import annotations
+
+RUNS_TOTAL = "tracedagent_runs_total"
+RUN_DURATION = "tracedagent_run_duration_seconds"
+RUNS_ACTIVE = "tracedagent_runs_active"
+MODEL_CALLS_TOTAL = "tracedagent_model_calls_total"
+MODEL_CALL_DURATION = "tracedagent_model_call_duration_seconds"
+MODEL_TTFT = "tracedagent_model_time_to_first_token_seconds"
+TOKENS_TOTAL = "tracedagent_tokens_total"
+TOOL_CALLS_TOTAL = "tracedagent_tool_calls_total"
+TOOL_CALL_DURATION = "tracedagent_tool_call_duration_seconds"
+TOOL_INFLIGHT = "tracedagent_tool_inflight"
+TOOL_QUEUE_DEPTH = "tracedagent_tool_queue_depth"
+TOOL_REJECTIONS_TOTAL = "tracedagent_tool_rejections_total"
+CIRCUIT_STATE = "tracedagent_circuit_state"
+RETRIES_TOTAL = "tracedagent_retries_total"
+INTERRUPTS_TOTAL = "tracedagent_interrupts_total"
+RESUMES_TOTAL = "tracedagent_resumes_total"
+COMPACTIONS_TOTAL = "tracedagent_compactions_total"
+COMPACTION_TOKENS_REMOVED_TOTAL = "tracedagent_compaction_tokens_removed_total"
+PLUGIN_ERRORS_TOTAL = "tracedagent_plugin_errors_total"
+EXPORT_QUEUE_DEPTH = "tracedagent_export_queue_depth"
+EXPORT_DROPPED_TOTAL = "tracedagent_export_dropped_total"
+
+#: Every metric this plugin exposes (without the _total/_bucket suffixes the exposition adds).
+ALL = (
+    RUNS_TOTAL,
+    RUN_DURATION,
+    RUNS_ACTIVE,
+    MODEL_CALLS_TOTAL,
+    MODEL_CALL_DURATION,
+    MODEL_TTFT,
+    TOKENS_TOTAL,
+    TOOL_CALLS_TOTAL,
+    TOOL_CALL_DURATION,
+    TOOL_INFLIGHT,
+    TOOL_QUEUE_DEPTH,
+    TOOL_REJECTIONS_TOTAL,
+    CIRCUIT_STATE,
+    RETRIES_TOTAL,
+    INTERRUPTS_TOTAL,
+    RESUMES_TOTAL,
+    COMPACTIONS_TOTAL,
+    COMPACTION_TOKENS_REMOVED_TOTAL,
+    PLUGIN_ERRORS_TOTAL,
+    EXPORT_QUEUE_DEPTH,
+    EXPORT_DROPPED_TOTAL,
+)
+
+#: The OpenTelemetry GenAI conventions' buckets for gen_ai.client.operation.duration (seconds).
+GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+#: The GenAI conventions' buckets for time to first token (gen_ai.server.time_to_first_token).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: Tools: from a cache hit to a slow API.
+TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Runs (one segment): from an instant answer to minutes of tool use.
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+#: tracedagent_circuit_state values.
+CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+#: Token types of tracedagent_tokens_total.
+TOKEN_TYPES = ("input", "output", "cache_read", "reasoning")
