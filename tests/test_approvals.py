@@ -899,6 +899,7 @@ async def test_a_resumed_run_is_a_new_segment_of_the_same_run_and_trace(tracer: 
     assert resumed.previous_span_id == run_started.span_id
     assert resumed.parent_span_id == run_started.parent_span_id is None
     assert resumed.waited_s >= 0
+    assert resumed.run_started_ns == run_started.timestamp_ns
     assert resumed.agent == "ops"
     assert (first_end.span_id, first_end.status) == (run_started.span_id, "interrupted")
     assert (second_end.span_id, second_end.status) == (resumed.span_id, "completed")

@@ -130,8 +130,9 @@ async def test_the_refusal_carries_its_reason_and_layer() -> None:
     bulkhead = Bulkhead(1, max_queue=0, name="search")
     await bulkhead.acquire()
 
-    with pytest.raises(BackpressureRejected) as refused:
-        await bulkhead.acquire()
+    async with asyncio.timeout(GUARD_S):
+        with pytest.raises(BackpressureRejected) as refused:
+            await bulkhead.acquire()
 
     assert refused.value.reason == "queue_full"
     assert refused.value.status == "rejected"
@@ -457,11 +458,13 @@ async def test_load_10000_concurrent_calls_against_max_concurrency_8_and_max_que
     gauge = Gauge()
     blockers_in, blockers_out = asyncio.Event(), asyncio.Event()
     blocked = Counter[str]()
+    queued: list[int] = []  # the queue's depth, seen from inside the tool and by the driver
 
     @tool(max_concurrency=limit, max_queue=100, queue_timeout=0.02, timeout=0.1, breaker=False)
     async def work(hold: int, block: bool = False) -> str:
         with gauge:
             assert gauge.now <= limit, "more calls in flight than max_concurrency"
+            queued.append(work.bulkhead.queue_depth)
             if block:
                 blocked["in"] += 1
                 if blocked["in"] == limit:
@@ -496,6 +499,7 @@ async def test_load_10000_concurrent_calls_against_max_concurrency_8_and_max_que
             await bulkhead.acquire()
         except BackpressureRejected as exc:
             outcomes[exc.reason] += 1
+            queued.append(bulkhead.queue_depth)  # a full queue: exactly max_queue
             return
         except asyncio.CancelledError:
             outcomes["cancelled while queued"] += 1
@@ -533,11 +537,13 @@ async def test_load_10000_concurrent_calls_against_max_concurrency_8_and_max_que
                 if turn == cancel_running_at and running:
                     rng.choice(list(running)).cancel()
                 await asyncio.sleep(0)
+                queued.append(bulkhead.queue_depth)
         results = await asyncio.gather(*tasks, return_exceptions=True)
 
     unexpected = [r for r in results if r is not None and not isinstance(r, asyncio.CancelledError)]
     assert unexpected == []
     assert gauge.peak == limit  # reached, never passed
+    assert max(queued) == 100  # the same for max_queue
     assert accepted == gauge.entered  # every accepted call ran, and nothing else did
     refused = outcomes["queue_full"] + outcomes["queue_timeout"]
     cancelled_unadmitted = outcomes["cancelled before arriving"] + outcomes["cancelled while queued"]

@@ -312,6 +312,7 @@ def assert_continues(first: list[dict[str, Any]], second: list[dict[str, Any]]) 
     assert resumed["previous_span_id"] == started["span_id"]
     assert resumed["parent_span_id"] == started["parent_span_id"]
     assert resumed["waited_s"] > 0
+    assert resumed["run_started_ns"] == started["timestamp_ns"]
     for event in second:
         if event["hook"] in ("on_run_end", "on_resume", "on_checkpoint", "on_interrupt"):
             assert event["span_id"] == resumed["span_id"]

@@ -63,6 +63,8 @@ class Checkpoint:
     parent_span_id: str | None = None
     paused_at_ns: int | None = None
     step: int = 0
+    #: When the run began (its ``RunStarted`` timestamp), so a resume elsewhere can place it in its trace.
+    started_ns: int | None = None
 
     def encode(self) -> bytes:
         record = {
@@ -87,6 +89,7 @@ class Checkpoint:
             "parent_span_id": self.parent_span_id,
             "paused_at_ns": self.paused_at_ns,
             "step": self.step,
+            "started_ns": self.started_ns,
         }
         return json.dumps(record, separators=(",", ":"), default=str).encode()
 
@@ -142,6 +145,7 @@ class Checkpoint:
                 parent_span_id=_optional(_str, record["parent_span_id"]),
                 paused_at_ns=_optional(_count, record["paused_at_ns"]),
                 step=_count(record["step"]),
+                started_ns=_optional(_count, record.get("started_ns")),  # absent in older records
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(

@@ -35,6 +35,7 @@ class RunContext:
         "pending",
         "run_id",
         "session_id",
+        "started_ns",
         "step",
         "tools",
         "trace_id",
@@ -74,6 +75,8 @@ class RunContext:
         self.session_id: str | None = None
         #: Checkpoints written so far.
         self.step = 0
+        #: When the run began (wall clock, ns); kept across resumes.
+        self.started_ns: int | None = None
 
     @property
     def agent_name(self) -> str:

@@ -71,6 +71,7 @@ async def save(run: Run, status: str = "running") -> None:
         parent_span_id=run.parent_span_id,
         paused_at_ns=time.time_ns(),
         step=ctx.step,
+        started_ns=ctx.started_ns,
     )
     started = time.perf_counter()
     written = await store.save(checkpoint)
@@ -186,6 +187,7 @@ def restore_context(
     ctx.approved_tools = set(checkpoint.approved_tools)
     ctx.session_id = checkpoint.session_id
     ctx.step = checkpoint.step
+    ctx.started_ns = checkpoint.started_ns
     ctx.decisions = {call_id: as_approval(call_id, value) for call_id, value in approvals.items()}
     ctx.external_results = {call_id: serialize_result(value) for call_id, value in results.items()}
     return ctx

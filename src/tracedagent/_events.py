@@ -185,11 +185,13 @@ class RunInterrupted(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResumed(Event):
     """A paused run goes on, maybe in another process. ``span_id`` is the new segment's span;
-    ``previous_span_id`` the segment that paused; ``waited_s`` how long the run was paused."""
+    ``previous_span_id`` the segment that paused; ``waited_s`` how long the run was paused;
+    ``run_started_ns`` when the run began (its ``RunStarted`` timestamp; None if unknown)."""
 
     hook: ClassVar[str] = "on_resume"
     previous_span_id: str | None = None
     waited_s: float = 0.0
+    run_started_ns: int | None = None
 
 
 @fast_init

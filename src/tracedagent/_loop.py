@@ -111,22 +111,24 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
     ctx, d, agent = run.ctx, run.d, run.agent
     if run.resumed is not None:
         _emit_resumed(run, run.resumed)
-    elif d.on_run_start:
-        d.emit(
-            d.on_run_start,
-            RunStarted(
-                run_id=ctx.run_id,
-                trace_id=ctx.trace_id,
-                span_id=run.span_id,
-                parent_span_id=run.parent_span_id,
-                agent=agent.name,
-                timestamp_ns=_now_ns(),
-                model=agent.model.name,
-                provider=agent.model.provider,
-                input=tuple(ctx.messages),
-                metadata=ctx.metadata or None,
-            ),
-        )
+    else:
+        ctx.started_ns = started_ns = _now_ns()
+        if d.on_run_start:
+            d.emit(
+                d.on_run_start,
+                RunStarted(
+                    run_id=ctx.run_id,
+                    trace_id=ctx.trace_id,
+                    span_id=run.span_id,
+                    parent_span_id=run.parent_span_id,
+                    agent=agent.name,
+                    timestamp_ns=started_ns,
+                    model=agent.model.name,
+                    provider=agent.model.provider,
+                    input=tuple(ctx.messages),
+                    metadata=ctx.metadata or None,
+                ),
+            )
     token = _current.set(SpanContext(ctx.trace_id, run.span_id))
     # A run started inside an approved tool must not see that approval as its own tools' approval.
     granted = _granted.set(False)
@@ -192,6 +194,7 @@ def _emit_resumed(run: Run, checkpoint: Checkpoint) -> None:
                 timestamp_ns=now,
                 previous_span_id=checkpoint.segment_span_id,
                 waited_s=max(0.0, (now - (checkpoint.paused_at_ns or now)) / 1e9),
+                run_started_ns=ctx.started_ns,
             ),
         )
 

@@ -217,7 +217,8 @@ class PrometheusTracer:
         self.tool = LabelGuard(max_label_values)
         self.model = LabelGuard(max_label_values)
         self.provider = LabelGuard(max_label_values)
-        self.other = LabelGuard(max_label_values)
+        self.reason = LabelGuard(max_label_values)
+        self.strategy = LabelGuard(max_label_values)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -272,7 +273,7 @@ class PrometheusTracer:
         self._child(m.tool_call_duration, agent, tool).observe(event.duration_s)
         if event.status in ("rejected", "circuit_open"):
             reason = event.reason or ("circuit_open" if event.status == "circuit_open" else "rejected")
-            self._child(m.tool_rejections_total, tool, self.other(reason)).inc()
+            self._child(m.tool_rejections_total, tool, self.reason(reason)).inc()
 
     @hookimpl
     def on_retry(self, event: RetryScheduled) -> None:
@@ -286,7 +287,7 @@ class PrometheusTracer:
     @hookimpl
     def on_compaction(self, event: ContextCompacted) -> None:
         m, agent = self.metrics, self.agent(event.agent)
-        self._child(m.compactions_total, agent, self.other(event.strategy)).inc()
+        self._child(m.compactions_total, agent, self.strategy(event.strategy)).inc()
         removed = event.tokens_before - event.tokens_after
         if removed > 0:
             self._child(m.compaction_tokens_removed_total, agent).inc(removed)

@@ -1,0 +1,317 @@
+"""``LangSmithTracer``: hooks that queue events, a worker that turns them into LangSmith runs.
+
+The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue: a
+full queue drops and counts, it never blocks the run). On the pipeline's worker thread a
+:class:`~tracedagent_langsmith._tree.TraceBuilder` calls the SDK's ``create_run`` / ``update_run``, which
+serialise the run there and hand it to the SDK's own queue and background thread (batching, multipart,
+zstd, retries). A dead, slow or failing endpoint therefore costs the run nothing: the SDK's thread waits,
+its queue fills, then ours, and events are dropped and counted.
+
+``tracedagent.flush(timeout)`` and ``shutdown(timeout)`` drain the queue and then flush the SDK client
+(``Client.flush``; ``Client.cleanup`` on shutdown, which also stops its threads), all within the timeout:
+the SDK call runs on a helper thread that is waited for no longer than what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tracedagent import (
+    CheckpointSaved,
+    CircuitStateChanged,
+    ConfigurationError,
+    ContextCompacted,
+    Event,
+    ExportPipeline,
+    ExportStats,
+    ModelCallEnded,
+    ModelCallStarted,
+    RetryScheduled,
+    RunEnded,
+    RunInterrupted,
+    RunResumed,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+    hookimpl,
+)
+
+from ._settings import Settings
+from ._tree import RunClient, TraceBuilder
+
+__all__ = ["LangSmithTracer"]
+
+logger = logging.getLogger("tracedagent.langsmith")
+
+SINK = "langsmith"
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _Pipeline(ExportPipeline[Event]):
+    """The tracer's queue and worker; flushing it also flushes the SDK, within the same timeout."""
+
+    def __init__(
+        self, export: Callable[[Sequence[Event]], None], after: Callable[[float | None, bool], bool], **kw: Any
+    ):
+        super().__init__(SINK, export, **kw)
+        self._after = after
+
+    def flush(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = super().flush(timeout)
+        return self._after(_left(deadline), False) and ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = super().shutdown(timeout)
+        return self._after(_left(deadline), True) and ok
+
+
+class LangSmithTracer:
+    """Send every agent run to LangSmith as a run tree: the run a ``chain``, model calls ``llm`` runs
+    (with ``usage_metadata``, ``ls_provider`` and ``ls_model_name``), tool calls ``tool`` runs.
+
+    ``client``: a :class:`langsmith.Client` of your own (its ``hide_inputs``, ``hide_outputs``,
+    ``anonymizer``, sampling rate... apply); by default the tracer makes one, on its worker thread, from
+    the SDK's variables (``LANGSMITH_ENDPOINT``, ``LANGSMITH_API_KEY``, ``LANGSMITH_TRACING_SAMPLING_RATE``,
+    ``LANGSMITH_HIDE_INPUTS``, ``LANGSMITH_HIDE_OUTPUTS``), or from ``sampling_rate``, ``hide_inputs``
+    and ``hide_outputs`` when given. ``project_name``: the LangSmith project (default
+    ``LANGSMITH_PROJECT``, else ``default``). ``capture_content``: send message content; by default read
+    from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or ``TRACEDAGENT_CAPTURE_CONTENT``.
+    ``max_queue`` bounds the events waiting for the worker (more are dropped and counted);
+    ``interval_s`` is how often the worker hands what is waiting to the SDK. ``environ``: where the
+    settings above are read (default ``os.environ``; the SDK reads the endpoint and the key itself).
+    """
+
+    name = "langsmith-tracer"
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        project_name: str | None = None,
+        capture_content: bool | None = None,
+        sampling_rate: float | None = None,
+        hide_inputs: bool | None = None,
+        hide_outputs: bool | None = None,
+        max_queue: int = 4096,
+        interval_s: float = 0.2,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        settings = Settings.from_env(os.environ if environ is None else environ)
+        if client is not None and (sampling_rate, hide_inputs, hide_outputs) != (None, None, None):
+            raise ConfigurationError(
+                "LangSmithTracer: with client= given, set sampling and hidden inputs/outputs on that client "
+                "(langsmith.Client(tracing_sampling_rate=..., hide_inputs=..., hide_outputs=...)), not here"
+            )
+        if sampling_rate is not None and not 0.0 <= sampling_rate <= 1.0:
+            raise ConfigurationError(f"LangSmithTracer sampling_rate must be between 0 and 1, not {sampling_rate!r}")
+        self.settings = settings
+        self.project_name = project_name or settings.project
+        self.capture_content = settings.capture_content if capture_content is None else bool(capture_content)
+        self.sampling_rate = settings.sampling_rate if sampling_rate is None else float(sampling_rate)
+        self.hide_inputs = settings.hide_inputs if hide_inputs is None else bool(hide_inputs)
+        self.hide_outputs = settings.hide_outputs if hide_outputs is None else bool(hide_outputs)
+        self._given_client = client
+        self._client: Any = client
+        self._client_pid = os.getpid()
+        #: Requests the SDK reported as failed (its ``tracing_error_callback``; our own client only).
+        self.send_failures = 0
+        #: Events the worker could not turn into runs (a bug, or an SDK error on the caller's side).
+        self.failed = 0
+        self._failure_logged = False
+        self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content)
+        self._flusher: threading.Thread | None = None
+        self._pipeline = _Pipeline(self._export, self._flush_client, max_queue=max_queue, interval_s=interval_s)
+        self._put = self._pipeline.put
+        _tracers.add(self)
+
+    def __repr__(self) -> str:
+        content = "with content" if self.capture_content else "no content"
+        return f"<LangSmithTracer project={self.project_name!r}, {content}>"
+
+    # ------------------------------------------------------------------ hooks: O(1), no I/O
+
+    @hookimpl
+    def on_run_start(self, event: RunStarted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_run_end(self, event: RunEnded) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_model_call_end(self, event: ModelCallEnded) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_tool_call_end(self, event: ToolCallEnded) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_interrupt(self, event: RunInterrupted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_resume(self, event: RunResumed) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_compaction(self, event: ContextCompacted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_checkpoint(self, event: CheckpointSaved) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_circuit_change(self, event: CircuitStateChanged) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_retry(self, event: RetryScheduled) -> None:
+        self._put(event)
+
+    # ---------------------------------------------------------------- the pipeline's controls
+
+    def stats(self) -> ExportStats:
+        """Events waiting, dropped (queue full), handed to the SDK, and failed."""
+        return self._pipeline.stats()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full (LangSmith or the SDK could not keep up)."""
+        return self._pipeline.dropped
+
+    @property
+    def orphaned(self) -> int:
+        """Events left out because their parent run is unknown (see the README)."""
+        return self._builder.orphaned
+
+    @property
+    def client(self) -> Any:
+        """The SDK client in use (None until the first event, unless one was given)."""
+        return self._client
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Hand every queued event to the SDK and flush it; True if done within ``timeout`` seconds."""
+        return self._pipeline.flush(timeout)
+
+    def shutdown(self, timeout: float | None = 5.0) -> bool:
+        """Flush, then stop the worker and the SDK client's threads; later events are dropped."""
+        return self._pipeline.shutdown(timeout)
+
+    # ---------------------------------------------------------------------- the worker's side
+
+    def _client_here(self) -> RunClient:
+        """The client, made on first use; after a fork the child makes its own (the SDK's threads did not
+        survive it)."""
+        if self._given_client is not None:
+            return self._given_client  # type: ignore[no-any-return]
+        pid = os.getpid()
+        if self._client is None or self._client_pid != pid:
+            from langsmith import Client
+
+            self._client = Client(
+                tracing_sampling_rate=self.sampling_rate,
+                hide_inputs=self.hide_inputs,
+                hide_outputs=self.hide_outputs,
+                tracing_error_callback=self._send_failed,
+            )
+            self._client_pid = pid
+        return self._client  # type: ignore[no-any-return]
+
+    def _send_failed(self, error: Exception) -> None:
+        self.send_failures += 1
+
+    def _export(self, batch: Sequence[Event]) -> None:
+        builder = self._builder
+        builder.client = self._client_here()
+        for event in batch:
+            try:
+                builder.handle(event)
+            except Exception:
+                self.failed += 1
+                if not self._failure_logged:
+                    self._failure_logged = True
+                    logger.exception(
+                        "LangSmith: could not send %s of run %s; it is left out, and later failures are "
+                        "counted (LangSmithTracer.failed), not logged",
+                        event.hook,
+                        event.run_id,
+                    )
+
+    def _flush_client(self, timeout: float | None, stop: bool) -> bool:
+        """Flush (on ``stop``: clean up) the SDK client on a helper thread, waiting at most ``timeout``.
+
+        The helper waits for the SDK without a limit, so whether it is still waiting says whether the
+        SDK finished (``Client.flush(timeout)`` returns the same way either way). One helper at a time:
+        a flush while one is still waiting (a slow backend) waits for that one first."""
+        client = self._client
+        if client is None or (self._given_client is None and self._client_pid != os.getpid()):
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flusher = self._flusher
+        if flusher is not None and flusher.is_alive():
+            flusher.join(timeout)
+            if flusher.is_alive():
+                return False
+        action = client.cleanup if stop and self._given_client is None else client.flush
+        flusher = self._flusher = threading.Thread(
+            target=_quietly, args=(action,), name="tracedagent-langsmith-flush", daemon=True
+        )
+        flusher.start()
+        flusher.join(_left(deadline))
+        return not flusher.is_alive()
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:
+        logger.debug("LangSmith: flushing the SDK client failed", exc_info=True)
+
+
+# --------------------------------------------------------------------------------- at process exit
+
+_tracers: weakref.WeakSet[LangSmithTracer] = weakref.WeakSet()
+
+
+def _exit_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get("TRACEDAGENT_EXIT_TIMEOUT", "5")))
+    except ValueError:
+        return 5.0
+
+
+def _before_threads_stop() -> None:
+    """At exit, before Python waits for non-daemon threads: hand what is queued to the SDK while its
+    threads still run (they stop, and send no more, once the main thread has finished)."""
+    deadline = time.monotonic() + _exit_timeout()
+    for tracer in list(_tracers):
+        tracer.flush(_left(deadline))
+
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    try:
+        _register(_before_threads_stop)
+    except RuntimeError:  # imported while the interpreter shuts down
+        pass

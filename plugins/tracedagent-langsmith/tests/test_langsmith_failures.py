@@ -1,0 +1,135 @@
+"""A dead, failing or hanging LangSmith endpoint never slows or breaks a run.
+
+The runs complete with their output, failures and drops are counted, and ``flush`` / ``shutdown`` return
+within their timeouts (checked with a guard thread only: no test asserts on how long anything took).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import tracedagent
+from tracedagent_langsmith import LangSmithTracer
+
+from conftest import MakeTracer
+from langsmith_server import CaptureServer, capture_server
+from ls_support import SENTINEL, approval_agent, calc_agent
+
+pytestmark = pytest.mark.integration
+
+GUARD_S = 60.0  # only a guard against hanging; never asserted on
+
+
+def returns(call: Callable[[], bool], *, guard: float = GUARD_S) -> bool:
+    """Run ``call`` on a thread and give its result; fail if it has not returned within the guard."""
+    box: list[bool] = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    thread.join(guard)
+    assert not thread.is_alive(), "did not return (waited for the guard)"
+    return box[0]
+
+
+def eventually(predicate: Callable[[], bool], *, guard: float = GUARD_S) -> bool:
+    """Poll ``predicate`` until it holds (the SDK retries before it gives up); False after the guard."""
+    deadline = time.monotonic() + guard
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there any more
+
+
+def run_both(tracer: LangSmithTracer) -> None:
+    """A plain run and one that pauses, with the right outputs whatever the backend does."""
+    result = calc_agent(tracer).run_sync("question")
+    assert (result.status, result.output) == ("completed", f"{SENTINEL} the answer")
+    paused = approval_agent(tracer).run_sync("ship it")
+    assert paused.status == "interrupted"
+
+
+def test_a_dead_endpoint_costs_the_run_nothing_and_its_failures_are_counted(
+    point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    point_at(closed_port_url())
+    tracer = make_tracer()
+    run_both(tracer)
+
+    returns(lambda: tracer.flush(1.0))
+    assert eventually(lambda: tracer.send_failures > 0)  # the SDK gave up after its retries
+    assert tracer.failed == 0
+    assert returns(lambda: tracer.shutdown(1.0)) in (True, False)
+
+
+def test_a_server_answering_500_costs_the_run_nothing_and_its_failures_are_counted(
+    point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    with capture_server(mode="error") as server:
+        point_at(server.url)
+        tracer = make_tracer()
+        run_both(tracer)
+
+        returns(lambda: tracer.flush(1.0))
+        assert eventually(lambda: tracer.send_failures > 0)
+        assert len([r for r in server.requests if r.path == "/runs/multipart"]) > 1  # retried first
+        assert server.runs() == {}  # nothing was accepted
+        returns(lambda: tracer.shutdown(1.0))
+
+
+def test_a_hanging_server_costs_the_run_nothing_and_flush_and_shutdown_keep_their_timeouts(
+    point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    with capture_server(mode="slow") as server:
+        point_at(server.url)
+        tracer = make_tracer()
+        run_both(tracer)  # completes while the server has not answered anything
+        assert not server.release.is_set()
+
+        assert returns(lambda: tracer.flush(0.5)) is False  # the SDK could not finish: said, not waited for
+        assert returns(lambda: tracedagent.flush(0.5)) is False
+        assert returns(lambda: tracer.shutdown(0.5)) is False
+        assert tracer.stats().queue_depth == 0  # everything was handed to the SDK
+        assert returns(lambda: tracer.shutdown(0.5)) in (True, False)  # a second shutdown returns too
+
+
+def test_a_full_queue_drops_and_counts_and_memory_stays_bounded(
+    server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    point_at(server.url)
+    # A worker that wakes only on flush: the queue holds 4 events, the rest of the run's are dropped.
+    tracer = make_tracer(max_queue=4, interval_s=3600.0)
+    result = calc_agent(tracer).run_sync("question")
+
+    assert result.status == "completed"
+    assert tracer.stats().queue_depth == 4
+    assert tracer.dropped == 10 - 4  # a run, two model calls and two tool calls: ten events
+    assert returns(lambda: tracer.flush(GUARD_S)) is True
+    runs = server.runs()
+    # The first four events (the run's and the first model call's starts and end, a tool start) made it.
+    assert sorted(r["run_type"] for r in runs.values()) == ["chain", "llm", "tool"]
+    assert tracer.orphaned == 0
+
+
+def test_shutdown_at_exit_and_by_hand_stop_the_sdk_clients_threads(
+    server: CaptureServer, point_at: Callable[[str], None]
+) -> None:
+    point_at(server.url)
+    tracer = LangSmithTracer(interval_s=0.05)
+    calc_agent(tracer).run_sync("question")
+    assert returns(lambda: tracer.shutdown(GUARD_S)) is True
+    assert tracer.client is not None and tracer.client._manual_cleanup  # the SDK's own stop flag
+    assert len(server.runs()) == 5
+    calc_agent(tracer).run_sync("question")  # after shutdown: dropped, counted, nothing sent
+    assert tracer.dropped == 10

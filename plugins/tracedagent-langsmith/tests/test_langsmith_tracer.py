@@ -1,0 +1,173 @@
+"""The tracer: activation by tracedagent_configure, hooks that only queue, the SDK called on the worker
+only, failures isolated, and flush reaching the SDK client."""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+
+import tracedagent
+from tracedagent import ConfigurationError, RunStarted
+from tracedagent_langsmith import LangSmithTracer, tracedagent_configure
+
+from conftest import API_KEY, MakeTracer
+from ls_support import SENTINEL, FakeClient, calc_agent
+
+GUARD_S = 60.0
+
+
+class Context:
+    """What tracedagent_configure gets: the environment and a way to register."""
+
+    def __init__(self, **environ: str) -> None:
+        self.environ = {**os.environ, **environ}
+        self.registered: list[Any] = []
+
+    def register(self, plugin: Any, name: str | None = None) -> None:
+        self.registered.append((name, plugin))
+
+
+@pytest.fixture
+def configure() -> Any:
+    contexts: list[Context] = []
+
+    def run(**environ: str) -> tuple[str, list[Any]]:
+        context = Context(**environ)
+        contexts.append(context)
+        return tracedagent_configure(context), [plugin for _, plugin in context.registered]  # type: ignore[arg-type]
+
+    yield run
+    for context in contexts:
+        for _, plugin in context.registered:
+            plugin.shutdown(1.0)
+
+
+# ----------------------------------------------------------------------------------------- activation
+
+
+def test_the_plugin_is_the_langsmith_entry_point_of_the_tracedagent_group() -> None:
+    (found,) = [ep for ep in entry_points(group="tracedagent") if ep.name == "langsmith"]
+    assert found.value == "tracedagent_langsmith"
+    assert found.load().tracedagent_configure is tracedagent_configure
+
+
+def test_without_langsmith_tracing_the_plugin_stays_inactive_and_says_how_to_turn_it_on(configure: Any) -> None:
+    status, registered = configure()
+    assert status == "inactive: set LANGSMITH_TRACING=true to send runs to LangSmith"
+    assert registered == []
+    status, registered = configure(LANGSMITH_TRACING="false")
+    assert registered == []
+
+
+def test_with_langsmith_tracing_it_registers_a_tracer_and_says_where_runs_go(configure: Any) -> None:
+    status, registered = configure(
+        LANGSMITH_TRACING="true",
+        LANGSMITH_ENDPOINT="http://127.0.0.1:1984/",
+        LANGSMITH_PROJECT="agents",
+        LANGSMITH_API_KEY=API_KEY,
+    )
+    (tracer,) = registered
+    assert isinstance(tracer, LangSmithTracer)
+    assert status == "active: runs to http://127.0.0.1:1984, project 'agents', no message content"
+    assert API_KEY not in status
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        ({"LANGCHAIN_TRACING_V2": "true"}, "project 'default', no message content"),  # the SDK's older names
+        ({"LANGSMITH_TRACING_SAMPLING_RATE": "0.25"}, "25% of traces"),
+        ({"LANGSMITH_HIDE_INPUTS": "true", "LANGSMITH_HIDE_OUTPUTS": "true"}, "inputs hidden, outputs hidden"),
+        ({"TRACEDAGENT_CAPTURE_CONTENT": "true"}, "message content included"),
+        ({}, "LANGSMITH_API_KEY is not set, so the hosted API will refuse the runs"),
+    ],
+)
+def test_the_status_line_tells_the_settings(configure: Any, environ: dict[str, str], says: str) -> None:
+    status, registered = configure(**{"LANGSMITH_TRACING": "true", **environ})
+    assert says in status
+    assert status.startswith("active: runs to https://api.smith.langchain.com")
+    assert len(registered) == 1
+
+
+def test_the_settings_reach_the_sdk_client(monkeypatch: pytest.MonkeyPatch, make_tracer: MakeTracer) -> None:
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", "http://127.0.0.1:9")  # nothing is sent in this test
+    monkeypatch.setenv("LANGSMITH_TRACING_SAMPLING_RATE", "0")
+    monkeypatch.setenv("LANGSMITH_HIDE_INPUTS", "true")
+    tracer = make_tracer()
+    calc_agent(tracer).run_sync("question")
+    tracer.flush(GUARD_S)
+    client = tracer.client
+
+    assert client.api_url == "http://127.0.0.1:9"
+    assert client.tracing_sample_rate == 0.0
+    assert (client._hide_inputs, client._hide_outputs) == (True, False)
+
+
+def test_a_sampling_rate_that_is_not_one_is_a_configuration_error(configure: Any) -> None:
+    with pytest.raises(ConfigurationError, match="LANGSMITH_TRACING_SAMPLING_RATE='often'"):
+        configure(LANGSMITH_TRACING="true", LANGSMITH_TRACING_SAMPLING_RATE="often")
+    with pytest.raises(ConfigurationError, match="between 0 and 1"):
+        LangSmithTracer(sampling_rate=2.0)
+
+
+def test_settings_for_a_client_of_your_own_belong_on_that_client() -> None:
+    with pytest.raises(ConfigurationError, match="set sampling and hidden inputs/outputs on that client"):
+        LangSmithTracer(client=FakeClient(), hide_inputs=True)
+
+
+# ----------------------------------------------------------------------------------------- the hot path
+
+
+def test_a_hook_only_queues_the_event() -> None:
+    client = FakeClient()
+    tracer = LangSmithTracer(client=client, interval_s=3600.0)
+    try:
+        event = RunStarted(run_id="r", trace_id="1" * 32, span_id="2" * 16, parent_span_id=None, agent="a", timestamp_ns=1)
+        tracer.on_run_start(event)
+        assert tracer.stats().queue_depth == 1
+        assert client.calls == []  # nothing sent, nothing serialised on the caller's thread
+    finally:
+        tracer.shutdown(GUARD_S)
+    assert [kind for kind, _ in client.calls] == ["create", "flush"]
+
+
+def test_every_sdk_call_happens_off_the_runs_thread_and_flush_reaches_the_client(make_tracer: MakeTracer) -> None:
+    client = FakeClient()
+    tracer = make_tracer(client=client)
+    calc_agent(tracer).run_sync("question")
+    assert tracer.flush(GUARD_S)
+
+    assert client.threads["create"] | client.threads["update"] == {"tracedagent-export-langsmith"}
+    assert client.threads["flush"] == {"tracedagent-langsmith-flush"}
+    assert [kind for kind, _ in client.calls][-1] == "flush"  # after everything queued was handed over
+    assert len(client.runs()) == 5
+    assert tracedagent.flush(GUARD_S)
+    assert [kind for kind, _ in client.calls][-1] == "flush"
+
+
+def test_a_failing_sdk_call_is_counted_and_logged_once_and_the_run_goes_on(
+    make_tracer: MakeTracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracer = make_tracer(client=FakeClient(fail=True))
+    result = calc_agent(tracer).run_sync("question")
+    second = calc_agent(tracer).run_sync("question")
+    assert tracer.flush(GUARD_S)
+
+    assert (result.output, second.output) == (f"{SENTINEL} the answer", f"{SENTINEL} the answer")
+    assert tracer.failed == 20
+    messages = [r for r in caplog.records if r.name == "tracedagent.langsmith" and r.levelno >= logging.ERROR]
+    assert len(messages) == 1
+    assert "later failures are counted" in messages[0].getMessage()
+    assert tracer.stats().failed == 0  # the pipeline itself did not fail: each event is isolated
+
+
+def test_the_tracer_is_in_the_export_stats_as_the_langsmith_sink(make_tracer: MakeTracer) -> None:
+    tracer = make_tracer(client=FakeClient())
+    calc_agent(tracer).run_sync("question")
+    tracer.flush(GUARD_S)
+    stats = [s for s in tracedagent.export_stats() if s.sink == "langsmith" and s.exported == 10]
+    assert stats and stats[0].dropped == 0

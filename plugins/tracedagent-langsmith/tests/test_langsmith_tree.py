@@ -1,0 +1,372 @@
+"""From events to LangSmith runs, without the network: real runs' events fed to a TraceBuilder whose
+client is a fake that records create_run / update_run / flush."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+from tracedagent import (
+    Agent,
+    ErrorInfo,
+    Event,
+    ModelCallEnded,
+    ModelCallStarted,
+    RetryScheduled,
+    RunEnded,
+    RunResumed,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+    Usage,
+    tool,
+)
+from tracedagent.testing import RecordingTracer, ScriptedModel
+from tracedagent_langsmith import TraceBuilder, nested_root_uuid, span_uuid, trace_uuid
+
+from ls_support import (
+    SENTINEL,
+    FakeClient,
+    approval_agent,
+    assert_well_formed,
+    by_type,
+    calc_agent,
+    failing_model_agent,
+    merge_runs,
+    norm,
+)
+
+
+def feed(events: Sequence[Event], *, capture: bool = False, **kwargs: Any) -> tuple[TraceBuilder, FakeClient]:
+    client = FakeClient()
+    builder = TraceBuilder(client, project="tests", capture=capture, **kwargs)
+    for event in events:
+        builder.handle(event)
+    return builder, client
+
+
+def calc_events() -> RecordingTracer:
+    recorder = RecordingTracer()
+    result = calc_agent(recorder).run_sync(f"{SENTINEL} question")
+    assert result.status == "completed"
+    return recorder
+
+
+def approval_events() -> tuple[RecordingTracer, int]:
+    """A run that pauses for approval and is resumed; also where the resumed segment's events begin."""
+    recorder = RecordingTracer()
+    agent = approval_agent(recorder)
+    paused = agent.run_sync(f"{SENTINEL} ship it")
+    assert paused.status == "interrupted"
+    first = len(recorder)
+    done = agent.resume_sync(paused.run_id, {"d1": True})
+    assert done.status == "completed"
+    return recorder, first
+
+
+# ------------------------------------------------------------------------------------------ the tree
+
+
+def test_a_run_is_a_chain_with_an_llm_run_per_model_call_and_a_tool_run_per_tool_call() -> None:
+    recorder = calc_events()
+    (started,) = recorder.of_type(RunStarted)
+    _, client = feed(recorder.events)
+    runs = client.runs()
+
+    assert_well_formed(runs)
+    root = runs[str(trace_uuid(started.trace_id))]
+    assert (root["name"], root["run_type"], root["parent_run_id"]) == ("calc", "chain", None)
+    assert root["project_name"] == "tests"
+    assert root["outputs"]["status"] == "completed"
+    assert root["outputs"]["usage"]["total_tokens"] == 280
+    llms, tools = by_type(runs, "llm"), by_type(runs, "tool")
+    assert [r["name"] for r in llms] == ["gpt-test", "gpt-test"]
+    assert sorted(r["name"] for r in tools) == ["broken", "lookup"]
+    assert {norm(r["parent_run_id"]) for r in [*llms, *tools]} == {norm(root["id"])}
+    assert all(r.get("end_time") is not None for r in runs.values())
+    assert len(runs) == 5
+
+
+def test_an_llm_run_has_usage_metadata_and_the_provider_and_model_for_pricing() -> None:
+    _, client = feed(calc_events().events)
+    first, second = by_type(client.runs(), "llm")
+
+    expected = {
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "total_tokens": 120,
+        "input_token_details": {"cache_read": 30},
+        "output_token_details": {"reasoning": 7},
+    }
+    assert first["outputs"]["usage_metadata"] == expected
+    assert first["extra"]["metadata"]["usage_metadata"] == expected  # kept when outputs are hidden
+    assert first["extra"]["metadata"]["ls_provider"] == "openai"
+    assert first["extra"]["metadata"]["ls_model_name"] == "gpt-test"
+    assert first["extra"]["metadata"]["finish_reason"] == "tool_calls"
+    assert second["outputs"]["usage_metadata"]["total_tokens"] == 160
+
+
+def test_errors_say_the_exception_type_and_only_with_capture_its_message() -> None:
+    events = calc_events().events
+    tool_runs = {r["name"]: r for r in by_type(feed(events)[1].runs(), "tool")}
+    assert tool_runs["broken"]["error"] == "ValueError"
+    assert tool_runs["broken"]["outputs"]["status"] == "error"
+    assert tool_runs["lookup"].get("error") is None
+
+    captured = {r["name"]: r for r in by_type(feed(events, capture=True)[1].runs(), "tool")}
+    assert captured["broken"]["error"] == f"ValueError: {SENTINEL} cannot read {SENTINEL}"
+
+
+def test_a_failed_model_call_fails_its_llm_run_and_the_chain() -> None:
+    recorder = RecordingTracer()
+    with pytest.raises(Exception, match="provider exploded"):
+        failing_model_agent(recorder).run_sync("hi")
+    runs = feed(recorder.events)[1].runs()
+
+    (llm,) = by_type(runs, "llm")
+    (chain,) = by_type(runs, "chain")
+    assert llm["error"] == "ModelError"
+    assert chain["error"] == "ModelError"
+    assert chain["outputs"]["status"] == "failed"
+    assert SENTINEL not in repr(runs)
+
+
+def test_without_capture_no_content_reaches_langsmith_and_with_it_all_of_it_does() -> None:
+    recorder, _ = approval_events()
+    events = [*calc_events().events, *recorder.events]
+
+    assert SENTINEL not in repr(feed(events)[1].calls)
+    runs = feed(events, capture=True)[1].runs()
+    text = repr(runs)
+    for run in runs.values():
+        if run["run_type"] == "llm":
+            assert SENTINEL in repr(run["inputs"]["messages"])
+            assert SENTINEL in repr(run["outputs"]["choices"])
+    assert f"'arguments': {{'key': '{SENTINEL}'}}" in text  # tool arguments, parsed
+    assert f"'output': '{SENTINEL} value of {SENTINEL}'" in text  # a tool's result
+    assert f"'output': '{SENTINEL} the answer'" in text  # the run's answer
+    assert "'reason': \"tool 'deploy' needs approval" in text  # an interruption's reason
+
+
+def test_messages_are_in_the_openai_chat_format() -> None:
+    runs = feed(calc_events().events, capture=True)[1].runs()
+    _, second = by_type(runs, "llm")
+    user, assistant, *tool_messages = second["inputs"]["messages"]
+    assert user == {"role": "user", "content": f"{SENTINEL} question"}
+    assert assistant["tool_calls"][0] == {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": f'{{"key": "{SENTINEL}"}}'},
+    }
+    assert [m["tool_call_id"] for m in tool_messages] == ["c1", "c2"]
+    assert second["outputs"]["choices"][0]["message"] == {"role": "assistant", "content": f"{SENTINEL} the answer"}
+
+
+# ------------------------------------------------------------------------------ interrupt and resume
+
+
+def test_a_resumed_segment_is_a_chain_under_the_root_and_the_root_shows_how_the_run_ended() -> None:
+    recorder, _ = approval_events()
+    (started,) = recorder.of_type(RunStarted)
+    (resumed,) = recorder.of_type(RunResumed)
+    _, client = feed(recorder.events)
+    runs = client.runs()
+
+    assert_well_formed(runs)
+    root = runs[str(trace_uuid(started.trace_id))]
+    segment = runs[str(span_uuid(resumed.trace_id, resumed.span_id))]
+    assert (segment["name"], segment["run_type"], norm(segment["parent_run_id"])) == (
+        "ops (resumed)",
+        "chain",
+        norm(root["id"]),
+    )
+    assert root["outputs"]["status"] == "completed"  # the root's last patch: the run's end
+    assert segment["outputs"]["status"] == "completed"
+    assert [e["name"] for e in root["events"]] == ["interrupt", "checkpoint"]
+    assert root["events"][0]["kwargs"] == {"interruptions": [{"id": "d1", "tool": "deploy", "kind": "approval"}]}
+    assert [e["name"] for e in segment["events"]] == ["resume"]
+    assert segment["events"][0]["kwargs"]["previous_span_id"] == started.span_id
+    # The first segment's calls hang from the root, the resumed segment's from its chain (the call
+    # waiting for approval runs only once approved).
+    parents = sorted((r["name"], norm(r["parent_run_id"])) for r in runs.values() if r["run_type"] != "chain")
+    assert parents == sorted(
+        [("gpt-test", norm(root["id"])), ("deploy", norm(segment["id"])), ("gpt-test", norm(segment["id"]))]
+    )
+    assert root.get("error") is None  # a pause is not a failure
+
+
+def test_a_second_patch_of_the_root_waits_for_the_sdk_to_send_the_first() -> None:
+    recorder, _ = approval_events()
+    (started,) = recorder.of_type(RunStarted)
+    root_id = trace_uuid(started.trace_id)
+    _, client = feed(recorder.events)
+
+    kinds = [(kind, fields.get("id")) for kind, fields in client.calls if kind != "create"]
+    first, second = (i for i, (kind, run_id) in enumerate(kinds) if kind == "update" and run_id == root_id)
+    assert ("flush", None) in kinds[first + 1 : second]
+    root_patches = [fields for kind, fields in client.calls if kind == "update" and fields["id"] == root_id]
+    assert root_patches[0]["events"] is not None and root_patches[0]["extra"] is not None
+    assert root_patches[1]["events"] is None and root_patches[1]["extra"] is None  # never overwritten
+
+
+def test_a_run_resumed_in_another_process_joins_the_tree_the_first_process_made() -> None:
+    recorder, first = approval_events()
+    events = recorder.events
+    builder_a, client_a = feed(events[:first])
+    builder_b, client_b = feed(events[first:])  # a fresh builder: another process
+
+    runs = merge_runs([*client_a.calls, *client_b.calls])
+    assert_well_formed(runs)
+    assert builder_a.orphaned == builder_b.orphaned == 0
+    assert len({norm(r["trace_id"]) for r in runs.values()}) == 1
+    assert [r["outputs"]["status"] for r in by_type(runs, "chain")] == ["completed", "completed"]
+    assert not [kind for kind, _ in client_b.calls if kind == "flush"]  # it never patched the root before
+    (started,) = [e for e in events if isinstance(e, RunStarted)]
+    root = runs[str(trace_uuid(started.trace_id))]
+    assert [e["name"] for e in root["events"]] == ["interrupt", "checkpoint"]  # kept from the first process
+
+
+def test_a_resumed_nested_run_without_its_root_in_this_process_is_counted_not_sent() -> None:
+    resumed = RunResumed(
+        run_id="r1",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id="1" * 16,
+        parent_span_id="2" * 16,  # inside a tool of another run: its root cannot be derived
+        agent="inner",
+        timestamp_ns=1_700_000_000_000_000_000,
+        run_started_ns=1_699_999_999_000_000_000,
+    )
+    builder, client = feed([resumed])
+    assert builder.orphaned == 1
+    assert client.calls == []
+
+
+# ------------------------------------------------------------------------------------ other shapes
+
+
+def test_a_run_started_inside_a_tool_hangs_from_that_tool_run() -> None:
+    recorder = RecordingTracer()
+    inner = Agent("inner", ScriptedModel(["inner answer"]), plugins=[recorder])
+
+    @tool
+    async def delegate(question: str) -> str:
+        """Ask the inner agent."""
+        return (await inner.run(question)).output or ""
+
+    model = ScriptedModel([("delegate", {"question": "why?"}), "done"])
+    result = asyncio.run(Agent("outer", model, tools=[delegate], plugins=[recorder]).run("go"))
+    assert result.output == "done"
+    outer_start, inner_start = recorder.of_type(RunStarted)
+    runs = feed(recorder.events)[1].runs()
+
+    assert_well_formed(runs)
+    (delegate_run,) = by_type(runs, "tool")
+    inner_root = runs[str(nested_root_uuid(inner_start.trace_id, inner_start.run_id))]
+    assert (inner_root["name"], inner_root["run_type"]) == ("inner", "chain")
+    assert norm(inner_root["parent_run_id"]) == norm(delegate_run["id"])
+    assert norm(inner_root["trace_id"]) == str(trace_uuid(outer_start.trace_id))
+
+
+def test_point_events_go_on_the_run_of_their_span() -> None:
+    ids = {"run_id": "r1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "agent": "a"}
+    t0 = 1_700_000_000_000_000_000
+    events = [
+        RunStarted(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0, **ids),
+        ModelCallStarted(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 + 1000, model="m", **ids),
+        RetryScheduled(
+            span_id="b" * 16,
+            parent_span_id="a" * 16,
+            timestamp_ns=t0 + 2000,
+            target="m",
+            attempt=1,
+            delay_s=0.5,
+            error=ErrorInfo("TimeoutError", SENTINEL),
+            **ids,
+        ),
+        ModelCallEnded(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 + 3000, model="m", **ids),
+        RunEnded(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0 + 4000, **ids),
+    ]
+    runs = feed(events)[1].runs()
+    (llm,) = by_type(runs, "llm")
+    assert llm["events"] == [
+        {
+            "name": "retry",
+            "time": "2023-11-14T22:13:20.000002+00:00",
+            "kwargs": {"target": "m", "kind": "model", "attempt": 1, "delay_s": 0.5, "error_type": "TimeoutError"},
+        }
+    ]
+    captured = by_type(feed(events, capture=True)[1].runs(), "llm")[0]
+    assert captured["events"][0]["kwargs"]["error_message"] == SENTINEL
+
+
+def test_an_end_whose_start_was_dropped_is_sent_as_a_whole_run() -> None:
+    events = [e for e in calc_events().events if not isinstance(e, ToolCallStarted)]
+    builder, client = feed(events)
+    runs = client.runs()
+
+    assert builder.orphaned == 0
+    assert_well_formed(runs)
+    tools = by_type(runs, "tool")
+    assert sorted(r["name"] for r in tools) == ["broken", "lookup"]
+    assert all(r["start_time"] <= r["end_time"] for r in tools)
+    assert not [f for kind, f in client.calls if kind == "update" and f["id"] in {r["id"] for r in tools}]
+
+
+def test_a_call_whose_parent_is_unknown_is_counted_not_sent() -> None:
+    events = [e for e in calc_events().events if not isinstance(e, RunStarted)]
+    builder, client = feed(events)
+    assert client.calls == []
+    assert builder.orphaned == len(events)
+
+
+def test_a_child_never_starts_before_its_parent_even_if_the_clock_stepped_back() -> None:
+    ids = {"run_id": "r1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "agent": "a"}
+    t0 = 1_700_000_000_000_000_000
+    events = [
+        RunStarted(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0, **ids),
+        ToolCallStarted(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 - 5_000_000, tool="t", **ids),
+        ToolCallEnded(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 - 4_000_000, tool="t", **ids),
+        RunEnded(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0 + 1, **ids),
+    ]
+    runs = feed(events)[1].runs()
+    assert_well_formed(runs)
+    (tool_run,) = by_type(runs, "tool")
+    (root,) = by_type(runs, "chain")
+    assert tool_run["start_time"] == root["start_time"] == tool_run["end_time"]
+
+
+def test_memory_is_bounded_the_oldest_open_span_is_forgotten() -> None:
+    ids = {"run_id": "r1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "agent": "a"}
+    t0 = 1_700_000_000_000_000_000
+    starts = [
+        ModelCallStarted(span_id=f"{n:016x}", parent_span_id="f" * 16, timestamp_ns=t0 + n, model="m", **ids)
+        for n in range(1, 4)
+    ]
+    root = RunStarted(span_id="f" * 16, parent_span_id=None, timestamp_ns=t0, **ids)
+    builder, client = feed([root, *starts], max_open=3)
+    # the root (oldest) was forgotten: the first call's end still has its own run, the root's end not
+    builder.handle(RunEnded(span_id="f" * 16, parent_span_id=None, timestamp_ns=t0 + 9, **ids))
+    assert builder.orphaned == 1
+    assert len([kind for kind, _ in client.calls if kind == "create"]) == 4
+
+
+def test_an_event_class_this_version_does_not_know_is_ignored() -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Newer(Event):
+        hook: ClassVar[str] = "on_something_new"
+
+    ids = {"run_id": "r1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "agent": "a"}
+    builder, client = feed([Newer(span_id="a" * 16, parent_span_id=None, timestamp_ns=1, **ids)])
+    assert (client.calls, builder.orphaned) == ([], 0)
+
+
+def test_usage_totals_on_the_chain_are_the_runs_sums() -> None:
+    recorder = calc_events()
+    (ended,) = recorder.of_type(RunEnded)
+    (chain,) = by_type(feed(recorder.events)[1].runs(), "chain")
+    assert chain["outputs"]["usage"] == {**ended.usage.to_dict(), "total_tokens": ended.usage.total_tokens}
+    assert ended.usage == Usage(250, 30, 30, 7, 2)

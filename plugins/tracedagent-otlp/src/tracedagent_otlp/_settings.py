@@ -1,0 +1,85 @@
+"""The settings this plugin reads: the standard ``OTEL_*`` variables and ``TRACEDAGENT_OTLP_MAX_CONTENT``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tracedagent import ConfigurationError
+
+from . import _names as N
+
+__all__ = [
+    "capture_from_env",
+    "endpoint_from_env",
+    "is_true",
+    "max_content_from_env",
+    "metrics_from_env",
+    "protocol_from_env",
+    "sdk_disabled",
+]
+
+_CAPTURE_ON = ("1", "true", "yes", "on", "span_only", "span_and_event")
+
+
+def is_true(value: str | None) -> bool:
+    """Whether an environment variable's value means yes (``1``, ``true``, ``yes``, ``on``)."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def capture_from_env(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for content on spans: ``true``
+    (or the newer ``SPAN_ONLY`` / ``SPAN_AND_EVENT``)."""
+    return (environ.get(N.ENV_CAPTURE_CONTENT) or "").strip().lower() in _CAPTURE_ON
+
+
+def max_content_from_env(environ: Mapping[str, str]) -> int:
+    """The most characters of one content string put on a span (``TRACEDAGENT_OTLP_MAX_CONTENT``)."""
+    raw = (environ.get(N.ENV_MAX_CONTENT) or "").strip()
+    if not raw:
+        return N.DEFAULT_MAX_CONTENT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(
+            f"{N.ENV_MAX_CONTENT}={raw!r} is not a positive number of characters; set it to, say, 4096, or "
+            f"unset it for {N.DEFAULT_MAX_CONTENT}"
+        )
+    return value
+
+
+def sdk_disabled(environ: Mapping[str, str]) -> bool:
+    """``OTEL_SDK_DISABLED=true`` turns OpenTelemetry off, this plugin included."""
+    return (environ.get(N.ENV_SDK_DISABLED) or "").strip().lower() == "true"
+
+
+def endpoint_from_env(environ: Mapping[str, str]) -> str | None:
+    """The traces endpoint the variables name, or None when neither endpoint variable is set."""
+    traces = (environ.get(N.ENV_TRACES_ENDPOINT) or "").strip()
+    if traces:
+        return traces
+    base = (environ.get(N.ENV_ENDPOINT) or "").strip()
+    if not base:
+        return None
+    if protocol_from_env(environ) == "grpc":
+        return base
+    return base.rstrip("/") + "/v1/traces"
+
+
+def protocol_from_env(environ: Mapping[str, str], signal: str = "traces") -> str:
+    """``http/protobuf`` (the default) or ``grpc``, from ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL``."""
+    specific = N.ENV_TRACES_PROTOCOL if signal == "traces" else N.ENV_METRICS_PROTOCOL
+    raw = (environ.get(specific) or environ.get(N.ENV_PROTOCOL) or "http/protobuf").strip().lower()
+    if raw not in ("http/protobuf", "grpc"):
+        raise ConfigurationError(
+            f"OTLP protocol {raw!r} is not supported by tracedagent-otlp; set {N.ENV_PROTOCOL} to "
+            "http/protobuf (the default) or grpc"
+        )
+    return raw
+
+
+def metrics_from_env(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_METRICS_EXPORTER`` names ``otlp`` (asked for explicitly: metrics are opt-in here)."""
+    names = (environ.get(N.ENV_METRICS_EXPORTER) or "").lower().replace(";", ",").split(",")
+    return "otlp" in (name.strip() for name in names)

@@ -1,0 +1,383 @@
+"""``OtlpTracer``: OpenTelemetry spans and GenAI metrics of every run, built off the hot path.
+
+The hooks do two cheap things: put the event on the tracer's :class:`tracedagent.ExportPipeline` (a
+bounded queue; full, it drops and counts) and, for spans that start or end, attach or detach the
+OpenTelemetry context that makes the core's span current (see :mod:`._context`). The pipeline's worker
+thread turns events into finished spans (:mod:`._spans`) and records the metrics. With its own exporter,
+the worker hands each batch of spans to the exporter itself; with the application's tracer provider, the
+spans go through that provider's processors like any other span.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider as ApiMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tracedagent import (
+    CheckpointSaved,
+    CircuitStateChanged,
+    ConfigurationError,
+    ContextCompacted,
+    Event,
+    ExportPipeline,
+    ExportStats,
+    ModelCallEnded,
+    ModelCallStarted,
+    RetryScheduled,
+    RunEnded,
+    RunInterrupted,
+    RunResumed,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+    hookimpl,
+)
+
+from . import _names as N
+from . import _providers, _settings
+from ._context import ContextBridge
+from ._metrics import GenAIMetrics
+from ._spans import CoreIds, SpanBuilder
+
+__all__ = ["OtlpTracer", "SpanExportFailed"]
+
+logger = logging.getLogger("tracedagent.otlp")
+
+
+class SpanExportFailed(Exception):
+    """The span exporter reported a failure (the collector is down, slow or refused the batch)."""
+
+
+class _Collector(SpanProcessor):
+    """Collects the spans ended on the worker, for the worker to export as one batch."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+    def take(self) -> list[ReadableSpan]:
+        spans, self.spans = self.spans, []
+        return spans
+
+
+class _Pipeline(ExportPipeline[Event]):
+    """The tracer's pipeline; shutting it down (``tracedagent.shutdown``) also stops the exporters, so a
+    collector that does not answer cannot keep a retry going after the deadline."""
+
+    def __init__(
+        self, export: Callable[[Sequence[Event]], None], on_stop: Callable[[float | None], None], **options: Any
+    ) -> None:
+        super().__init__("otlp", export, **options)
+        self._on_stop = on_stop
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        started = time.monotonic()
+        ok = super().shutdown(timeout)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        self._on_stop(left)
+        return ok
+
+
+class OtlpTracer:
+    """A tracer that exports every run as OpenTelemetry spans (GenAI conventions) and GenAI metrics.
+
+    Where spans go, first match wins: ``span_exporter`` (exported in batches by the tracer's worker, with
+    a resource from ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``); ``tracer_provider`` (an SDK
+    ``TracerProvider``: its sampler and processors apply); the application's global SDK provider, if one
+    is set; otherwise an OTLP exporter built from the ``OTEL_EXPORTER_OTLP_*`` variables.
+
+    Metrics go to ``meter_provider``, else the application's global one, else one built from ``OTEL_*``
+    when ``OTEL_METRICS_EXPORTER=otlp``; ``metrics=False`` turns them off.
+
+    ``capture_content`` puts messages, tool arguments and results on the spans (default: from
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), each text cut to ``max_content`` characters
+    (default: ``TRACEDAGENT_OTLP_MAX_CONTENT`` or 8192). ``propagate_context`` makes the core's spans
+    OpenTelemetry's current span inside model and tool calls. ``max_queue`` bounds the events waiting for
+    the worker (more are dropped and counted), ``max_pending`` the spans started and not yet ended.
+    With ``OTEL_SDK_DISABLED=true`` the tracer does nothing.
+    """
+
+    name = "otlp-tracer"
+
+    def __init__(
+        self,
+        *,
+        span_exporter: SpanExporter | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: ApiMeterProvider | None = None,
+        metrics: bool = True,
+        capture_content: bool | None = None,
+        max_content: int | None = None,
+        propagate_context: bool = True,
+        max_queue: int = 2048,
+        max_batch: int = 512,
+        interval_s: float = 1.0,
+        max_pending: int = 10_000,
+    ) -> None:
+        environ = os.environ
+        if span_exporter is not None and tracer_provider is not None:
+            raise ConfigurationError("OtlpTracer takes span_exporter or tracer_provider, not both")
+        self.enabled = not _settings.sdk_disabled(environ)
+        self.capture_content = _settings.capture_from_env(environ) if capture_content is None else bool(capture_content)
+        self.max_content = _settings.max_content_from_env(environ) if max_content is None else max_content
+        if isinstance(self.max_content, bool) or not isinstance(self.max_content, int) or self.max_content < 1:
+            raise ConfigurationError(f"max_content must be a positive number of characters, not {max_content!r}")
+        if not (isinstance(max_pending, int) and max_pending > 0):
+            raise ConfigurationError(f"max_pending must be a positive integer, not {max_pending!r}")
+        self._exporter: SpanExporter | None = None
+        self._collector: _Collector | None = None
+        self._stopped = False
+        self.tracer_provider: TracerProvider | None = None
+        self._own_meter_provider: MeterProvider | None = None
+        self.metrics: GenAIMetrics | None = None
+        self.destination = "nowhere (OTEL_SDK_DISABLED is true)"
+        self.metrics_destination = "off"
+        self.spans_exported = 0
+        self.spans_failed = 0
+        self._bridge = ContextBridge() if propagate_context and self.enabled else None
+        self._builder: SpanBuilder | None = None
+        if self.enabled:
+            self._setup(environ, span_exporter, tracer_provider, meter_provider, metrics, max_pending)
+        self._pipeline = _Pipeline(
+            self._export, self._stop, max_queue=max_queue, max_batch=max_batch, interval_s=interval_s
+        )
+        self._put: Callable[[Event], bool] = self._pipeline.put if self.enabled else _drop
+
+    def _setup(
+        self,
+        environ: Any,
+        span_exporter: SpanExporter | None,
+        tracer_provider: TracerProvider | None,
+        meter_provider: ApiMeterProvider | None,
+        metrics: bool,
+        max_pending: int,
+    ) -> None:
+        if span_exporter is None and tracer_provider is None:
+            tracer_provider = _providers.application_tracer_provider()
+            if tracer_provider is None:
+                span_exporter = _providers.span_exporter_from_env(environ)
+                endpoint = _settings.endpoint_from_env(environ) or "http://localhost:4318/v1/traces"
+                self.destination = f"OTLP {_settings.protocol_from_env(environ)} to {endpoint}"
+            else:
+                self.destination = "the application's tracer provider"
+        elif tracer_provider is not None:
+            self.destination = f"tracer provider {tracer_provider!r}"
+        if span_exporter is not None:
+            if self.destination.startswith("nowhere"):
+                self.destination = f"span exporter {type(span_exporter).__name__}"
+            self._exporter = span_exporter
+            self._collector = _Collector()
+            tracer_provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
+            tracer_provider.add_span_processor(self._collector)
+        else:
+            _flush_before_the_provider_stops(self)
+        assert tracer_provider is not None
+        self.tracer_provider = tracer_provider
+        tracer = tracer_provider.get_tracer(N.SCOPE_NAME, N.SCOPE_VERSION, schema_url=N.SCHEMA_URL)
+        if not isinstance(tracer, Tracer):  # the SDK hands out no-op tracers when it is disabled
+            raise ConfigurationError(
+                f"tracer provider {tracer_provider!r} gave a {type(tracer).__name__}, not an SDK Tracer"
+            )
+        # The one supported way to give the SDK our ids: the tracer's IdGenerator (see _spans).
+        ids = tracer.id_generator if isinstance(tracer.id_generator, CoreIds) else CoreIds(tracer.id_generator)
+        tracer.id_generator = ids
+        if metrics:
+            if meter_provider is None:
+                meter_provider = _providers.application_meter_provider()
+                if meter_provider is None:
+                    own = _providers.meter_provider_from_env(environ, tracer_provider.resource)
+                    if own is not None:
+                        self._own_meter_provider = meter_provider = own
+                        self.metrics_destination = f"OTLP {_settings.protocol_from_env(environ, 'metrics')}"
+                else:
+                    self.metrics_destination = "the application's meter provider"
+            else:
+                self.metrics_destination = f"meter provider {meter_provider!r}"
+            if meter_provider is not None:
+                self.metrics = GenAIMetrics(meter_provider, N.SCOPE_VERSION)
+        self._builder = SpanBuilder(
+            tracer,
+            ids,
+            capture_content=self.capture_content,
+            max_content=self.max_content,
+            max_pending=max_pending,
+            metrics=self.metrics,
+        )
+
+    def __repr__(self) -> str:
+        content = "with content" if self.capture_content else "no content"
+        return f"<OtlpTracer spans to {self.destination}, metrics {self.metrics_destination}, {content}>"
+
+    def describe(self) -> str:
+        """One line for ``tracedagent plugins``: where spans and metrics go, and whether content does."""
+        content = (
+            f"message content included (max {self.max_content} chars)" if self.capture_content else "no message content"
+        )
+        return f"spans to {self.destination}; GenAI metrics {self.metrics_destination}; {content}"
+
+    # ------------------------------------------------------------------ hooks: O(1), no I/O
+
+    @hookimpl
+    def on_run_start(self, event: RunStarted) -> None:
+        if self._bridge is not None:
+            self._bridge.enter(event)
+        self._put(event)
+
+    @hookimpl
+    def on_resume(self, event: RunResumed) -> None:
+        if self._bridge is not None:
+            self._bridge.enter(event)
+        self._put(event)
+
+    @hookimpl
+    def on_run_end(self, event: RunEnded) -> None:
+        if self._bridge is not None:
+            self._bridge.exit(event)
+        self._put(event)
+
+    @hookimpl
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        if self._bridge is not None:
+            self._bridge.enter(event)
+        self._put(event)
+
+    @hookimpl
+    def on_model_call_end(self, event: ModelCallEnded) -> None:
+        if self._bridge is not None:
+            self._bridge.exit(event)
+        self._put(event)
+
+    @hookimpl
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+        if self._bridge is not None:
+            self._bridge.enter(event)
+        self._put(event)
+
+    @hookimpl
+    def on_tool_call_end(self, event: ToolCallEnded) -> None:
+        if self._bridge is not None:
+            self._bridge.exit(event)
+        self._put(event)
+
+    @hookimpl
+    def on_interrupt(self, event: RunInterrupted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_compaction(self, event: ContextCompacted) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_checkpoint(self, event: CheckpointSaved) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_circuit_change(self, event: CircuitStateChanged) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_retry(self, event: RetryScheduled) -> None:
+        self._put(event)
+
+    # ---------------------------------------------------------------- the pipeline's controls
+
+    def stats(self) -> ExportStats:
+        """Events waiting, dropped (queue full), handled, and in batches whose export failed."""
+        return self._pipeline.stats()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full (the collector could not keep up)."""
+        return self._pipeline.dropped
+
+    @property
+    def pending(self) -> int:
+        """Spans started whose end has not been handled yet."""
+        return self._builder.pending if self._builder is not None else 0
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Export every event queued so far; True if done within ``timeout`` seconds."""
+        return self._pipeline.flush(timeout)
+
+    def shutdown(self, timeout: float | None = 5.0) -> bool:
+        """Export what is queued, then stop the worker and the exporters; later events are dropped."""
+        return self._pipeline.shutdown(timeout)
+
+    # ---------------------------------------------------------------------- the worker's side
+
+    def _export(self, batch: Sequence[Event]) -> None:
+        builder = self._builder
+        if builder is None:
+            return
+        for event in batch:
+            builder.handle(event)
+        collector, exporter = self._collector, self._exporter
+        if collector is None or exporter is None:
+            return
+        spans = collector.take()
+        if not spans:
+            return
+        if self._stopped:  # the shutdown deadline passed while this worker was still busy
+            self.spans_failed += len(spans)
+            raise SpanExportFailed(f"{len(spans)} spans ended after the tracer was shut down; not exported")
+        if exporter.export(spans) is not SpanExportResult.SUCCESS:
+            self.spans_failed += len(spans)
+            raise SpanExportFailed(f"the span exporter failed to export {len(spans)} spans to {self.destination}")
+        self.spans_exported += len(spans)
+
+    def _stop(self, timeout: float | None) -> None:
+        """After the worker stopped (or the shutdown deadline passed): stop what the tracer built."""
+        if self._stopped:
+            return
+        self._stopped = True
+        exporter = self._exporter
+        if exporter is not None:
+            try:
+                exporter.shutdown()  # also ends a retry in progress against a collector that is down
+            except Exception:
+                logger.exception("tracedagent-otlp: the span exporter failed to shut down")
+        own, self._own_meter_provider = self._own_meter_provider, None
+        if own is not None:
+            millis = 30_000.0 if timeout is None else timeout * 1000
+            try:
+                own.shutdown(timeout_millis=millis)
+            except Exception:
+                logger.exception("tracedagent-otlp: the meter provider failed to shut down")
+
+
+def _drop(event: Event) -> bool:
+    return False
+
+
+def _flush_before_the_provider_stops(tracer: OtlpTracer) -> None:
+    """Hand the last spans to a provider the application owns before it shuts down at exit. Exit
+    handlers run last registered first, and this one is registered after the provider was set up."""
+    ref = weakref.ref(tracer)
+
+    def flush() -> None:
+        live = ref()
+        if live is not None:
+            try:
+                timeout = float(os.environ.get("TRACEDAGENT_EXIT_TIMEOUT") or 5)
+            except ValueError:
+                timeout = 5.0
+            live.flush(max(0.0, timeout))
+
+    atexit.register(flush)
