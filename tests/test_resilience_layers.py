@@ -269,10 +269,12 @@ async def test_an_async_tool_is_cancelled_at_its_timeout(tracer: RecordingTracer
 async def test_a_sync_tool_past_its_timeout_runs_on_and_its_late_result_is_discarded_and_counted(
     tracer: RecordingTracer,
 ) -> None:
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
 
-    @tool(timeout=0.01)
+    # The timeout leaves the thread time to start (a call cancelled before it starts has no late result).
+    @tool(timeout=0.2)
     def stuck() -> str:
+        started.set()
         release.wait(GUARD_S)
         return "LATE RESULT"
 
@@ -281,6 +283,7 @@ async def test_a_sync_tool_past_its_timeout_runs_on_and_its_late_result_is_disca
     try:
         async with asyncio.timeout(GUARD_S):
             result = await agent.run("go")
+        assert started.is_set()
         assert stuck.late_results == 0  # the thread is still running: nothing to discard yet
     finally:
         release.set()
@@ -302,9 +305,11 @@ async def test_a_sync_tool_past_its_timeout_runs_on_and_its_late_result_is_disca
 
 async def test_late_results_are_counted_per_call(tracer: RecordingTracer) -> None:
     release = threading.Event()
+    started: list[int] = []
 
-    @tool(timeout=0.01)
+    @tool(timeout=0.2)
     def stuck(n: int) -> int:
+        started.append(n)
         release.wait(GUARD_S)
         return n
 
@@ -312,6 +317,7 @@ async def test_late_results_are_counted_per_call(tracer: RecordingTracer) -> Non
     try:
         async with asyncio.timeout(GUARD_S):
             await Agent("a", ScriptedModel([calls, "x"]), tools=[stuck]).run("go")
+        assert sorted(started) == [0, 1, 2]
     finally:
         release.set()
     async with asyncio.timeout(GUARD_S):

@@ -205,7 +205,8 @@ async def test_the_timeout_covers_all_attempts(tracer: RecordingTracer) -> None:
     assert end.error is not None
     assert end.error.type == "ToolTimeout"
     assert 1 < len(attempts) < 50
-    assert len(tracer.of_type(RetryScheduled)) == len(attempts) - 1
+    # One retry before each later attempt, and maybe one more whose backoff the timeout cut short.
+    assert len(tracer.of_type(RetryScheduled)) in (len(attempts) - 1, len(attempts))
 
 
 async def test_a_timeout_is_never_retried_even_when_retry_on_says_yes(tracer: RecordingTracer) -> None:
