@@ -19,8 +19,8 @@ for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
 sys.path.insert(0, str(Path(__file__).parent))  # the capture server module beside this file
 
 import langsmith.utils  # noqa: E402
-
 from langsmith_server import CaptureServer, capture_server  # noqa: E402
+
 from tracedagent_langsmith import LangSmithTracer  # noqa: E402
 
 #: The API key the tests give the SDK; it must appear only in the x-api-key header.

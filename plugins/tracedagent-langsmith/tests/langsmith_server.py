@@ -162,9 +162,9 @@ class CaptureServer:
                 if server.mode == "slow":
                     server.release.wait(SLOW_GUARD_S)
                 if server.mode == "error":
-                    return self._answer(500, {"detail": "capture server: failing on purpose"})
-                status, document = server._route(request)
-                self._answer(status, document)
+                    self._answer(500, {"detail": "capture server: failing on purpose"})
+                else:
+                    self._answer(*server._route(request))
 
             def _answer(self, status: int, document: Any) -> None:
                 data = json.dumps(document).encode()

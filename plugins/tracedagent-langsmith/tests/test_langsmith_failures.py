@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-
-import tracedagent
-from tracedagent_langsmith import LangSmithTracer
-
 from conftest import MakeTracer
 from langsmith_server import CaptureServer, capture_server
 from ls_support import SENTINEL, approval_agent, calc_agent
+
+import tracedagent
+from tracedagent_langsmith import LangSmithTracer
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +128,8 @@ def test_shutdown_at_exit_and_by_hand_stop_the_sdk_clients_threads(
     tracer = LangSmithTracer(interval_s=0.05)
     calc_agent(tracer).run_sync("question")
     assert returns(lambda: tracer.shutdown(GUARD_S)) is True
-    assert tracer.client is not None and tracer.client._manual_cleanup  # the SDK's own stop flag
+    assert tracer.client is not None
+    assert tracer.client._manual_cleanup  # the SDK's own stop flag
     assert len(server.runs()) == 5
     calc_agent(tracer).run_sync("question")  # after shutdown: dropped, counted, nothing sent
     assert tracer.dropped == 10

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langsmith import Client
-
-from tracedagent import SQLiteCheckpointStore
-from tracedagent_langsmith import span_uuid, trace_uuid
-
 from conftest import API_KEY, MakeTracer
+from langsmith import Client
 from langsmith_server import CaptureServer, capture_server
 from ls_support import SENTINEL, approval_agent, assert_well_formed, by_type, calc_agent, norm
+
+from tracedagent_langsmith import span_uuid, trace_uuid
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +65,9 @@ def test_a_run_arrives_as_a_chain_with_llm_and_tool_runs(
 
         assert result.status == "completed"
         assert {r.path for r in server.ingest_requests()} == {path}
-        assert {r.headers.get("content-encoding") for r in server.ingest_requests()} == {encoding}
+        encodings = {r.headers.get("content-encoding") for r in server.ingest_requests()}
+        # (the SDK compresses once it has read /info; a first batch may go out before that, plain)
+        assert encoding in encodings if encoding else encodings == {None}
     assert_well_formed(runs)
     root = runs[str(trace_uuid(result.trace_id))]
     assert (root["name"], root["run_type"], root["session_name"]) == ("calc", "chain", "tracedagent-tests")
@@ -124,8 +124,7 @@ def test_a_paused_run_resumed_in_the_same_process_continues_its_trace(
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-    from tracedagent import SQLiteCheckpointStore
-    from ls_support import approval_agent
+        from ls_support import approval_agent
 
     phase = sys.argv[1]
     store = SQLiteCheckpointStore(os.environ["CHECKPOINT_DB"])
@@ -192,7 +191,6 @@ def check_resume_in_another_process(server: CaptureServer, tmp_path: Path) -> No
         "gpt-test",
     ]
     assert SENTINEL not in repr(runs)
-    assert SQLiteCheckpointStore  # the store both processes share (imported for the reader)
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -282,7 +280,8 @@ def test_sampling_keeps_or_drops_whole_traces(
     runs = server.runs()
     arrived = {uuid.UUID(str(r["trace_id"])) for r in runs.values()}
 
-    assert arrived < traces and arrived  # some traces, not all (deterministic per trace id)
+    assert arrived  # some traces, not all (deterministic per trace id)
+    assert arrived < traces
     assert len(runs) == 5 * len(arrived)  # never part of a trace
     assert {r["extra"]["metadata"]["ls_tracing_sample_rate"] for r in runs.values()} == {0.5}
 
@@ -293,8 +292,6 @@ def test_the_api_key_is_sent_only_in_the_auth_header(
     make_tracer: MakeTracer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tracedagent import PluginContext
-
     from tracedagent_langsmith import tracedagent_configure
 
     caplog.set_level(logging.DEBUG)
@@ -311,11 +308,13 @@ def test_the_api_key_is_sent_only_in_the_auth_header(
         assert API_KEY not in f"{request.method} {request.path} {others}"
         assert API_KEY.encode() not in request.body
     assert API_KEY not in caplog.text
-    assert API_KEY not in repr(tracer) and API_KEY not in repr(tracer.settings)
+    assert API_KEY not in repr(tracer)
+    assert API_KEY not in repr(tracer.settings)
 
-    class Context:
-        environ = {**os.environ, "LANGSMITH_TRACING": "true"}
-        registered: list[Any] = []
+    class Context:  # what tracedagent_configure gets: the environment and a way to register
+        def __init__(self) -> None:
+            self.environ = {**os.environ, "LANGSMITH_TRACING": "true"}
+            self.registered: list[Any] = []
 
         def register(self, plugin: Any, name: str | None = None) -> None:
             self.registered.append(plugin)
@@ -325,15 +324,13 @@ def test_the_api_key_is_sent_only_in_the_auth_header(
     assert API_KEY not in status
     for plugin in context.registered:
         plugin.shutdown(1.0)
-    assert PluginContext  # the real context's shape (environ, register) is what Context mimics
 
 
 def test_span_ids_name_the_runs(
     server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
 ) -> None:
-    from tracedagent.testing import RecordingTracer
-
     from tracedagent import ToolCallStarted
+    from tracedagent.testing import RecordingTracer
 
     point_at(server.url)
     recorder = RecordingTracer()

@@ -9,13 +9,12 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
+from conftest import API_KEY, MakeTracer
+from ls_support import SENTINEL, FakeClient, calc_agent
 
 import tracedagent
 from tracedagent import ConfigurationError, RunStarted
 from tracedagent_langsmith import LangSmithTracer, tracedagent_configure
-
-from conftest import API_KEY, MakeTracer
-from ls_support import SENTINEL, FakeClient, calc_agent
 
 GUARD_S = 60.0
 
@@ -126,7 +125,9 @@ def test_a_hook_only_queues_the_event() -> None:
     client = FakeClient()
     tracer = LangSmithTracer(client=client, interval_s=3600.0)
     try:
-        event = RunStarted(run_id="r", trace_id="1" * 32, span_id="2" * 16, parent_span_id=None, agent="a", timestamp_ns=1)
+        event = RunStarted(
+            run_id="r", trace_id="1" * 32, span_id="2" * 16, parent_span_id=None, agent="a", timestamp_ns=1
+        )
         tracer.on_run_start(event)
         assert tracer.stats().queue_depth == 1
         assert client.calls == []  # nothing sent, nothing serialised on the caller's thread
@@ -170,4 +171,5 @@ def test_the_tracer_is_in_the_export_stats_as_the_langsmith_sink(make_tracer: Ma
     calc_agent(tracer).run_sync("question")
     tracer.flush(GUARD_S)
     stats = [s for s in tracedagent.export_stats() if s.sink == "langsmith" and s.exported == 10]
-    assert stats and stats[0].dropped == 0
+    assert stats
+    assert stats[0].dropped == 0

@@ -9,6 +9,17 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pytest
+from ls_support import (
+    SENTINEL,
+    FakeClient,
+    approval_agent,
+    assert_well_formed,
+    by_type,
+    calc_agent,
+    failing_model_agent,
+    merge_runs,
+    norm,
+)
 
 from tracedagent import (
     Agent,
@@ -27,18 +38,6 @@ from tracedagent import (
 )
 from tracedagent.testing import RecordingTracer, ScriptedModel
 from tracedagent_langsmith import TraceBuilder, nested_root_uuid, span_uuid, trace_uuid
-
-from ls_support import (
-    SENTINEL,
-    FakeClient,
-    approval_agent,
-    assert_well_formed,
-    by_type,
-    calc_agent,
-    failing_model_agent,
-    merge_runs,
-    norm,
-)
 
 
 def feed(events: Sequence[Event], *, capture: bool = False, **kwargs: Any) -> tuple[TraceBuilder, FakeClient]:
@@ -209,8 +208,10 @@ def test_a_second_patch_of_the_root_waits_for_the_sdk_to_send_the_first() -> Non
     first, second = (i for i, (kind, run_id) in enumerate(kinds) if kind == "update" and run_id == root_id)
     assert ("flush", None) in kinds[first + 1 : second]
     root_patches = [fields for kind, fields in client.calls if kind == "update" and fields["id"] == root_id]
-    assert root_patches[0]["events"] is not None and root_patches[0]["extra"] is not None
-    assert root_patches[1]["events"] is None and root_patches[1]["extra"] is None  # never overwritten
+    assert root_patches[0]["events"] is not None
+    assert root_patches[0]["extra"] is not None
+    assert root_patches[1]["events"] is None  # never overwritten
+    assert root_patches[1]["extra"] is None
 
 
 def test_a_run_resumed_in_another_process_joins_the_tree_the_first_process_made() -> None:

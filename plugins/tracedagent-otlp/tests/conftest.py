@@ -4,7 +4,7 @@ OpenTelemetry globals as they were (a test that sets a global provider gets it r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.util._once import Once  # noqa: E402
+from otlp_support import MakeTracer  # noqa: E402
 
 from tracedagent_otlp import OtlpTracer  # noqa: E402
 
@@ -41,8 +42,6 @@ SETTINGS = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     "TRACEDAGENT_OTLP_MAX_CONTENT",
 )
-
-MakeTracer = Callable[..., tuple[OtlpTracer, InMemorySpanExporter]]
 
 
 @pytest.fixture(autouse=True)

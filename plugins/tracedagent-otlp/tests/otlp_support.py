@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tracedagent import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from tracedagent_otlp import OtlpTracer
+
+#: The ``make_tracer`` fixture: ``make_tracer(**options) -> (tracer, in-memory exporter)``.
+MakeTracer = Callable[..., tuple[OtlpTracer, InMemorySpanExporter]]
 
 
 def span_id(span: ReadableSpan) -> str:
@@ -88,6 +93,7 @@ def tool_results(messages: Sequence[Message]) -> list[Message]:
 
 
 __all__ = [
+    "MakeTracer",
     "ModelRequest",
     "all_strings",
     "answer",

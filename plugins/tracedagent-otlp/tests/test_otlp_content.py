@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import MakeTracer
-from otlp_support import all_strings, answer, attrs, calls, one, tool_results
+from otlp_support import MakeTracer, all_strings, answer, attrs, calls, one, tool_results
 
 from tracedagent import Agent, ConfigurationError, Message, ModelRequest, tool
 from tracedagent.testing import FunctionModel

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeTracer
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
@@ -23,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-from otlp_support import answer, attrs, by_id, calls, named, one, parent_id, span_id, tool_results, trace_id
+from otlp_support import MakeTracer, answer, attrs, by_id, calls, named, one, parent_id, span_id, tool_results, trace_id
 
 import tracedagent
 from tracedagent import Agent, Message, ModelRequest, RetryScheduled, tool

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import MakeTracer
 from opentelemetry import metrics as metrics_api
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from otlp_support import answer
+from otlp_support import MakeTracer, answer
 
 from tracedagent import Agent, ModelError, Usage
 from tracedagent.testing import FunctionModel, ScriptedModel, Step

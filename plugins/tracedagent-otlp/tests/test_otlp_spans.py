@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import MakeTracer
 from opentelemetry.trace import SpanKind, StatusCode
 from otlp_support import (
+    MakeTracer,
     answer,
     attrs,
     by_id,

@@ -3,32 +3,25 @@
 A start event (``RunStarted``, ``RunResumed``, ``ModelCallStarted``, ``ToolCallStarted``) is kept as
 pending until the end event with the same ``span_id`` arrives; events that belong to a span (interrupt,
 compaction, checkpoint, breaker change, retry) are added to its pending entry. At the end event the span
-is made in one go through the SDK tracer, with the core's own ids and timestamps:
+is made in one go, with the core's own ids and timestamps (its trace id, its span id, its parent's span
+id, start = the start event's ``timestamp_ns``, end = the end event's), and handed to a sink
+(:mod:`._sinks`): straight to the exporter, or through the application's tracer provider.
 
-* ``start_span(start_time=start.timestamp_ns)`` under a parent context holding a non-recording span with
-  the core's ``parent_span_id``; the new span's ids come from :class:`CoreIds`, an ``IdGenerator`` that
-  hands out the ids set for the span being built on this thread;
-* span events with their own timestamps, status, then ``end(end_time=end.timestamp_ns)``.
-
-So the span passes through the provider's sampler, span limits and every span processor (``on_start``
-and ``on_end``) like any other. A start whose end never arrives stays pending; at most ``max_pending``
-are kept (the oldest are dropped and counted). An end whose start was dropped still makes its span,
-with the start time worked out from ``duration_s``.
+A start whose end never arrives stays pending; at most ``max_pending`` are kept (the oldest are dropped
+and counted). An end whose start was dropped still makes its span, with the start time worked out from
+``duration_s``. Spans are made when they end, so children before their parents: the sampler is asked
+once per trace, as for its root, and every span of the trace follows that decision.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace as trace_api
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Tracer
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from tracedagent import (
     CheckpointSaved,
@@ -51,8 +44,9 @@ from tracedagent import (
 from . import _content
 from . import _names as N
 from ._metrics import GenAIMetrics
+from ._sinks import SpanEvent, SpanSink
 
-__all__ = ["CoreIds", "SpanBuilder"]
+__all__ = ["SpanBuilder"]
 
 logger = logging.getLogger("tracedagent.otlp")
 
@@ -62,36 +56,6 @@ Attrs = dict[str, Any]
 
 #: Tool statuses that are failures of the call (the others are ok, a person's decision or a pause).
 _TOOL_FAILURES = frozenset({"error", "timeout", "rejected", "circuit_open"})
-
-
-class CoreIds(IdGenerator):
-    """An ``IdGenerator`` that returns the ids set with :meth:`use` for the next span made on this thread,
-    and the wrapped generator's random ids everywhere else."""
-
-    def __init__(self, fallback: IdGenerator) -> None:
-        self.fallback = fallback
-        self._local = threading.local()
-
-    def use(self, trace_id: int, span_id: int) -> None:
-        local = self._local
-        local.trace_id = trace_id
-        local.span_id = span_id
-
-    def generate_span_id(self) -> int:
-        local = self._local
-        value: int = getattr(local, "span_id", 0)
-        if value:
-            local.span_id = 0
-            return value
-        return self.fallback.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        local = self._local
-        value: int = getattr(local, "trace_id", 0)
-        if value:
-            local.trace_id = 0
-            return value
-        return self.fallback.generate_trace_id()
 
 
 class _Open:
@@ -109,16 +73,14 @@ class SpanBuilder:
 
     def __init__(
         self,
-        tracer: Tracer,
-        ids: CoreIds,
+        sink: SpanSink,
         *,
         capture_content: bool,
         max_content: int,
         max_pending: int = 10_000,
         metrics: GenAIMetrics | None = None,
     ) -> None:
-        self.tracer = tracer
-        self.ids = ids
+        self.sink = sink
         self.capture_content = capture_content
         self.max_content = max_content
         self.max_pending = max_pending
@@ -324,26 +286,23 @@ class SpanBuilder:
         failed: bool,
     ) -> None:
         trace_id = int(end.trace_id, 16)
+        flags = self._trace_flags(trace_id)
+        context = SpanContext(trace_id, int(end.span_id, 16), False, flags)
+        parent = SpanContext(trace_id, int(end.parent_span_id, 16), False, flags) if end.parent_span_id else None
         start_ns = start.timestamp_ns if start is not None else end.timestamp_ns - int(end.duration_s * 1e9)
-        parent = Context()  # not the worker's context: only the core's parent
-        if end.parent_span_id:
-            flags = self._trace_flags(trace_id)
-            parent_span = NonRecordingSpan(SpanContext(trace_id, int(end.parent_span_id, 16), False, flags))
-            parent = trace_api.set_span_in_context(parent_span, parent)
         error = end.error
+        status = None
         if failed:
-            attrs.setdefault(N.ERROR_TYPE, error.type if error is not None else N.ERROR_TYPE_OTHER)
+            error_type = attrs.setdefault(N.ERROR_TYPE, error.type if error is not None else N.ERROR_TYPE_OTHER)
+            status = Status(StatusCode.ERROR, self._description(error, error_type))
         elif end.status == "cancelled":
             attrs[N.TD_CANCELLED] = True
-        self.ids.use(trace_id, int(end.span_id, 16))
-        span = self.tracer.start_span(name, parent, kind, attrs, links, start_ns)
+        events: list[SpanEvent] = []
         for event in entry.events:
-            name_and_attrs = self._span_event(event)
-            if name_and_attrs is not None:
-                span.add_event(name_and_attrs[0], name_and_attrs[1], event.timestamp_ns)
-        if failed:
-            span.set_status(Status(StatusCode.ERROR, self._description(error, attrs[N.ERROR_TYPE])))
-        span.end(end.timestamp_ns)
+            described = self._span_event(event)
+            if described is not None:
+                events.append((described[0], described[1], event.timestamp_ns))
+        self.sink.emit(name, kind, context, parent, attrs, events, links, status, start_ns, end.timestamp_ns)
 
     def _trace_flags(self, trace_id: int) -> TraceFlags:
         """The sampler's decision for a trace, as its root would get it. Children are built before their
@@ -351,8 +310,8 @@ class SpanBuilder:
         the trace's root gets: a trace is kept or dropped whole."""
         flags = self._sampled.get(trace_id)
         if flags is None:
-            result = self.tracer.sampler.should_sample(None, trace_id, N.OP_INVOKE_AGENT)
-            flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+            result = self.sink.sampler.should_sample(None, trace_id, N.OP_INVOKE_AGENT)
+            flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED
             self._sampled[trace_id] = flags
             if len(self._sampled) > self.max_pending:
                 self._sampled.popitem(last=False)

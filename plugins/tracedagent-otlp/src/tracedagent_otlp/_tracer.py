@@ -18,12 +18,11 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tracedagent import (
     CheckpointSaved,
@@ -49,7 +48,8 @@ from . import _names as N
 from . import _providers, _settings
 from ._context import ContextBridge
 from ._metrics import GenAIMetrics
-from ._spans import CoreIds, SpanBuilder
+from ._sinks import ExporterSink, ProviderSink, SpanSink
+from ._spans import SpanBuilder
 
 __all__ = ["OtlpTracer", "SpanExportFailed"]
 
@@ -58,23 +58,6 @@ logger = logging.getLogger("tracedagent.otlp")
 
 class SpanExportFailed(Exception):
     """The span exporter reported a failure (the collector is down, slow or refused the batch)."""
-
-
-class _Collector(SpanProcessor):
-    """Collects the spans ended on the worker, for the worker to export as one batch."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
-
-    def take(self) -> list[ReadableSpan]:
-        spans, self.spans = self.spans, []
-        return spans
 
 
 class _Pipeline(ExportPipeline[Event]):
@@ -142,7 +125,7 @@ class OtlpTracer:
         if not (isinstance(max_pending, int) and max_pending > 0):
             raise ConfigurationError(f"max_pending must be a positive integer, not {max_pending!r}")
         self._exporter: SpanExporter | None = None
-        self._collector: _Collector | None = None
+        self._collector: ExporterSink | None = None
         self._stopped = False
         self.tracer_provider: TracerProvider | None = None
         self._own_meter_provider: MeterProvider | None = None
@@ -179,25 +162,25 @@ class OtlpTracer:
                 self.destination = "the application's tracer provider"
         elif tracer_provider is not None:
             self.destination = f"tracer provider {tracer_provider!r}"
+        sink: SpanSink
         if span_exporter is not None:
             if self.destination.startswith("nowhere"):
                 self.destination = f"span exporter {type(span_exporter).__name__}"
             self._exporter = span_exporter
-            self._collector = _Collector()
-            tracer_provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
-            tracer_provider.add_span_processor(self._collector)
+            # Made for its resource and sampler, read from OTEL_* as the SDK does; spans skip its tracer.
+            tracer_provider = TracerProvider(shutdown_on_exit=False)
+            scope = InstrumentationScope(N.SCOPE_NAME, N.SCOPE_VERSION, N.SCHEMA_URL)
+            sink = self._collector = ExporterSink(tracer_provider.resource, tracer_provider.sampler, scope)
         else:
+            assert tracer_provider is not None
+            tracer = tracer_provider.get_tracer(N.SCOPE_NAME, N.SCOPE_VERSION, schema_url=N.SCHEMA_URL)
+            if not isinstance(tracer, Tracer):  # the SDK hands out no-op tracers when it is disabled
+                raise ConfigurationError(
+                    f"tracer provider {tracer_provider!r} gave a {type(tracer).__name__}, not an SDK Tracer"
+                )
+            sink = ProviderSink(tracer)
             _flush_before_the_provider_stops(self)
-        assert tracer_provider is not None
         self.tracer_provider = tracer_provider
-        tracer = tracer_provider.get_tracer(N.SCOPE_NAME, N.SCOPE_VERSION, schema_url=N.SCHEMA_URL)
-        if not isinstance(tracer, Tracer):  # the SDK hands out no-op tracers when it is disabled
-            raise ConfigurationError(
-                f"tracer provider {tracer_provider!r} gave a {type(tracer).__name__}, not an SDK Tracer"
-            )
-        # The one supported way to give the SDK our ids: the tracer's IdGenerator (see _spans).
-        ids = tracer.id_generator if isinstance(tracer.id_generator, CoreIds) else CoreIds(tracer.id_generator)
-        tracer.id_generator = ids
         if metrics:
             if meter_provider is None:
                 meter_provider = _providers.application_meter_provider()
@@ -213,8 +196,7 @@ class OtlpTracer:
             if meter_provider is not None:
                 self.metrics = GenAIMetrics(meter_provider, N.SCOPE_VERSION)
         self._builder = SpanBuilder(
-            tracer,
-            ids,
+            sink,
             capture_content=self.capture_content,
             max_content=self.max_content,
             max_pending=max_pending,
