@@ -69,7 +69,7 @@ class _Open:
 
 
 class SpanBuilder:
-    """Turns the event stream into finished spans on ``tracer``; used by one worker thread only."""
+    """Turns the event stream into finished spans for ``sink``; used by the export worker only."""
 
     def __init__(
         self,
@@ -99,7 +99,7 @@ class SpanBuilder:
         self._logged = False
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             RunStarted: self._start,
-            RunResumed: self._resumed,
+            RunResumed: self._start,
             ModelCallStarted: self._start,
             ToolCallStarted: self._start,
             RunEnded: self._run_ended,
@@ -145,9 +145,6 @@ class SpanBuilder:
             runs[event.run_id] = (event.model, event.provider)
             if len(runs) > self.max_pending:
                 runs.popitem(last=False)
-
-    def _resumed(self, event: RunResumed) -> None:
-        self._start(event)
 
     def _on_span(self, event: Event) -> None:
         entry = self._pending.get(event.span_id)
