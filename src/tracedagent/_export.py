@@ -120,7 +120,7 @@ class ExportPipeline(Generic[T]):
         queue.append(item)
         if self._thread is None:
             self._start()
-        if len(queue) >= self.max_batch:
+        if len(queue) >= self.max_batch and not self._wake.is_set():  # is_set() takes no lock
             self._wake.set()
         return True
 

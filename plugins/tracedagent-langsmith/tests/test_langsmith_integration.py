@@ -124,7 +124,8 @@ def test_a_paused_run_resumed_in_the_same_process_continues_its_trace(
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-        from ls_support import approval_agent
+    from tracedagent import SQLiteCheckpointStore
+    from ls_support import approval_agent
 
     phase = sys.argv[1]
     store = SQLiteCheckpointStore(os.environ["CHECKPOINT_DB"])
