@@ -473,3 +473,22 @@ async def test_a_tool_within_its_timeout_is_ok(tracer: RecordingTracer) -> None:
 
     await Agent("a", ScriptedModel([ToolCall("q", "quick"), "done"]), tools=[quick]).run("go")
     assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"]
+
+
+def test_annotated_constraints_reach_the_schema_and_the_validation() -> None:
+    from typing import Annotated
+
+    import pydantic
+
+    from tracedagent import ToolArgumentsError
+
+    @tool
+    def page(number: Annotated[int, pydantic.Field(ge=1, le=10)]) -> int:
+        """A page."""
+        return number
+
+    assert page.parameters["properties"]["number"]["minimum"] == 1
+    assert page.parameters["properties"]["number"]["maximum"] == 10
+    assert page.validate('{"number": 3}') == {"number": 3}
+    with pytest.raises(ToolArgumentsError, match="greater than or equal to 1"):
+        page.validate('{"number": 0}')

@@ -234,7 +234,7 @@ class Tool:
     def _build_model(self, function: Callable[..., Any], arg_docs: dict[str, str]) -> type[pydantic.BaseModel]:
         signature = inspect.signature(function)
         try:
-            hints = get_type_hints(function)
+            hints = get_type_hints(function, include_extras=True)
         except Exception as exc:
             raise ToolDefinitionError(f"tool {self.name!r}: cannot resolve its type annotations: {exc}") from exc
         fields: dict[str, Any] = {}
