@@ -7,7 +7,7 @@ import dataclasses
 import enum
 import json
 import threading
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pytest
@@ -476,12 +476,6 @@ async def test_a_tool_within_its_timeout_is_ok(tracer: RecordingTracer) -> None:
 
 
 def test_annotated_constraints_reach_the_schema_and_the_validation() -> None:
-    from typing import Annotated
-
-    import pydantic
-
-    from tracedagent import ToolArgumentsError
-
     @tool
     def page(number: Annotated[int, pydantic.Field(ge=1, le=10)]) -> int:
         """A page."""

@@ -9,6 +9,7 @@ virtualenv of its own). The test is skipped, saying why, when Phoenix or ``unsha
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -52,21 +53,30 @@ OTEL_SERVICE_NAME=trip-desk \
 OTEL_RESOURCE_ATTRIBUTES="openinference.project.name=$PROJECT" \
 TRACEDAGENT_PLUGINS=otlp TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD=1 \
     "$PYTHON" -m tracedagent demo --quiet --runs 3 > "$WORK/demo.out" 2>&1 || { cat "$WORK/demo.out"; exit 3; }
+if [ "$GRPC" = 1 ]; then
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+    OTEL_SERVICE_NAME=trip-desk \
+    OTEL_RESOURCE_ATTRIBUTES="openinference.project.name=$PROJECT-grpc" \
+    TRACEDAGENT_PLUGINS=otlp TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD=1 \
+        "$PYTHON" -m tracedagent demo --quiet --runs 1 > "$WORK/demo-grpc.out" 2>&1 || { cat "$WORK/demo-grpc.out"; exit 4; }
+fi
 "$PYTHON" - <<'EOF'
 import json, os, time, urllib.request
-url = f"http://127.0.0.1:6006/v1/projects/{os.environ['PROJECT']}/spans?limit=1000"
-seen, stable, spans = -1, 0, []
-deadline = time.monotonic() + 60
-while stable < 3 and time.monotonic() < deadline:
-    time.sleep(0.5)
-    try:
-        spans = json.load(urllib.request.urlopen(url, timeout=5))["data"]
-    except OSError:
-        continue
-    stable = stable + 1 if len(spans) == seen and spans else 0
-    seen = len(spans)
-with open(os.path.join(os.environ["WORK"], "spans.json"), "w") as f:
-    json.dump(spans, f)
+projects = [os.environ["PROJECT"]] + ([os.environ["PROJECT"] + "-grpc"] if os.environ["GRPC"] == "1" else [])
+for project in projects:
+    url = f"http://127.0.0.1:6006/v1/projects/{project}/spans?limit=1000"
+    seen, stable, spans = -1, 0, []
+    deadline = time.monotonic() + 60
+    while stable < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            spans = json.load(urllib.request.urlopen(url, timeout=5))["data"]
+        except OSError:
+            continue
+        stable = stable + 1 if len(spans) == seen and spans else 0
+        seen = len(spans)
+    with open(os.path.join(os.environ["WORK"], f"{project}.json"), "w") as f:
+        json.dump(spans, f)
 EOF
 """
 
@@ -93,8 +103,13 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _grpc_installed() -> bool:
+    return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is not None
+
+
 @pytest.fixture(scope="module")
-def phoenix_spans(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def phoenix_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run Phoenix and the demo (over HTTP, and over gRPC when installed); the spans end up in files."""
     reason = _skip_reason()
     if reason is not None:
         pytest.skip(reason)
@@ -105,13 +120,20 @@ def phoenix_spans(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, An
         "PHOENIX_BIN": str(_phoenix()),
         "PYTHON": sys.executable,
         "PROJECT": PROJECT,
+        "GRPC": "1" if _grpc_installed() else "0",
     }
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    for name in [n for n in env if n.startswith("OTEL_")]:
+        del env[name]
     done = subprocess.run(["unshare", "-rn", "sh", "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=400)
     log = (work / "phoenix.log").read_text(errors="replace")[-3000:] if (work / "phoenix.log").exists() else ""
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n--- phoenix.log ---\n{log}"
-    spans: list[dict[str, Any]] = json.loads((work / "spans.json").read_text())
-    assert spans, f"Phoenix has no spans in project {PROJECT!r}\n{log}"
+    return work
+
+
+@pytest.fixture(scope="module")
+def phoenix_spans(phoenix_work: Path) -> list[dict[str, Any]]:
+    spans: list[dict[str, Any]] = json.loads((phoenix_work / f"{PROJECT}.json").read_text())
+    assert spans, f"Phoenix has no spans in project {PROJECT!r}"
     return spans
 
 
@@ -169,3 +191,11 @@ def test_a_resumed_run_continues_its_trace(phoenix_spans: list[dict[str, Any]]) 
 def test_the_demo_scenes_show_as_span_events(phoenix_spans: list[dict[str, Any]]) -> None:
     events = {e["name"] for s in phoenix_spans for e in s["events"]}
     assert {N.EVENT_COMPACTION, N.EVENT_INTERRUPT, N.EVENT_RESUME, N.EVENT_CIRCUIT_CHANGE, N.EVENT_RETRY} <= events
+
+
+def test_the_grpc_exporter_delivers_too(phoenix_work: Path) -> None:
+    if not _grpc_installed():
+        pytest.skip("the gRPC exporter is not installed (pip install 'tracedagent-otlp[grpc]')")
+    spans = json.loads((phoenix_work / f"{PROJECT}-grpc.json").read_text())
+    names = {s["name"] for s in spans}
+    assert {"invoke_agent trip-desk", "chat trip-desk-scripted", "execute_tool get_weather"} <= names
