@@ -68,6 +68,13 @@ def test_otel_sdk_disabled_turns_it_off(context: Any, monkeypatch: pytest.Monkey
     assert context.registered == []
 
 
+def test_otel_traces_exporter_none_turns_it_off(context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert tracedagent_otlp.tracedagent_configure(context) == "inactive: OTEL_TRACES_EXPORTER is none"
+    assert context.registered == []
+
+
 def test_a_tracer_built_while_disabled_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     exporter = InMemorySpanExporter()

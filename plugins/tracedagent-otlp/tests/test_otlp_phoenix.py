@@ -58,7 +58,7 @@ if [ "$GRPC" = 1 ]; then
     OTEL_SERVICE_NAME=trip-desk \
     OTEL_RESOURCE_ATTRIBUTES="openinference.project.name=$PROJECT-grpc" \
     TRACEDAGENT_PLUGINS=otlp TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD=1 \
-        "$PYTHON" -m tracedagent demo --quiet --runs 1 > "$WORK/demo-grpc.out" 2>&1 \\
+        "$PYTHON" -m tracedagent demo --quiet --runs 1 > "$WORK/demo-grpc.out" 2>&1 \
         || { cat "$WORK/demo-grpc.out"; exit 4; }
 fi
 "$PYTHON" - <<'EOF'

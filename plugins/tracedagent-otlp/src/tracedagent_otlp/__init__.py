@@ -2,7 +2,8 @@
 
 Installed, the plugin (entry point ``otlp`` in the ``tracedagent`` group) is active when an OTLP endpoint
 is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or the application has
-set an OpenTelemetry SDK tracer provider before the first run; ``OTEL_SDK_DISABLED=true`` turns it off.
+set an OpenTelemetry SDK tracer provider before the first run; ``OTEL_SDK_DISABLED=true`` (or
+``OTEL_TRACES_EXPORTER=none``) turns it off.
 Or pass one to an agent yourself::
 
     from tracedagent_otlp import OtlpTracer
@@ -49,6 +50,8 @@ def tracedagent_configure(context: PluginContext) -> str:
     environ = context.environ
     if sdk_disabled(environ):
         return f"inactive: {names.ENV_SDK_DISABLED} is true"
+    if (environ.get(names.ENV_TRACES_EXPORTER) or "").strip().lower() == "none":
+        return f"inactive: {names.ENV_TRACES_EXPORTER} is none"
     if application_tracer_provider() is None and endpoint_from_env(environ) is None:
         return (
             f"inactive: set {names.ENV_ENDPOINT} (for example http://localhost:4318) or set up an OpenTelemetry "

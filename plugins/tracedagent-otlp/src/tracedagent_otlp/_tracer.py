@@ -160,12 +160,12 @@ class OtlpTracer:
                 self.destination = f"OTLP {_settings.protocol_from_env(environ)} to {endpoint}"
             else:
                 self.destination = "the application's tracer provider"
-        elif tracer_provider is not None:
+        elif span_exporter is not None:
+            self.destination = f"span exporter {type(span_exporter).__name__}"
+        else:
             self.destination = f"tracer provider {tracer_provider!r}"
         sink: SpanSink
         if span_exporter is not None:
-            if self.destination.startswith("nowhere"):
-                self.destination = f"span exporter {type(span_exporter).__name__}"
             self._exporter = span_exporter
             # Made for its resource and sampler, read from OTEL_* as the SDK does; spans skip its tracer.
             tracer_provider = TracerProvider(shutdown_on_exit=False)
