@@ -231,7 +231,7 @@ def decode_session(session_id: str, data: bytes) -> list[Message]:
         if record.get("format") != SESSION_FORMAT or record.get("version") != FORMAT_VERSION:
             raise ValueError(f"format {record.get('format')!r} version {record.get('version')!r}")
         return [Message.from_dict(m) for m in record["messages"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise CheckpointError(f"session {session_id!r} cannot be read ({exc})", run_id="") from None
 
 
@@ -328,9 +328,16 @@ class SQLiteCheckpointStore:
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise CheckpointError(
+                    f"checkpoint store {str(self.path)!r} cannot be created ({exc.strerror or exc}); give a path "
+                    "in a directory this process can write (Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)",
+                    run_id="",
+                ) from None
             try:
                 connection = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
                 connection.execute("PRAGMA journal_mode=WAL")
@@ -343,12 +350,20 @@ class SQLiteCheckpointStore:
             self._local.connection = connection
         return connection
 
-    async def _call(self, function: Callable[[], T]) -> T:
+    async def _call(self, function: Callable[[], T], run_id: str = "") -> T:
         if os.getpid() != self._pid:  # forked: the parent's thread does not exist here
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracedagent-checkpoints")
             self._local = threading.local()
             self._pid = os.getpid()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        except sqlite3.Error as exc:  # a damaged file ("malformed"), a full disk, a lock held too long
+            of_run = f" on the checkpoint of run {run_id!r}" if run_id else ""
+            raise CheckpointError(
+                f"checkpoint store {str(self.path)!r} failed{of_run}: {exc}; check the file (a damaged file "
+                "cannot be read, a full disk cannot be written)",
+                run_id=run_id,
+            ) from exc
 
     async def save(self, checkpoint: Checkpoint) -> int:
         def write() -> int:
@@ -363,14 +378,14 @@ class SQLiteCheckpointStore:
                 )
             return len(data)
 
-        return await self._call(write)
+        return await self._call(write, checkpoint.run_id)
 
     async def load(self, run_id: str) -> Checkpoint | None:
         def read() -> bytes | None:
             row = self._connection().execute("SELECT data FROM checkpoints WHERE run_id = ?", (run_id,)).fetchone()
-            return None if row is None else bytes(row[0])
+            return None if row is None else _blob(row[0])
 
-        data = await self._call(read)
+        data = await self._call(read, run_id)
         return None if data is None else Checkpoint.decode(run_id, data)
 
     async def delete(self, run_id: str) -> None:
@@ -378,7 +393,7 @@ class SQLiteCheckpointStore:
             with self._connection() as connection:
                 connection.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
 
-        await self._call(remove)
+        await self._call(remove, run_id)
 
     async def save_session(self, session_id: str, messages: Sequence[Message]) -> None:
         snapshot = tuple(messages)
@@ -396,7 +411,7 @@ class SQLiteCheckpointStore:
     async def load_session(self, session_id: str) -> list[Message]:
         def read() -> bytes | None:
             row = self._connection().execute("SELECT data FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
-            return None if row is None else bytes(row[0])
+            return None if row is None else _blob(row[0])
 
         data = await self._call(read)
         return [] if data is None else decode_session(session_id, data)
@@ -407,6 +422,13 @@ class SQLiteCheckpointStore:
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointStore({str(self.path)!r})"
+
+
+def _blob(value: object) -> bytes:
+    """A stored record as bytes; a record someone rewrote as TEXT (or a number) is read the same way."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode()
 
 
 def store_from(value: CheckpointStore | str | os.PathLike[str] | None) -> CheckpointStore | None:

@@ -21,7 +21,7 @@ from ._checkpoint import Checkpoint, CheckpointStore, InMemoryCheckpointStore, S
 from ._context import RunContext
 from ._events import CheckpointSaved, RunInterrupted
 from ._tools import serialize_result
-from .exceptions import UserError
+from .exceptions import ConfigurationError, UserError
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -42,7 +42,10 @@ def default_store() -> CheckpointStore:
         return _default_memory
     store = _sqlite_by_path.get(path)
     if store is None:
-        store = _sqlite_by_path[path] = SQLiteCheckpointStore(path)
+        try:
+            store = _sqlite_by_path[path] = SQLiteCheckpointStore(path)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{ENV_CHECKPOINTS}={path!r}: {exc}") from None
     return store
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ T = TypeVar("T")
 _pipelines: weakref.WeakSet[ExportPipeline[Any]] = weakref.WeakSet()
 _pipelines_lock = threading.Lock()
 _local = threading.local()
+#: The longest a thread can wait on a lock (a day, so an exit timeout stays an exit timeout).
+_MAX_WAIT_S = min(threading.TIMEOUT_MAX, 86400.0)
 
 
 def is_exporting() -> bool:
@@ -199,6 +202,8 @@ class ExportPipeline(Generic[T]):
             if stop:
                 self._stopping = True
         self._wake.set()
+        if timeout is not None and not timeout <= _MAX_WAIT_S:  # more than a lock can wait (inf): no limit
+            timeout = None if timeout > _MAX_WAIT_S else 0.0  # nan: do not wait
         with self._done:
             ok = self._done.wait_for(lambda: self._completed >= target, timeout)
         if stop:
@@ -258,9 +263,11 @@ def _exit_timeout() -> float:
     try:
         value = float(raw)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):  # "abc", "nan", "inf": an exit must not hang or skip the drain by mistake
         logger.warning("TRACEDAGENT_EXIT_TIMEOUT=%r is not a number of seconds; using 5", raw)
         return 5.0
-    return max(0.0, value)
+    return min(max(0.0, value), _MAX_WAIT_S)
 
 
 def _at_exit() -> None:

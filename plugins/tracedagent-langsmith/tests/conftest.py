@@ -20,13 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # the capture server module besi
 
 import langsmith.utils  # noqa: E402
 from langsmith_server import CaptureServer, capture_server  # noqa: E402
+from ls_support import API_KEY, MakeTracer  # noqa: E402
 
 from tracedagent_langsmith import LangSmithTracer  # noqa: E402
 
-#: The API key the tests give the SDK; it must appear only in the x-api-key header.
-API_KEY = "lsv2_pt_capture-test-key-0f9e8d7c6b5a"
 CAPTURE = ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "TRACEDAGENT_CAPTURE_CONTENT")
-MakeTracer = Callable[..., LangSmithTracer]
 
 
 def _clear_sdk_caches() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracedagent import Agent, ToolCall, Usage, tool
@@ -13,6 +13,10 @@ from tracedagent.testing import ScriptedModel, Step
 
 #: Put in every piece of content a run carries: it must never reach LangSmith without content capture.
 SENTINEL = "SENTINEL-7f3a-content"
+#: The API key the tests give the SDK; it must appear only in the x-api-key header.
+API_KEY = "lsv2_pt_capture-test-key-0f9e8d7c6b5a"
+#: The conftest's ``make_tracer`` fixture: builds a LangSmithTracer (shut down after the test).
+MakeTracer = Callable[..., Any]
 
 
 @tool

@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import MakeTracer
 from langsmith_server import CaptureServer, capture_server
-from ls_support import SENTINEL, approval_agent, calc_agent
+from ls_support import SENTINEL, MakeTracer, approval_agent, calc_agent
 
 import tracedagent
 from tracedagent_langsmith import LangSmithTracer

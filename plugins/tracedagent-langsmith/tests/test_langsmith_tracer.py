@@ -9,8 +9,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
-from conftest import API_KEY, MakeTracer
-from ls_support import SENTINEL, FakeClient, calc_agent
+from ls_support import API_KEY, SENTINEL, FakeClient, MakeTracer, calc_agent
 
 import tracedagent
 from tracedagent import ConfigurationError, RunStarted

@@ -55,6 +55,7 @@ class AnthropicModel(HTTPModel):
     """
 
     provider = "anthropic"
+    base_url_env = "ANTHROPIC_BASE_URL"
 
     def __init__(
         self,
@@ -125,7 +126,7 @@ class AnthropicModel(HTTPModel):
     def _error_message(self, body: bytes) -> str:
         try:
             message = json.loads(body)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return super()._error_message(body)
         return message if isinstance(message, str) else super()._error_message(body)
 
@@ -193,7 +194,7 @@ def _text(text: str) -> dict[str, Any]:
 def _tool_use(call: ToolCall) -> dict[str, Any]:
     try:
         arguments = json.loads(call.arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         arguments = {}  # the tool already told the model its arguments were not JSON
     return {
         "type": "tool_use",
@@ -258,7 +259,7 @@ class MessageAssembler:
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
             raise self._error(f"sent an event that is not valid JSON ({event} event: {data[:120]!r})") from None
         if not isinstance(payload, dict):
             raise self._error(f"sent an event that is not a JSON object ({event} event: {data[:120]!r})")
@@ -382,7 +383,7 @@ class MessageAssembler:
         if isinstance(data, str):
             try:
                 data = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict):

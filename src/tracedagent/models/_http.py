@@ -79,6 +79,8 @@ class HTTPModel:
     ``_endpoint``, ``_payload``, ``_auth_headers``, ``_parts`` and ``_error_message``."""
 
     provider: str = "http"
+    #: The environment variable a subclass reads its base URL from, named in configuration errors.
+    base_url_env: str | None = None
 
     def __init__(
         self,
@@ -109,10 +111,18 @@ class HTTPModel:
         _positive("max_retry_after", max_retry_after, allow_zero=True)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
+        where = f"base_url= or {self.base_url_env}" if self.base_url_env else "base_url="
+        try:
+            url = httpx.URL(base_url)
+            port = url.port
+        except Exception as exc:  # httpx.InvalidURL, and idna's errors for a host it cannot encode
             raise ConfigurationError(
-                f"{self.provider} base URL must be an http(s) URL such as https://api.openai.com/v1, not {base_url!r}"
+                f"{self.provider} base URL {base_url!r} ({where}) is not a valid URL: {exc}"
+            ) from None
+        if url.scheme not in ("http", "https") or not url.host or (port is not None and not 0 < port < 65536):
+            raise ConfigurationError(
+                f"{self.provider} base URL must be an http(s) URL such as https://api.openai.com/v1, with a port "
+                f"from 1 to 65535 if any, not {base_url!r} ({where})"
             )
         self._name = name
         self.base_url = str(base_url).rstrip("/")

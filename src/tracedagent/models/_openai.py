@@ -258,6 +258,8 @@ class OpenAIChatModel(HTTPModel):
     :class:`~tracedagent.models.HTTPModel`; the key never appears in an error, event or log.
     """
 
+    base_url_env = "OPENAI_BASE_URL"
+
     def __init__(
         self,
         name: str,
@@ -349,7 +351,7 @@ class OpenAIChatModel(HTTPModel):
         text = body.decode("utf-8", "replace")
         try:
             message = provider_error_message(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
         return self.redact(message or text.strip() or "(no body)")[:500]  # redact, then cut: no key prefix
 
@@ -366,7 +368,7 @@ class OpenAIChatModel(HTTPModel):
                 if event.event == "error":
                     try:
                         message = provider_error_message(json.loads(data)) or data
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         message = data
                     raise ModelStreamError(
                         f"{assembler.label} sent an error in the middle of its answer: {self.redact(message)[:500]}"
@@ -378,7 +380,7 @@ class OpenAIChatModel(HTTPModel):
                     break
                 try:
                     chunk = json.loads(data)
-                except ValueError:
+                except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
                     raise ModelStreamError(
                         f"{assembler.label} sent a chunk that is not JSON: {self.redact(data)[:200]!r}"
                     ) from None
