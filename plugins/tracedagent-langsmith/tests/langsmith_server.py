@@ -11,7 +11,8 @@
 Every request is kept (method, path, headers, decompressed body) and every run operation is applied the
 way LangSmith applies it: a post creates the run, a patch sets the fields it carries (not the nulls).
 The server can also fail (``mode="error"``: 500 for everything) or hang (``mode="slow"``: answer only
-when released, or after a long guard).
+when released, or after a long guard; ``mode="slow-ingest"``: the same for uploads only, so the SDK
+reads /info and compresses).
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ class CaptureServer:
                     raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
                 request = Request(method, self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
                 server._record(request)
-                if server.mode == "slow":
+                hang = server.mode == "slow" or (server.mode == "slow-ingest" and request.path.startswith("/runs"))
+                if hang:
                     server.release.wait(SLOW_GUARD_S)
                 if server.mode == "error":
                     self._answer(500, {"detail": "capture server: failing on purpose"})

@@ -86,10 +86,11 @@ def test_a_server_answering_500_costs_the_run_nothing_and_its_failures_are_count
         returns(lambda: tracer.shutdown(1.0))
 
 
+@pytest.mark.parametrize("mode", ["slow", "slow-ingest"], ids=["hangs", "hangs-on-uploads"])
 def test_a_hanging_server_costs_the_run_nothing_and_flush_and_shutdown_keep_their_timeouts(
-    point_at: Callable[[str], None], make_tracer: MakeTracer
+    point_at: Callable[[str], None], make_tracer: MakeTracer, mode: str
 ) -> None:
-    with capture_server(mode="slow") as server:
+    with capture_server(mode=mode) as server:
         point_at(server.url)
         tracer = make_tracer()
         run_both(tracer)  # completes while the server has not answered anything

@@ -262,6 +262,24 @@ def test_a_client_of_your_own_brings_its_own_settings(
     client.cleanup(GUARD_S)
 
 
+def test_a_client_without_batching_posts_and_patches_each_run(server: CaptureServer, make_tracer: MakeTracer) -> None:
+    client = Client(api_url=server.url, api_key=API_KEY, auto_batch_tracing=False)
+    tracer = make_tracer(client=client)
+    agent = approval_agent(tracer)
+    paused = agent.run_sync("ship it")
+    agent.resume_sync(paused.run_id, {"d1": True})
+    flushed(tracer)
+    runs = server.runs()
+
+    assert {(r.method, r.path.rsplit("/", 1)[0]) for r in server.ingest_requests()} == {
+        ("POST", ""),  # POST /runs
+        ("PATCH", "/runs"),  # PATCH /runs/<id>
+    }
+    assert_well_formed(runs)
+    assert runs[str(trace_uuid(paused.trace_id))]["outputs"]["status"] == "completed"
+    assert len(runs) == 5  # root, resumed segment, two model calls, the approved tool call
+
+
 def test_sampling_keeps_or_drops_whole_traces(
     server: CaptureServer,
     point_at: Callable[[str], None],

@@ -62,6 +62,17 @@ def _sampling_rate(raw: str | None) -> float | None:
     return rate
 
 
+def _endpoint(raw: str | None) -> str:
+    if raw is None:
+        return DEFAULT_ENDPOINT
+    if not raw.lower().startswith(("http://", "https://")):  # the SDK would fail on every batch, quietly
+        raise ConfigurationError(
+            f"LANGSMITH_ENDPOINT={raw!r} is not an http(s) URL; set it to, say, https://api.smith.langchain.com "
+            "or http://localhost:1984, or unset it for the hosted API"
+        )
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the environment asks of the tracer (never the API key)."""
@@ -84,7 +95,7 @@ class Settings:
         project = environ.get("HOSTED_LANGSERVE_PROJECT_NAME") or env(environ, "PROJECT") or env(environ, "SESSION")
         return cls(
             tracing=is_true(tracing),
-            endpoint=(env(environ, "ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            endpoint=_endpoint(env(environ, "ENDPOINT")),
             has_api_key=env(environ, "API_KEY") is not None,
             project=project or "default",
             sampling_rate=_sampling_rate(env(environ, "TRACING_SAMPLING_RATE")),

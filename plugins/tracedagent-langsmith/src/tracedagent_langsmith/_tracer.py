@@ -72,7 +72,10 @@ class _Pipeline(ExportPipeline[Event]):
 
     def shutdown(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        ok = super().shutdown(timeout)
+        if _exit_deadline is not None:  # at exit: the time left of the exit timeout, not a second one
+            deadline = _exit_deadline if deadline is None else min(deadline, _exit_deadline)
+        left = _left(deadline)
+        ok = super().shutdown(left)
         return self._after(_left(deadline), True) and ok
 
 
@@ -301,10 +304,15 @@ def _exit_timeout() -> float:
         return 5.0
 
 
+_exit_deadline: float | None = None
+
+
 def _before_threads_stop() -> None:
     """At exit, before Python waits for non-daemon threads: hand what is queued to the SDK while its
-    threads still run (they stop, and send no more, once the main thread has finished)."""
-    deadline = time.monotonic() + _exit_timeout()
+    threads still run (they stop, and send no more, once the main thread has finished). The shutdown
+    that ``tracedagent`` runs later, at exit, gets only what is left of ``TRACEDAGENT_EXIT_TIMEOUT``."""
+    global _exit_deadline
+    _exit_deadline = deadline = time.monotonic() + _exit_timeout()
     for tracer in list(_tracers):
         tracer.flush(_left(deadline))
 
