@@ -1,19 +1,27 @@
-"""Time the first workload: tracedagent against the same loop written by hand, in one process.
+"""Time the first workload: tracedagent against the same loop written by hand, in one process, with
+and without full telemetry.
 
-    python benchmarks/run.py                 # the full table (about ten seconds)
-    python benchmarks/run.py --quick         # a smoke run for CI (a few seconds)
+    python benchmarks/run.py                 # the full table and the targets (a few minutes)
+    python benchmarks/run.py --quick         # a smoke run for CI (well under 30 s), all four tracers included
     python benchmarks/run.py --profile       # where the time goes (cProfile), instead of timing
 
 Variants, interleaved A B C C B A ... inside one process so that ratios are measured side by side:
 
 * ``handwritten``: the agent loop written by hand with plain dicts (the peers' ``bare`` baseline);
 * ``bare``: tracedagent with no plugin registered;
-* ``noop4``: tracedagent with 4 no-op tracers registered process-wide (every observer hook is ``pass``).
+* ``noop4``: tracedagent with 4 no-op tracers registered process-wide (every observer hook is ``pass``);
+* ``stdout``, ``prometheus``, ``otlp``, ``langsmith``: one real tracer each, exporting for real (JSON
+  lines to a file; a registry; OTLP/HTTP and LangSmith multipart to fast sinks on loopback, served by
+  ``sinks.py`` in another process);
+* ``all4``: the four tracers together; ``all4_dead``: the same with nothing listening where the OTLP
+  and LangSmith tracers send (connection refused).
 
 Every run's output is checked against the expected answer (outside the timed section) and so is the
 number of tool calls; a broken benchmark stops with an error instead of printing figures. Installed
 tracedagent plugins are not loaded (``TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD=1``) so that ``bare`` is bare.
-Standard library only: ``time.perf_counter_ns``, ``statistics``, ``cProfile``.
+After the timing: each sink's worker throughput, the Python heap per run at 10,000 concurrent runs (one
+process per variant) and, with ``--peer``, a peer framework's script run in the same session; then
+the table of targets.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import targets as TG
 import workload as W
 
 import tracedagent
@@ -43,50 +52,182 @@ from tracedagent.testing import capture_events
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS = HERE.parent.parent / "shared" / "peers"
+#: Every variant, in table order; ``--quick`` runs QUICK_VARIANTS.
+ALL_VARIANTS = (
+    "handwritten",
+    "bare",
+    "noop4",
+    "stdout",
+    "prometheus",
+    "otlp",
+    "langsmith",
+    "all4_hooks",
+    "all4",
+    "all4_dead",
+)
+QUICK_VARIANTS = "handwritten,bare,noop4,all4_hooks,all4"
 #: (variant, the variant it is compared with) for the ratio columns
-PAIRS = (("bare", "handwritten"), ("noop4", "bare"), ("noop4", "handwritten"))
+PAIRS = (
+    ("bare", "handwritten"),
+    ("noop4", "bare"),
+    ("noop4", "handwritten"),
+    ("stdout", "bare"),
+    ("prometheus", "bare"),
+    ("otlp", "bare"),
+    ("langsmith", "bare"),
+    ("all4_hooks", "bare"),
+    ("all4", "bare"),
+    ("all4", "all4_hooks"),
+    ("all4", "handwritten"),
+    ("all4_dead", "all4"),
+)
+#: The RESULTS.md figure for the fastest peer with its tracing off (strands, seq median, another session).
+PEER_RESULTS_MD = ("strands", "off", 3822.7)
+
+
+@dataclass
+class Block:
+    """What one timed block measured (per run, in microseconds, unless said otherwise)."""
+
+    median: float  # median latency of a run (seq); wall time / runs (conc)
+    mean: float  # wall time / runs
+    main_cpu: float  # CPU of the main thread (the loop and the hooks), per run
+    process_cpu: float  # CPU of the whole process, the drain of the export queues included, per run
+    drain_ms: float  # after the block: until every live sink had exported everything (ms)
+    dropped: int  # items the sinks dropped (queue full) during the block and its drain
+    failed: int  # items whose export failed (dead backend)
 
 
 @dataclass
 class Variant:
     name: str
     run: Callable[[int], Awaitable[str]]
-    plugins: int = 0  # how many NoopPlugin tracers are registered process-wide while it runs
+    plugins: list[tuple[str, object]] = field(default_factory=list)  # registered process-wide while it runs
+    exporting: list[Any] = field(default_factory=list)  # its tracers with an export queue
+    live: bool = True  # its backends answer: drain (flush) after each block
+    held: bool = False  # its export workers never run: the queues are emptied after each block
     notes: str = ""
-    seq_median: list[float] = field(default_factory=list)  # per rep: median latency of one run, us
-    seq_mean: list[float] = field(default_factory=list)  # per rep: block wall time / runs, us
-    conc: dict[int, list[float]] = field(default_factory=dict)  # C -> per rep: wall time / C, us
+    seq: list[Block] = field(default_factory=list)
+    conc: dict[int, list[Block]] = field(default_factory=dict)
     verified: int = 0
 
+    @property
+    def seq_median(self) -> list[float]:
+        return [b.median for b in self.seq]
 
-def make_variants() -> list[Variant]:
+    def col(self, attr: str, c: int | None = None) -> list[float]:
+        blocks = self.seq if c is None else self.conc[c]
+        return [getattr(b, attr) for b in blocks]
+
+
+class Telemetry:
+    """The loopback sinks and the tracers of the telemetry variants, made on first use."""
+
+    def __init__(self, urls: dict[str, str] | None = None) -> None:
+        import telemetry as T
+
+        T.quiet_exporter_logs()
+        self.T = T
+        self.sinks = T.Sinks() if urls is None else None
+        self.urls = urls or self.sinks.urls  # type: ignore[union-attr]
+        self.dir = Path(os.environ.get("TMPDIR", "/tmp"))
+        tag = os.getpid()
+        self.live = T.make_tracers(self.urls["otlp"], self.urls["langsmith"], self.dir / f"tracedagent-bench-{tag}.log")
+        dead = T.dead_url()
+        self.dead = T.make_tracers(dead, dead, self.dir / f"tracedagent-bench-{tag}-dead.log", dead=True)
+        self.held = T.make_tracers(dead, dead, self.dir / f"tracedagent-bench-{tag}-held.log", hold=True)
+
+    def close(self) -> None:
+        if self.sinks is not None:
+            self.sinks.close()
+
+
+_telemetry: Telemetry | None = None
+
+
+def telemetry(urls: dict[str, str] | None = None) -> Telemetry:
+    global _telemetry
+    if _telemetry is None:
+        _telemetry = Telemetry(urls)
+    return _telemetry
+
+
+def make_variants(wanted: list[str], urls: dict[str, str] | None = None) -> list[Variant]:
     agent = W.make_agent()
 
     async def run_agent(i: int) -> str:
         result = await agent.run(W.prompt_for(i)[0])
         return result.output or ""
 
-    return [
-        Variant("handwritten", W.run_handwritten, notes="the loop by hand, plain dicts (peers' bare)"),
-        Variant("bare", run_agent, notes="tracedagent, no plugin registered"),
-        Variant("noop4", run_agent, plugins=4, notes="tracedagent, 4 no-op tracers on every hook"),
-    ]
+    noops: list[tuple[str, object]] = [(f"noop{k}", W.NoopPlugin()) for k in range(1, 5)]
+    variants = []
+    for name in wanted:
+        if name == "handwritten":
+            variants.append(Variant(name, W.run_handwritten, notes="the loop by hand, plain dicts (peers' bare)"))
+        elif name == "bare":
+            variants.append(Variant(name, run_agent, notes="tracedagent, no plugin registered"))
+        elif name == "noop4":
+            variants.append(Variant(name, run_agent, noops, notes="tracedagent, 4 no-op tracers on every hook"))
+        elif name in ("stdout", "prometheus", "otlp", "langsmith"):
+            tracers = telemetry(urls).live
+            plugins = tracers.named([name])
+            exporting = [p for _, p in plugins if p is not tracers.prometheus]
+            variants.append(Variant(name, run_agent, plugins, exporting, notes=f"the {name} tracer alone"))
+        elif name in ("all4", "all4_dead"):
+            dead = name == "all4_dead"
+            tracers = telemetry(urls).dead if dead else telemetry(urls).live
+            variants.append(
+                Variant(
+                    name,
+                    run_agent,
+                    tracers.named(T_TRACERS),
+                    tracers.exporting(),
+                    live=not dead,
+                    notes="the four tracers" + (", OTLP and LangSmith backends dead" if dead else ""),
+                )
+            )
+        elif name == "all4_hooks":
+            tracers = telemetry(urls).held
+            plugins = [(f"{n}-held", p) for n, p in tracers.named(T_TRACERS)]
+            variants.append(
+                Variant(
+                    name,
+                    run_agent,
+                    plugins,
+                    tracers.exporting(),
+                    held=True,
+                    notes="the four tracers' hooks, their export workers held (the hot path alone)",
+                )
+            )
+        else:
+            raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(ALL_VARIANTS)}")
+    return variants
+
+
+T_TRACERS = ("stdout", "prometheus", "otlp", "langsmith")
 
 
 # --------------------------------------------------------------------------------------- plugins
 
-_registered: list[str] = []
+_registered: dict[str, object] = {}
 
 
 def activate(variant: Variant) -> None:
-    """Register or unregister NoopPlugin tracers so exactly ``variant.plugins`` are active."""
-    while len(_registered) > variant.plugins:
-        tracedagent.unregister(_registered.pop())
-    while len(_registered) < variant.plugins:
-        _registered.append(tracedagent.register(W.NoopPlugin(), f"noop{len(_registered) + 1}"))
+    """Register and unregister plugins so that exactly ``variant.plugins`` are active."""
+    wanted = dict(variant.plugins)
+    for name, plugin in list(_registered.items()):
+        if wanted.get(name) is not plugin:
+            tracedagent.unregister(plugin)
+            del _registered[name]
+    for name, plugin in variant.plugins:
+        if name not in _registered:
+            got = tracedagent.register(plugin, name)
+            if got != name:
+                raise SystemExit(f"[{variant.name}] plugin {name!r} was registered as {got!r}")
+            _registered[name] = plugin
     active = [p.name for p in tracedagent.list_plugins() if p.status == "active"]
     if sorted(active) != sorted(_registered):
-        raise SystemExit(f"[{variant.name}] expected plugins {_registered}, but these are active: {active}")
+        raise SystemExit(f"[{variant.name}] expected plugins {sorted(_registered)}, but these are active: {active}")
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -119,13 +260,39 @@ def check(variant: Variant, start: int, outputs: list[str], tool_calls_before: i
     variant.verified += len(outputs)
 
 
-async def seq_block(variant: Variant, start: int, n: int, no_gc: bool) -> tuple[float, float]:
-    """``n`` runs one after another: (median latency, mean latency) in microseconds."""
+def counters(variant: Variant) -> tuple[int, int]:
+    dropped = failed = 0
+    for tracer in variant.exporting:
+        stats = tracer.stats()
+        dropped += stats.dropped
+        failed += stats.failed
+    return dropped, failed
+
+
+def settle(variant: Variant) -> float:
+    """After a block: wait until every live sink of the variant exported what it was given (seconds).
+    Dead backends cannot be flushed: their queues stay full and drop."""
+    t0 = time.perf_counter()
+    if variant.held:
+        import telemetry as T
+
+        T.discard(variant.exporting)
+    elif variant.live:
+        for tracer in variant.exporting:
+            if not tracer.flush(120):
+                raise SystemExit(f"[{variant.name}] {tracer!r} did not flush within 120 s")
+    return time.perf_counter() - t0
+
+
+async def seq_block(variant: Variant, start: int, n: int, no_gc: bool) -> Block:
+    """``n`` runs one after another, then the drain of the export queues."""
     run, clock = variant.run, time.perf_counter_ns
     latencies: list[int] = []
     outputs: list[str] = []
     before = W.tool_calls()
+    dropped0, failed0 = counters(variant)
     with Timed(no_gc):
+        cpu0, main0 = time.process_time(), time.thread_time()
         t0 = clock()
         for i in range(start, start + n):
             t = clock()
@@ -133,20 +300,41 @@ async def seq_block(variant: Variant, start: int, n: int, no_gc: bool) -> tuple[
             latencies.append(clock() - t)
             outputs.append(out)
         total = clock() - t0
+        main1 = time.thread_time()
+        drain = settle(variant)
+        cpu1 = time.process_time()
+    dropped1, failed1 = counters(variant)
     check(variant, start, outputs, before)
-    return statistics.median(latencies) / 1000, total / n / 1000
+    return Block(
+        statistics.median(latencies) / 1000,
+        total / n / 1000,
+        (main1 - main0) / n * 1e6,
+        (cpu1 - cpu0) / n * 1e6,
+        drain * 1000,
+        dropped1 - dropped0,
+        failed1 - failed0,
+    )
 
 
-async def conc_block(variant: Variant, start: int, c: int, no_gc: bool) -> float:
-    """``c`` runs at once with ``asyncio.gather``: wall time / c, in microseconds."""
+async def conc_block(variant: Variant, start: int, c: int, no_gc: bool) -> Block:
+    """``c`` runs at once with ``asyncio.gather``: wall time / c, then the drain of the export queues."""
     run = variant.run
     before = W.tool_calls()
+    dropped0, failed0 = counters(variant)
     with Timed(no_gc):
+        cpu0, main0 = time.process_time(), time.thread_time()
         t0 = time.perf_counter_ns()
         outputs = await asyncio.gather(*(run(i) for i in range(start, start + c)))
         dt = time.perf_counter_ns() - t0
+        main1 = time.thread_time()
+        drain = settle(variant)
+        cpu1 = time.process_time()
+    dropped1, failed1 = counters(variant)
     check(variant, start, list(outputs), before)
-    return dt / c / 1000
+    per_run = dt / c / 1000
+    return Block(
+        per_run, per_run, (main1 - main0) / c * 1e6, (cpu1 - cpu0) / c * 1e6, drain * 1000, dropped1 - dropped0, failed1 - failed0
+    )
 
 
 async def validate(variants: list[Variant]) -> None:
@@ -161,6 +349,12 @@ async def validate(variants: list[Variant]) -> None:
             await v.run(0)
         if len(events) != W.EVENTS_PER_RUN or events.unmatched():
             raise AssertionError(f"[{v.name}] expected {W.EVENTS_PER_RUN} paired events per run, got {events.hooks()}")
+        settle(v)
+
+
+def conc_reps(reps: int, c: int) -> int:
+    """Fewer repetitions for the largest batches (at least 3)."""
+    return max(3, min(reps, 20_000 // c))
 
 
 async def measure(variants: list[Variant], args: argparse.Namespace) -> None:
@@ -174,14 +368,12 @@ async def measure(variants: list[Variant], args: argparse.Namespace) -> None:
     for rep in range(args.reps):
         for v in variants if rep % 2 == 0 else variants[::-1]:
             activate(v)
-            median, mean = await seq_block(v, 1000 + rep * args.n, args.n, args.no_gc)
-            v.seq_median.append(median)
-            v.seq_mean.append(mean)
+            v.seq.append(await seq_block(v, 1000 + rep * args.n, args.n, args.no_gc))
     for c in args.conc:
-        for rep in range(args.reps):
+        for rep in range(conc_reps(args.reps, c)):
             for v in variants if rep % 2 == 0 else variants[::-1]:
                 activate(v)
-                v.conc.setdefault(c, []).append(await conc_block(v, 5000 + rep * c, c, args.no_gc))
+                v.conc.setdefault(c, []).append(await conc_block(v, 50_000 + rep * c, c, args.no_gc))
 
 
 # ------------------------------------------------------------------------------------ reporting
@@ -192,75 +384,135 @@ def _ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def _delta(a: list[float], b: list[float]) -> float:
+    """The median over reps of a - b, each pair measured side by side."""
+    return statistics.median(x - y for x, y in zip(a, b, strict=True))
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * (len(head) - 1))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def report(variants: list[Variant], args: argparse.Namespace) -> dict[str, Any]:
     by_name = {v.name: v for v in variants}
-    ref = by_name.get("handwritten")
-    conc_cols = [f"conc C={c} us/run" for c in args.conc]
-    print("\n## Time per run\n")
-    head = ["variant", "seq us/run [min..max]", "seq mean us/run", *conc_cols, "x handwritten", "verified runs"]
-    print("| " + " | ".join(head) + " |")
-    print("|---|" + "---:|" * (len(head) - 1))
+    ref, bare = by_name.get("handwritten"), by_name.get("bare")
+    print("\n## Time per run (wall clock)\n")
+    rows = []
     for v in variants:
-        med = statistics.median(v.seq_median)
+        med = v.seq_median
+        rows.append(
+            [
+                v.name,
+                f"{_med(med):.1f} [{min(med):.1f}..{max(med):.1f}]",
+                f"{_med(v.col('mean')):.1f}",
+                *(f"{_med(v.col('median', c)):.1f}" for c in args.conc),
+                f"{_ratio(med, ref.seq_median):.2f}x" if ref else "",
+                f"{_ratio(med, bare.seq_median):.2f}x" if bare else "",
+                str(v.verified),
+            ]
+        )
+    _table(
+        ["variant", "seq us/run [min..max]", "seq mean us/run", *(f"conc C={c} us/run" for c in args.conc),
+         "x handwritten", "x bare", "verified runs"],
+        rows,
+    )
+    print(
+        "\n## CPU per run and exports\n\nmain CPU: the main thread's CPU (`time.thread_time`: the loop, the hooks, "
+        "the queue puts). process CPU: every thread's (`time.process_time`), the export workers' and the SDKs' "
+        "threads included, until the queues were drained after the block. drain: from the end of a block of "
+        f"{args.n} sequential runs until every live sink had exported all of it. dropped / failed: items over "
+        "all reps (queue full / export failed).\n"
+    )
+    rows = []
+    for v in variants:
         cells = [
             v.name,
-            f"{med:.1f} [{min(v.seq_median):.1f}..{max(v.seq_median):.1f}]",
-            f"{statistics.median(v.seq_mean):.1f}",
-            *(f"{statistics.median(v.conc[c]):.1f}" for c in args.conc),
-            f"{_ratio(v.seq_median, ref.seq_median):.2f}x" if ref else "",
-            str(v.verified),
+            f"{_med(v.col('main_cpu')):.1f}",
+            f"{_med(v.col('process_cpu')):.1f}",
+            f"{_med(v.col('drain_ms')):.1f}",
+            f"{sum(v.col('dropped')):.0f} / {sum(v.col('failed')):.0f}",
         ]
-        print("| " + " | ".join(cells) + " |")
+        for c in args.conc:
+            cells += [
+                f"{_med(v.col('main_cpu', c)):.1f}",
+                f"{_med(v.col('process_cpu', c)):.1f}",
+                f"{sum(v.col('dropped', c)):.0f} / {sum(v.col('failed', c)):.0f}",
+            ]
+        rows.append(cells)
+    head = ["variant", "seq main CPU us/run", "seq process CPU us/run", "seq drain ms", "seq dropped / failed"]
+    for c in args.conc:
+        head += [f"C={c} main CPU", f"C={c} process CPU", f"C={c} dropped / failed"]
+    _table(head, rows)
     print("\n## Ratios, side by side (median over reps of variant / partner)\n")
-    head = [
-        "variant / partner",
-        "seq (median latency)",
-        "seq (mean)",
-        *(f"conc C={c}" for c in args.conc),
-        "d us/run (seq)",
-    ]
-    print("| " + " | ".join(head) + " |")
-    print("|---|" + "---:|" * (len(head) - 1))
     ratios: dict[str, Any] = {}
+    rows = []
     for a, b in PAIRS:
         if a not in by_name or b not in by_name:
             continue
         va, vb = by_name[a], by_name[b]
         row = {
             "seq": _ratio(va.seq_median, vb.seq_median),
-            "seq_mean": _ratio(va.seq_mean, vb.seq_mean),
-            "conc": {c: _ratio(va.conc[c], vb.conc[c]) for c in args.conc},
-            "delta_us": statistics.median(x - y for x, y in zip(va.seq_median, vb.seq_median, strict=True)),
+            "seq_mean": _ratio(va.col("mean"), vb.col("mean")),
+            "conc": {c: _ratio(va.col("median", c), vb.col("median", c)) for c in args.conc},
+            "delta_us": _delta(va.seq_median, vb.seq_median),
+            "delta_main_cpu_us": _delta(va.col("main_cpu"), vb.col("main_cpu")),
         }
         ratios[f"{a}/{b}"] = row
-        cells = [
-            f"{a} / {b}",
-            f"{row['seq']:.2f}",
-            f"{row['seq_mean']:.2f}",
-            *(f"{row['conc'][c]:.2f}" for c in args.conc),
-            f"{row['delta_us']:+.1f}",
-        ]
-        print("| " + " | ".join(cells) + " |")
-    if "noop4/bare" in ratios:
-        d = ratios["noop4/bare"]["delta_us"]
-        print(
-            f"\nnoop4 - bare = {d:.1f} us/run for {W.EVENTS_PER_RUN} events: {d / W.EVENTS_PER_RUN:.2f} us per event "
-            "(building it, which bare skips, and 4 tracer calls)"
+        rows.append(
+            [
+                f"{a} / {b}",
+                f"{row['seq']:.2f}",
+                f"{row['seq_mean']:.2f}",
+                *(f"{row['conc'][c]:.2f}" for c in args.conc),
+                f"{row['delta_us']:+.1f}",
+                f"{row['delta_main_cpu_us']:+.1f}",
+            ]
         )
+    _table(
+        ["variant / partner", "seq (median latency)", "seq (mean)", *(f"conc C={c}" for c in args.conc),
+         "d us/run (seq)", "d main CPU us/run (seq)"],
+        rows,
+    )
+    per_event: dict[str, Any] = {}
+    if bare is not None:
+        print(
+            f"\n## Hot path: cost of one event ({W.EVENTS_PER_RUN} events per run), over bare\n\n"
+            "main CPU: the main thread's extra CPU per run / events (building the event, dispatching it, the "
+            "hooks). wall: the extra median latency per run / events; it also holds the time the main thread "
+            "waits for the GIL while export workers hold it.\n"
+        )
+        rows = []
+        for v in variants:
+            if v.name in ("handwritten", "bare"):
+                continue
+            cpu = _delta(v.col("main_cpu"), bare.col("main_cpu")) / W.EVENTS_PER_RUN
+            wall = _delta(v.seq_median, bare.seq_median) / W.EVENTS_PER_RUN
+            conc = {c: _delta(v.col("main_cpu", c), bare.col("main_cpu", c)) / W.EVENTS_PER_RUN for c in args.conc}
+            per_event[v.name] = {"main_cpu_us": cpu, "wall_us": wall, "conc_main_cpu_us": conc}
+            rows.append([v.name, f"{cpu:.2f}", f"{wall:.2f}", *(f"{conc[c]:.2f}" for c in args.conc)])
+        _table(["variant", "main CPU us/event (seq)", "wall us/event (seq)",
+                *(f"main CPU us/event (C={c})" for c in args.conc)], rows)
     total = sum(v.verified for v in variants)
     print(f"\nverified {total} runs: every output equals its expected answer, {W.TOOL_CALLS_PER_RUN} tool calls each")
     return {
         "variants": {
             v.name: {
                 "notes": v.notes,
-                "seq_us_per_run_median": v.seq_median,
-                "seq_us_per_run_mean": v.seq_mean,
-                "conc_us_per_run": v.conc,
+                "seq": [b.__dict__ for b in v.seq],
+                "conc": {c: [b.__dict__ for b in blocks] for c, blocks in v.conc.items()},
                 "verified_runs": v.verified,
             }
             for v in variants
         },
         "ratios": ratios,
+        "per_event": per_event,
     }
 
 
@@ -443,18 +695,34 @@ async def profile(variants: list[Variant], args: argparse.Namespace) -> dict[str
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=500, help="sequential runs per variant per rep (500)")
-    parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions (9)")
+    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions (7; at least 3 for large C)")
     parser.add_argument("--warm", type=int, default=50, help="warm-up runs per variant, not timed (50)")
-    parser.add_argument("--conc", default="200,1000", help="concurrent batch sizes, comma-separated; 0 for none")
-    parser.add_argument("--variants", default="handwritten,bare,noop4", help="which variants, comma-separated")
+    parser.add_argument("--conc", default="1000,10000", help="concurrent batch sizes, comma-separated; 0 for none")
+    parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help="which variants, comma-separated")
     parser.add_argument("--no-gc", action="store_true", help="keep the garbage collector off while timing")
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run of a few seconds: --n 100 --reps 3 --conc 100"
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: --n 100 --reps 3 --conc 1000, variants {QUICK_VARIANTS}, small throughput and "
+        "memory runs",
     )
     parser.add_argument("--profile", action="store_true", help="profile --n runs per variant instead of timing")
     parser.add_argument("--top", type=int, default=25, help="functions listed per variant with --profile (25)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--peers", type=Path, default=DEFAULT_PEERS, help="the peers' benchmark folder (optional)")
+    parser.add_argument(
+        "--peer",
+        metavar="NAME=PYTHON",
+        help="also run the peers' bench_NAME.py (tracing off) with that interpreter, e.g. "
+        "strands=/tmp/peers/strands/bin/python (see shared/peers/setup.sh)",
+    )
+    parser.add_argument("--throughput-events", type=int, default=60_000, help="events per sink throughput run")
+    parser.add_argument("--mem-conc", type=int, default=10_000, help="concurrent runs of the memory measurement")
+    parser.add_argument(
+        "--mem-variants", default="handwritten,bare,all4,all4_dead", help="variants measured for memory ('' for none)"
+    )
+    parser.add_argument("--mem", metavar="VARIANT", help=argparse.SUPPRESS)  # internal: one memory measurement
+    parser.add_argument("--urls", help=argparse.SUPPRESS)  # internal: the sinks of the parent process
     parser.add_argument(
         "--with-installed-plugins",
         action="store_true",
@@ -462,21 +730,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.reps, args.warm, args.conc = 100, 3, 20, "100"
+        args.n, args.reps, args.warm, args.conc = 100, 3, 20, "1000"
+        args.variants = QUICK_VARIANTS
+        args.throughput_events, args.mem_conc, args.mem_variants = 12_000, 1000, "bare,all4"
     args.conc = [int(c) for c in str(args.conc).split(",") if int(c) > 0]
     return args
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     wanted = args.variants.split(",")
-    variants = [v for v in make_variants() if v.name in wanted]
-    if unknown := set(wanted) - {v.name for v in variants}:
-        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from handwritten, bare, noop4")
+    variants = make_variants(wanted)
     await validate(variants)
     if args.profile:
         return {"profile": await profile(variants, args)}
     await measure(variants, args)
-    return report(variants, args)
+    result = report(variants, args)
+    tele = _telemetry
+    if tele is not None:
+        activate(Variant("none", W.run_handwritten))  # unregister every plugin
+        print(f"\nexports check: {TG.check_exports(tele)}")
+        result["throughput"] = await TG.throughput(tele.urls, tele.sinks, args.throughput_events)
+    return result
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    """``--mem VARIANT``: one memory measurement in this process; prints one JSON line."""
+    import telemetry as T
+
+    urls = json.loads(args.urls) if args.urls else None
+    (variant,) = make_variants([args.mem], urls)
+    activate(variant)
+    figures = T.memory_per_run(variant.run, args.mem_conc)
+    figures["dropped"] = counters(variant)[0]
+    print(json.dumps(figures))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -484,12 +770,32 @@ def main(argv: list[str] | None = None) -> None:
     if not args.with_installed_plugins:
         os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         os.environ.pop("TRACEDAGENT_PLUGINS", None)
+    if args.mem:
+        memory_child(args)
+        return
     env = environment(args)
     env["workload"] = check_against_peers(args.peers)
     print(f"- workload vs peers' harness: {env['workload']}")
     started = time.perf_counter()
     result = asyncio.run(amain(args))
-    print(f"\n({time.perf_counter() - started:.1f} s)")
+    tele = _telemetry
+    try:
+        mem_variants = [m for m in args.mem_variants.split(",") if m] if not args.profile else []
+        if mem_variants:
+            urls = tele.urls if tele is not None else telemetry().urls
+            result["memory"] = TG.memory(mem_variants, args.mem_conc, urls)
+        peer_fig = None
+        if args.peer and not args.profile:
+            peer_fig = TG.peer(args.peer, args.peers, n=200, reps=5, conc=200)
+            result["peer"] = peer_fig
+        if not args.profile:
+            TG.targets(result, args.conc, peer_fig, PEER_RESULTS_MD)
+    finally:
+        if _telemetry is not None:
+            _telemetry.close()
+    env["loadavg_end"] = os.getloadavg()
+    print(f"\n(load average at the end: {', '.join(f'{x:.2f}' for x in env['loadavg_end'])}; "
+          f"{time.perf_counter() - started:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, **result}, indent=2, default=str) + "\n")
 

@@ -125,13 +125,13 @@ async def interrupt(run: Run) -> None:
 async def finish(run: Run, status: str) -> None:
     """The run ended (``completed``, ``failed`` or ``cancelled``): record it where a record exists or
     is wanted, so a finished run is never resumed and a failed one can be. The process's default
-    in-memory store forgets a completed run instead, so it does not grow."""
+    in-memory store, which keeps paused runs only, forgets an ended run instead, so it does not grow."""
     ctx = run.ctx
     if status == "completed" and ctx.session_id is not None:
         await run.store.save_session(ctx.session_id, ctx.messages)
     if not (run.every_step or ctx.step):
         return
-    if status == "completed" and is_default_memory(run.store):
+    if is_default_memory(run.store):  # it keeps paused runs only: a long-lived process must not grow
         await run.store.delete(ctx.run_id)
         return
     await save(run, status)
@@ -139,6 +139,8 @@ async def finish(run: Run, status: str) -> None:
 
 async def finish_quietly(run: Run, status: str) -> None:
     """:func:`finish` on a failing or cancelled run: never hide the run's own error or cancellation."""
+    if not (run.every_step or run.ctx.step):  # nothing recorded, nothing to record: no await, no task
+        return
     try:
         await asyncio.shield(finish(run, status))
     except Exception:  # the run's own error matters more; the checkpoint stays as of the last step

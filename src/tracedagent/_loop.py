@@ -9,8 +9,11 @@ cancellation all end their span. ``asyncio.CancelledError`` always propagates af
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +153,11 @@ async def execute(run: Run, output_of: Callable[[Run, str, str | None, BaseExcep
     except BaseException as exc:
         error = exc
         if status != "completed":
-            await _durable.finish_quietly(run, "failed")
+            try:
+                await _durable.finish_quietly(run, "failed")
+            except asyncio.CancelledError:  # cancelled while recording its failure: the caller sees that
+                status, error = "cancelled", None
+                raise
         raise
     finally:
         _current.reset(token)
@@ -287,6 +294,7 @@ async def _call_model(
     token = _current.set(span)
     started = _perf()
     first: float | None = None
+    raw: ModelResponse | None = None
     response: ModelResponse | None = None
     status = "error"
     error: BaseException | None = None
@@ -299,17 +307,24 @@ async def _call_model(
                 if first is None:
                     first = _perf() - started
                 if type(part) is ModelResponse:
-                    response = part
+                    raw = part
                 elif stream is not None:
                     stream(part)
         finally:
             await parts.aclose()  # type: ignore[attr-defined]
-        if response is None:
+        if raw is None:
             raise ModelBehaviorError(
                 f"model {model.provider}:{model.name} ended its stream without a response; check the provider"
             )
-        if response.usage is None:
-            response = _with_estimated_usage(response, messages)
+        message = raw.message
+        if not (
+            type(message) is Message
+            and (message.content is None or type(message.content) is str)
+            and (raw.usage is None or type(raw.usage) is Usage)
+            and (not message.tool_calls or _calls_ok(message.tool_calls))
+        ):
+            raw = _repaired(raw, f"{model.provider}:{model.name}")
+        response = raw if raw.usage is not None else _with_estimated_usage(raw, messages)
         status = "ok"
     except asyncio.CancelledError:
         status = "cancelled"
@@ -376,6 +391,75 @@ def _retry_notifier(run: Run, span_id: str, kind: str, target: str) -> Callable[
         )
 
     return notify
+
+
+def _calls_ok(calls: Sequence[ToolCall]) -> bool:
+    """Whether the tool calls of an answer can run as they are: ToolCall objects with a name, JSON text
+    arguments and ids that are set and distinct (each call's result answers its id)."""
+    if type(calls) is not tuple:
+        return False
+    if len(calls) == 1:
+        call = calls[0]
+        return (
+            type(call) is ToolCall
+            and type(call.id) is str
+            and bool(call.id)
+            and type(call.name) is str
+            and bool(call.name)
+            and type(call.arguments) is str
+        )
+    seen: set[str] = set()
+    for call in calls:
+        if not _calls_ok((call,)) or call.id in seen:
+            return False
+        seen.add(call.id)
+    return True
+
+
+def _repaired(response: ModelResponse, label: str) -> ModelResponse:
+    """The answer of a model that broke the protocol, fixed where nothing is lost (arguments not yet JSON
+    text, missing or repeated call ids, a list of calls) or a :class:`ModelBehaviorError` saying what."""
+    message = response.message
+    if not isinstance(message, Message):
+        raise ModelBehaviorError(
+            f"model {label} answered with a {type(message).__name__} where a Message belongs; fix its stream()"
+        )
+    if message.content is not None and not isinstance(message.content, str):
+        raise ModelBehaviorError(
+            f"model {label} answered with content of type {type(message.content).__name__}; it must be text or None"
+        )
+    if response.usage is not None and not isinstance(response.usage, Usage):
+        raise ModelBehaviorError(
+            f"model {label} reported usage as a {type(response.usage).__name__}; it must be a Usage or None"
+        )
+    try:
+        given = list(message.tool_calls or ())
+    except TypeError:
+        raise ModelBehaviorError(f"model {label} answered with tool_calls that are not a list of ToolCall") from None
+    calls: list[ToolCall] = []
+    ids: set[str] = set()
+    for number, call in enumerate(given, 1):
+        if not isinstance(call, ToolCall):
+            raise ModelBehaviorError(f"model {label}: tool call #{number} is a {type(call).__name__}, not a ToolCall")
+        if not isinstance(call.name, str) or not call.name:
+            raise ModelBehaviorError(f"model {label}: tool call #{number} has no tool name ({call.name!r})")
+        arguments = call.arguments
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            try:
+                arguments = json.dumps(arguments)
+            except (TypeError, ValueError) as exc:
+                raise ModelBehaviorError(
+                    f"model {label}: the arguments of tool call #{number} ({call.name}) are not JSON: {exc}"
+                ) from None
+        call_id = call.id if isinstance(call.id, str) and call.id and call.id not in ids else ""
+        while not call_id or call_id in ids:  # a call without an id, or with another call's id
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+        ids.add(call_id)
+        calls.append(ToolCall(call_id, call.name, arguments))
+    fixed = dataclasses.replace(message, tool_calls=tuple(calls))
+    return ModelResponse(fixed, response.usage, response.finish_reason, response.response_model)
 
 
 def _with_estimated_usage(response: ModelResponse, messages: Sequence[Message]) -> ModelResponse:

@@ -425,3 +425,39 @@ async def test_the_default_registry_unless_one_is_given():
     await Agent(agent_name, ScriptedModel(["hi"]), plugins=[second]).run("hello")
     assert REGISTRY.get_sample_value("tracedagent_runs_total", {"agent": agent_name, "status": "completed"}) == 2
     assert f'agent="{agent_name}"' in generate_latest(REGISTRY).decode()
+
+
+# ------------------------------------------------------------------- the in-process store's exposition
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_the_in_process_store_exposes_what_prometheus_client_objects_would(varied, monkeypatch, created):
+    # In one process the hooks update plain numbers; the exposition must be what prometheus-client's own
+    # Counter, Gauge and Histogram objects (the multiprocess store) give for the same events: every name,
+    # help text, type, label, bucket and sample, in the same order (the _created times aside).
+    import re
+
+    from prometheus_client import metrics as client_metrics
+
+    from tracedagent_prometheus import _tracer
+
+    monkeypatch.setattr(client_metrics, "_use_created", created)
+    registries = []
+    for multiprocess in (False, True):
+        monkeypatch.setattr(_tracer, "_multiprocess", lambda multiprocess=multiprocess: multiprocess)
+        registry = CollectorRegistry()
+        tracer = PrometheusTracer(registry)
+        assert isinstance(tracer.metrics, _tracer._Metrics) is multiprocess
+        for event in varied.events:
+            hook = getattr(tracer, event.hook, None)
+            if hook is not None:
+                hook(event)
+        registries.append(registry)
+    fast, objects = (generate_latest(r).decode() for r in registries)
+    assert ("_created{" in fast) is created
+    assert "tracedagent_tool_call_duration_seconds_bucket{" in fast  # the scenario filled the histograms
+
+    def timeless(text: str) -> str:
+        return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", text)
+
+    assert timeless(fast) == timeless(objects)

@@ -235,3 +235,26 @@ def test_repr_says_format_and_content(make_tracer):
     tracer, _ = make_tracer(format="json")
     assert repr(tracer).startswith("<StdoutTracer json to <_io.StringIO")
     assert repr(tracer).endswith(", no content>")
+
+
+class _Custom:
+    def __repr__(self) -> str:
+        return "<custom>"
+
+
+class _Structlogged:
+    def __structlog__(self) -> str:
+        return "structlogged"
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_json_lines_are_the_text_structlog_renders(make_tracer, capture):
+    # JSON lines take a direct path (no structlog processor chain on the worker); the text must be what
+    # structlog's JSONRenderer prints, byte for byte, for every kind of event, values JSON cannot hold
+    # included, and timestamps in other seconds.
+    tracer, _ = make_tracer(format="json", capture_content=capture)
+    events = one_of_each()
+    events.append(dataclasses.replace(events[0], metadata={"tenant": _Custom(), "n": _Structlogged(), "x": 1.5e-05}))
+    events += [dataclasses.replace(e, timestamp_ns=e.timestamp_ns + k * 999_999_999) for k, e in enumerate(events)]
+    for event in events:
+        assert tracer.render(event) == tracer._render_structlog(event)

@@ -114,12 +114,12 @@ class HTTPModel:
         where = f"base_url= or {self.base_url_env}" if self.base_url_env else "base_url="
         try:
             url = httpx.URL(base_url)
-            port = url.port
+            host, port = url.host, url.port
         except Exception as exc:  # httpx.InvalidURL, and idna's errors for a host it cannot encode
             raise ConfigurationError(
                 f"{self.provider} base URL {base_url!r} ({where}) is not a valid URL: {exc}"
             ) from None
-        if url.scheme not in ("http", "https") or not url.host or (port is not None and not 0 < port < 65536):
+        if url.scheme not in ("http", "https") or not host or (port is not None and not 0 < port < 65536):
             raise ConfigurationError(
                 f"{self.provider} base URL must be an http(s) URL such as https://api.openai.com/v1, with a port "
                 f"from 1 to 65535 if any, not {base_url!r} ({where})"

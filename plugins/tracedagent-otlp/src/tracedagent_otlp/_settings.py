@@ -58,13 +58,23 @@ def endpoint_from_env(environ: Mapping[str, str]) -> str | None:
     """The traces endpoint the variables name, or None when neither endpoint variable is set."""
     traces = (environ.get(N.ENV_TRACES_ENDPOINT) or "").strip()
     if traces:
-        return traces
+        return _url(N.ENV_TRACES_ENDPOINT, traces, environ)
     base = (environ.get(N.ENV_ENDPOINT) or "").strip()
     if not base:
         return None
     if protocol_from_env(environ) == "grpc":
         return base
-    return base.rstrip("/") + "/v1/traces"
+    return _url(N.ENV_ENDPOINT, base, environ).rstrip("/") + "/v1/traces"
+
+
+def _url(name: str, value: str, environ: Mapping[str, str]) -> str:
+    """``value`` if it can be an OTLP/HTTP endpoint: the exporter would otherwise fail on every batch."""
+    if protocol_from_env(environ) == "http/protobuf" and not value.lower().startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"{name}={value!r} is not an http(s) URL; OTLP over http/protobuf needs one such as "
+            f"http://localhost:4318 (a bare host:port is for {N.ENV_PROTOCOL}=grpc)"
+        )
+    return value
 
 
 def protocol_from_env(environ: Mapping[str, str], signal: str = "traces") -> str:

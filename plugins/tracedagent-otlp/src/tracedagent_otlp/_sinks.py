@@ -56,11 +56,24 @@ class SpanSink:
         raise NotImplementedError
 
 
+class _HashedResource(Resource):
+    """A resource whose hash is worked out once. The OTLP encoders group spans by resource and hash the
+    resource of every span, and ``Resource.__hash__`` dumps its attributes to JSON each time (a resource
+    is immutable, so its hash never changes)."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = hash(resource)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 class ExporterSink(SpanSink):
     """Builds ``ReadableSpan`` objects and keeps them until :meth:`take`; unsampled traces are dropped."""
 
     def __init__(self, resource: Resource, sampler: Sampler, scope: InstrumentationScope) -> None:
-        self.resource = resource
+        self.resource = _HashedResource(resource)
         self.sampler = sampler
         self.scope = scope
         self.spans: list[ReadableSpan] = []

@@ -62,3 +62,73 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.
 CIRCUIT_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 #: Token types of tracedagent_tokens_total.
 TOKEN_TYPES = ("input", "output", "cache_read", "reasoning")
+
+#: The metrics the tracer updates in its hooks: (attribute, name, help, type, label names, buckets).
+#: Both stores (prometheus-client's objects in multiprocess mode, plain numbers otherwise) are built
+#: from this table, so they expose the same thing.
+UPDATED: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[float, ...]], ...] = (
+    ("runs_total", RUNS_TOTAL, "Run segments ended, by status.", "counter", ("agent", "status"), ()),
+    ("run_duration", RUN_DURATION, "Duration of run segments.", "histogram", ("agent",), RUN_BUCKETS),
+    ("runs_active", RUNS_ACTIVE, "Runs going on now.", "gauge", ("agent",), ()),
+    (
+        "model_calls_total",
+        MODEL_CALLS_TOTAL,
+        "Model calls, by status.",
+        "counter",
+        ("agent", "provider", "model", "status"),
+        (),
+    ),
+    (
+        "model_call_duration",
+        MODEL_CALL_DURATION,
+        "Duration of model calls (GenAI operation duration buckets).",
+        "histogram",
+        ("agent", "provider", "model"),
+        GENAI_DURATION_BUCKETS,
+    ),
+    (
+        "model_ttft",
+        MODEL_TTFT,
+        "Time from sending a model request to its first streamed part.",
+        "histogram",
+        ("agent", "provider", "model"),
+        TTFT_BUCKETS,
+    ),
+    (
+        "tokens_total",
+        TOKENS_TOTAL,
+        "Tokens used, by type (input, output, cache_read, reasoning).",
+        "counter",
+        ("agent", "provider", "model", "type"),
+        (),
+    ),
+    ("tool_calls_total", TOOL_CALLS_TOTAL, "Tool calls, by status.", "counter", ("agent", "tool", "status"), ()),
+    ("tool_call_duration", TOOL_CALL_DURATION, "Duration of tool calls.", "histogram", ("agent", "tool"), TOOL_BUCKETS),
+    (
+        "tool_rejections_total",
+        TOOL_REJECTIONS_TOTAL,
+        "Tool calls refused by a resilience layer, by reason.",
+        "counter",
+        ("tool", "reason"),
+        (),
+    ),
+    (
+        "retries_total",
+        RETRIES_TOTAL,
+        "Retries scheduled, by target and kind (model, tool).",
+        "counter",
+        ("target", "kind"),
+        (),
+    ),
+    ("interrupts_total", INTERRUPTS_TOTAL, "Runs paused for a person.", "counter", ("agent",), ()),
+    ("resumes_total", RESUMES_TOTAL, "Paused runs resumed.", "counter", ("agent",), ()),
+    ("compactions_total", COMPACTIONS_TOTAL, "Context compactions, by strategy.", "counter", ("agent", "strategy"), ()),
+    (
+        "compaction_tokens_removed_total",
+        COMPACTION_TOKENS_REMOVED_TOTAL,
+        "Tokens removed by compaction.",
+        "counter",
+        ("agent",),
+        (),
+    ),
+)

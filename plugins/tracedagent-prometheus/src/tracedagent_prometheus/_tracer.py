@@ -1,10 +1,13 @@
 """``PrometheusTracer``: the design's metrics, updated in the hooks (O(1), no I/O).
 
 Counters and histograms are updated as events arrive, through label children cached per label values
-(``labels()`` is looked up once per combination). Live values (tools in flight and queued, breaker
-states, plugin errors, export queues) are read when Prometheus scrapes, by a collector. Label values are
-names chosen by developers (agent, tool, model, provider), never user content, and a cardinality guard
-folds values past ``max_label_values`` per label into ``other``.
+(``labels()`` is looked up once per combination). In a single process the children are plain Python
+numbers and bucket counts (:mod:`._inprocess`), turned into metric families only when Prometheus
+scrapes; prometheus-client's metric objects, which take a lock per value and walk the buckets in Python,
+are used in multiprocess mode only, where their files are needed. Live values (tools in flight and
+queued, breaker states, plugin errors, export queues) are read when Prometheus scrapes, by a collector.
+Label values are names chosen by developers (agent, tool, model, provider), never user content, and a
+cardinality guard folds values past ``max_label_values`` per label into ``other``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import values as client_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -33,6 +37,7 @@ from tracedagent import (
 from tracedagent.resilience import tool_states
 
 from . import _names as N
+from ._inprocess import InProcessMetrics
 
 __all__ = ["LabelGuard", "LiveCollector", "PrometheusTracer"]
 
@@ -62,95 +67,76 @@ class LabelGuard:
             return value
 
 
+def _multiprocess() -> bool:
+    """Whether prometheus-client's multiprocess mode is on (its directory must then exist): the variable is
+    set, or prometheus-client chose its file-backed values when it was imported."""
+    named = [name for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir") if name in os.environ]
+    multiprocess = bool(named)
+    directory = os.environ[named[0]] if named else ""
+    if multiprocess and not (directory and os.path.isdir(directory)):
+        # prometheus-client would fail in every hook, deep in its mmap files: say it once, here.
+        raise tracedagent.ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory; create it (empty) before the workers "
+            "start, or unset it outside multiprocess servers"
+        )
+    return multiprocess or client_values.ValueClass is not client_values.MutexValue
+
+
 class _Metrics:
-    """The metric objects of one registry (shared by every tracer using that registry)."""
+    """The prometheus-client metric objects of one registry, in multiprocess mode (shared by every tracer
+    using that registry). :class:`~._inprocess.InProcessMetrics` has the same attributes, names, labels
+    and buckets."""
+
+    runs_total: Counter
+    run_duration: Histogram
+    runs_active: Gauge
+    model_calls_total: Counter
+    model_call_duration: Histogram
+    model_ttft: Histogram
+    tokens_total: Counter
+    tool_calls_total: Counter
+    tool_call_duration: Histogram
+    tool_rejections_total: Counter
+    retries_total: Counter
+    interrupts_total: Counter
+    resumes_total: Counter
+    compactions_total: Counter
+    compaction_tokens_removed_total: Counter
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
-
-        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
-            if multiprocess:
-                return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livesum")
-            return Gauge(name, doc, labels, registry=registry)
-
-        self.runs_total = Counter(
-            N.RUNS_TOTAL, "Run segments ended, by status.", ("agent", "status"), registry=registry
-        )
-        self.run_duration = Histogram(
-            N.RUN_DURATION, "Duration of run segments.", ("agent",), buckets=N.RUN_BUCKETS, registry=registry
-        )
-        self.runs_active = gauge(N.RUNS_ACTIVE, "Runs going on now.", ("agent",))
-        self.model_calls_total = Counter(
-            N.MODEL_CALLS_TOTAL, "Model calls, by status.", ("agent", "provider", "model", "status"), registry=registry
-        )
-        self.model_call_duration = Histogram(
-            N.MODEL_CALL_DURATION,
-            "Duration of model calls (GenAI operation duration buckets).",
-            ("agent", "provider", "model"),
-            buckets=N.GENAI_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.model_ttft = Histogram(
-            N.MODEL_TTFT,
-            "Time from sending a model request to its first streamed part.",
-            ("agent", "provider", "model"),
-            buckets=N.TTFT_BUCKETS,
-            registry=registry,
-        )
-        self.tokens_total = Counter(
-            N.TOKENS_TOTAL,
-            "Tokens used, by type (input, output, cache_read, reasoning).",
-            ("agent", "provider", "model", "type"),
-            registry=registry,
-        )
-        self.tool_calls_total = Counter(
-            N.TOOL_CALLS_TOTAL, "Tool calls, by status.", ("agent", "tool", "status"), registry=registry
-        )
-        self.tool_call_duration = Histogram(
-            N.TOOL_CALL_DURATION,
-            "Duration of tool calls.",
-            ("agent", "tool"),
-            buckets=N.TOOL_BUCKETS,
-            registry=registry,
-        )
-        self.tool_rejections_total = Counter(
-            N.TOOL_REJECTIONS_TOTAL,
-            "Tool calls refused by a resilience layer, by reason.",
-            ("tool", "reason"),
-            registry=registry,
-        )
-        self.retries_total = Counter(
-            N.RETRIES_TOTAL,
-            "Retries scheduled, by target and kind (model, tool).",
-            ("target", "kind"),
-            registry=registry,
-        )
-        self.interrupts_total = Counter(N.INTERRUPTS_TOTAL, "Runs paused for a person.", ("agent",), registry=registry)
-        self.resumes_total = Counter(N.RESUMES_TOTAL, "Paused runs resumed.", ("agent",), registry=registry)
-        self.compactions_total = Counter(
-            N.COMPACTIONS_TOTAL, "Context compactions, by strategy.", ("agent", "strategy"), registry=registry
-        )
-        self.compaction_tokens_removed_total = Counter(
-            N.COMPACTION_TOKENS_REMOVED_TOTAL, "Tokens removed by compaction.", ("agent",), registry=registry
-        )
+        for attribute, name, doc, kind, labels, buckets in N.UPDATED:
+            metric: Counter | Gauge | Histogram
+            if kind == "counter":
+                metric = Counter(name, doc, labels, registry=registry)
+            elif kind == "histogram":
+                metric = Histogram(name, doc, labels, buckets=buckets, registry=registry)
+            else:
+                metric = Gauge(name, doc, labels, registry=registry, multiprocess_mode="livesum")
+            setattr(self, attribute, metric)
 
 
 _metrics_lock = threading.Lock()
-_metrics_by_registry: dict[int, tuple[CollectorRegistry, _Metrics]] = {}
+_metrics_by_registry: dict[int, tuple[CollectorRegistry, _Metrics | InProcessMetrics]] = {}
 
 
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
+def _metrics_for(registry: CollectorRegistry, max_label_values: int = 200) -> _Metrics | InProcessMetrics:
     with _metrics_lock:
         entry = _metrics_by_registry.get(id(registry))
         if entry is None or entry[0] is not registry:
-            entry = (registry, _Metrics(registry))
+            metrics = _Metrics(registry) if _multiprocess() else InProcessMetrics(registry)
+            entry = (registry, metrics)
             _metrics_by_registry[id(registry)] = entry
-            registry.register(LiveCollector())
+            registry.register(LiveCollector(max_label_values))
         return entry[1]
 
 
 class LiveCollector(Collector):
-    """Values read at scrape time: tools in flight and queued, breaker states, plugin errors, export queues."""
+    """Values read at scrape time: tools in flight and queued, breaker states, plugin errors, export queues.
+
+    Tools past ``max_label_values`` distinct names are summed under ``other``, as the tracer's labels are."""
+
+    def __init__(self, max_label_values: int = 200) -> None:
+        self.tool = LabelGuard(max_label_values)
 
     def collect(self) -> Iterator[Any]:
         inflight = GaugeMetricFamily(N.TOOL_INFLIGHT, "Tool calls running now (this process).", labels=("tool",))
@@ -161,8 +147,8 @@ class LiveCollector(Collector):
             N.CIRCUIT_STATE, "Circuit breaker state: 0 closed, 1 half-open, 2 open.", labels=("tool",)
         )
         by_tool: dict[str, list[int]] = {}
-        for state in tool_states():
-            values = by_tool.setdefault(state.tool, [0, 0, -1])
+        for state in sorted(tool_states(), key=lambda s: s.tool):
+            values = by_tool.setdefault(self.tool(state.tool), [0, 0, -1])
             values[0] += state.inflight
             values[1] += state.queue_depth
             if state.circuit_state is not None:
@@ -212,7 +198,7 @@ class PrometheusTracer:
                 f"max_label_values must be a whole number >= 1, not {max_label_values!r}"
             )
         self.registry = registry if registry is not None else REGISTRY
-        self.metrics = _metrics_for(self.registry)
+        self.metrics = _metrics_for(self.registry, max_label_values)
         self.agent = LabelGuard(max_label_values)
         self.tool = LabelGuard(max_label_values)
         self.model = LabelGuard(max_label_values)
@@ -220,6 +206,10 @@ class PrometheusTracer:
         self.reason = LabelGuard(max_label_values)
         self.strategy = LabelGuard(max_label_values)
         self._children: dict[tuple[Any, ...], Any] = {}
+        # The children the frequent hooks use, per label set (one lookup instead of one per metric).
+        self._run_series: dict[tuple[str, ...], list[Any]] = {}
+        self._model_series: dict[tuple[str, ...], list[Any]] = {}
+        self._tool_series: dict[tuple[str, ...], list[Any]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -230,9 +220,23 @@ class PrometheusTracer:
 
     # -------------------------------------------------------------------------------------- hooks
 
+    def _series(self, cache: dict[tuple[str, ...], list[Any]], labels: tuple[str, ...], size: int) -> list[Any]:
+        """The children of one label set for a hook, made on first use (slot by slot: a child appears in
+        the exposition only once it is asked for, as before)."""
+        series = cache.get(labels)
+        if series is None:
+            series = cache[labels] = [None] * size
+        return series
+
+    def _slot(self, series: list[Any], slot: int, metric: Any, *labels: str) -> Any:
+        child = series[slot] = self._child(metric, *labels)
+        return child
+
     @hookimpl
     def on_run_start(self, event: RunStarted) -> None:
-        self._child(self.metrics.runs_active, self.agent(event.agent)).inc()
+        agent = self.agent(event.agent)
+        s = self._series(self._run_series, (agent,), 3)
+        (s[0] or self._slot(s, 0, self.metrics.runs_active, agent)).inc()
 
     @hookimpl
     def on_resume(self, event: RunResumed) -> None:
@@ -243,34 +247,45 @@ class PrometheusTracer:
     @hookimpl
     def on_run_end(self, event: RunEnded) -> None:
         m, agent = self.metrics, self.agent(event.agent)
-        self._child(m.runs_active, agent).dec()
+        s = self._series(self._run_series, (agent,), 3)
+        (s[0] or self._slot(s, 0, m.runs_active, agent)).dec()
         self._child(m.runs_total, agent, event.status).inc()
-        self._child(m.run_duration, agent).observe(event.duration_s)
+        (s[1] or self._slot(s, 1, m.run_duration, agent)).observe(event.duration_s)
 
     @hookimpl
     def on_model_call_end(self, event: ModelCallEnded) -> None:
         m = self.metrics
         labels = (self.agent(event.agent), self.provider(event.provider), self.model(event.model))
-        self._child(m.model_calls_total, *labels, event.status).inc()
-        self._child(m.model_call_duration, *labels).observe(event.duration_s)
+        # slots: calls ok, duration, ttft, input, output, cache_read, reasoning tokens
+        s = self._series(self._model_series, labels, 7)
+        if event.status == "ok":
+            (s[0] or self._slot(s, 0, m.model_calls_total, *labels, "ok")).inc()
+        else:
+            self._child(m.model_calls_total, *labels, event.status).inc()
+        (s[1] or self._slot(s, 1, m.model_call_duration, *labels)).observe(event.duration_s)
         if event.time_to_first_token_s is not None:
-            self._child(m.model_ttft, *labels).observe(event.time_to_first_token_s)
+            (s[2] or self._slot(s, 2, m.model_ttft, *labels)).observe(event.time_to_first_token_s)
         usage = event.usage
-        for kind, count in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cache_read", usage.cache_read_tokens),
-            ("reasoning", usage.reasoning_tokens),
-        ):
-            if count:
-                self._child(m.tokens_total, *labels, kind).inc(count)
+        if usage.input_tokens:
+            (s[3] or self._slot(s, 3, m.tokens_total, *labels, "input")).inc(usage.input_tokens)
+        if usage.output_tokens:
+            (s[4] or self._slot(s, 4, m.tokens_total, *labels, "output")).inc(usage.output_tokens)
+        if usage.cache_read_tokens:
+            (s[5] or self._slot(s, 5, m.tokens_total, *labels, "cache_read")).inc(usage.cache_read_tokens)
+        if usage.reasoning_tokens:
+            (s[6] or self._slot(s, 6, m.tokens_total, *labels, "reasoning")).inc(usage.reasoning_tokens)
 
     @hookimpl
     def on_tool_call_end(self, event: ToolCallEnded) -> None:
         m = self.metrics
         agent, tool = self.agent(event.agent), self.tool(event.tool)
-        self._child(m.tool_calls_total, agent, tool, event.status).inc()
-        self._child(m.tool_call_duration, agent, tool).observe(event.duration_s)
+        # slots: calls ok, duration
+        s = self._series(self._tool_series, (agent, tool), 2)
+        if event.status == "ok":
+            (s[0] or self._slot(s, 0, m.tool_calls_total, agent, tool, "ok")).inc()
+        else:
+            self._child(m.tool_calls_total, agent, tool, event.status).inc()
+        (s[1] or self._slot(s, 1, m.tool_call_duration, agent, tool)).observe(event.duration_s)
         if event.status in ("rejected", "circuit_open"):
             reason = event.reason or ("circuit_open" if event.status == "circuit_open" else "rejected")
             self._child(m.tool_rejections_total, tool, self.reason(reason)).inc()

@@ -1,13 +1,17 @@
-"""``StdoutTracer``: one line per event, formatted by structlog on an export worker thread.
+"""``StdoutTracer``: one line per event, formatted on an export worker thread.
 
 The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue: a
 full queue drops and counts, it never blocks the run). The pipeline's worker turns each event into a
-line with :func:`describe` and a structlog logger of the tracer's own (the process's structlog
-configuration is neither used nor changed) and writes the batch to the stream in one call.
+line with :func:`describe` and writes the batch to the stream in one call. Console lines go through a
+structlog logger of the tracer's own (the process's structlog configuration is neither used nor
+changed). JSON lines are the very lines structlog's ``JSONRenderer`` prints after ``add_log_level``
+(``json.dumps`` of the same dict, in the same key order), encoded directly: the worker holds the GIL
+while it renders, and every microsecond it saves is one the run loop does not wait.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -108,9 +112,34 @@ def _console_renderer(colors: bool, force_colors: bool) -> structlog.dev.Console
         return structlog.dev.ConsoleRenderer(colors=False, **options)
 
 
+#: The last second formatted by :func:`_utc_iso`: (seconds since the epoch, "YYYY-MM-DDTHH:MM:SS").
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _utc_iso(ns: int) -> str:
-    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(microsecond=ns // 1000 % 1_000_000)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the date and time of day are formatted once per second."""
+    global _last_second
+    seconds = ns // 1_000_000_000
+    cached = _last_second
+    if cached[0] == seconds:
+        prefix = cached[1]
+    else:
+        prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{ns // 1000 % 1_000_000:06d}Z"
+
+
+def _json_fallback(value: Any) -> Any:
+    """What structlog's ``JSONRenderer`` does with a value JSON cannot hold: ``__structlog__()``, else
+    its ``repr``."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+#: ``json.dumps(line, default=_json_fallback)`` without building an encoder per line: the same text.
+_json_encode = json.JSONEncoder(default=_json_fallback).encode
 
 
 def _local_clock(ns: int) -> str:
@@ -178,6 +207,7 @@ class StdoutTracer:
         if self.format == "json":
             processors.append(_event_first)
         processors.append(renderer)
+        # JSON lines are rendered by _json_line (the same text); the logger stays for _render_structlog (and console lines).
         # A logger of our own: the application's structlog configuration (levels, processors,
         # destination) must neither filter nor reshape these lines.
         self._logger: Any = structlog.wrap_logger(
@@ -270,6 +300,30 @@ class StdoutTracer:
 
     def render(self, event: Event) -> str:
         """The line (without newline) this tracer prints for ``event``."""
+        if self.format == "json":
+            return self._json_line(event)
+        return self._render_structlog(event)
+
+    def _json_line(self, event: Event) -> str:
+        # The dict structlog would render: the fields in the order the logger call gives them, "event"
+        # moved first (_event_first), "level" added last (add_log_level).
+        name, level, fields = describe(event, self.capture_content)
+        line = {
+            "event": name,
+            "run_id": event.run_id,
+            "trace_id": event.trace_id,
+            "span_id": event.span_id,
+            "parent_span_id": event.parent_span_id,
+            "agent": event.agent,
+            **fields,
+            "timestamp": _utc_iso(event.timestamp_ns),
+        }
+        line["level"] = level
+        return _json_encode(line)
+
+    def _render_structlog(self, event: Event) -> str:
+        """The line for ``event`` through the structlog processor chain (what :meth:`render` prints; JSON
+        lines take a direct path to the same text)."""
         name, level, fields = describe(event, self.capture_content)
         line: dict[str, Any]
         if self.format == "json":
@@ -298,7 +352,8 @@ class StdoutTracer:
     def _export(self, batch: Sequence[Event]) -> None:
         if self._broken_pipe:
             return
-        text = "".join([self.render(event) + "\n" for event in batch])
+        render = self._json_line if self.format == "json" else self._render_structlog
+        text = "".join([render(event) + "\n" for event in batch])
         stream = self.stream
         try:
             stream.write(text)
