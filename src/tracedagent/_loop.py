@@ -443,7 +443,7 @@ def _repaired(response: ModelResponse, label: str) -> ModelResponse:
             raise ModelBehaviorError(f"model {label}: tool call #{number} is a {type(call).__name__}, not a ToolCall")
         if not isinstance(call.name, str) or not call.name:
             raise ModelBehaviorError(f"model {label}: tool call #{number} has no tool name ({call.name!r})")
-        arguments = call.arguments
+        arguments: Any = call.arguments  # typed str, but a model's own code may give anything
         if arguments is None:
             arguments = "{}"
         elif not isinstance(arguments, str):
