@@ -333,7 +333,13 @@ async def conc_block(variant: Variant, start: int, c: int, no_gc: bool) -> Block
     check(variant, start, list(outputs), before)
     per_run = dt / c / 1000
     return Block(
-        per_run, per_run, (main1 - main0) / c * 1e6, (cpu1 - cpu0) / c * 1e6, drain * 1000, dropped1 - dropped0, failed1 - failed0
+        per_run,
+        per_run,
+        (main1 - main0) / c * 1e6,
+        (cpu1 - cpu0) / c * 1e6,
+        drain * 1000,
+        dropped1 - dropped0,
+        failed1 - failed0,
     )
 
 
@@ -419,8 +425,15 @@ def report(variants: list[Variant], args: argparse.Namespace) -> dict[str, Any]:
             ]
         )
     _table(
-        ["variant", "seq us/run [min..max]", "seq mean us/run", *(f"conc C={c} us/run" for c in args.conc),
-         "x handwritten", "x bare", "verified runs"],
+        [
+            "variant",
+            "seq us/run [min..max]",
+            "seq mean us/run",
+            *(f"conc C={c} us/run" for c in args.conc),
+            "x handwritten",
+            "x bare",
+            "verified runs",
+        ],
         rows,
     )
     print(
@@ -476,8 +489,14 @@ def report(variants: list[Variant], args: argparse.Namespace) -> dict[str, Any]:
             ]
         )
     _table(
-        ["variant / partner", "seq (median latency)", "seq (mean)", *(f"conc C={c}" for c in args.conc),
-         "d us/run (seq)", "d main CPU us/run (seq)"],
+        [
+            "variant / partner",
+            "seq (median latency)",
+            "seq (mean)",
+            *(f"conc C={c}" for c in args.conc),
+            "d us/run (seq)",
+            "d main CPU us/run (seq)",
+        ],
         rows,
     )
     per_event: dict[str, Any] = {}
@@ -497,8 +516,15 @@ def report(variants: list[Variant], args: argparse.Namespace) -> dict[str, Any]:
             conc = {c: _delta(v.col("main_cpu", c), bare.col("main_cpu", c)) / W.EVENTS_PER_RUN for c in args.conc}
             per_event[v.name] = {"main_cpu_us": cpu, "wall_us": wall, "conc_main_cpu_us": conc}
             rows.append([v.name, f"{cpu:.2f}", f"{wall:.2f}", *(f"{conc[c]:.2f}" for c in args.conc)])
-        _table(["variant", "main CPU us/event (seq)", "wall us/event (seq)",
-                *(f"main CPU us/event (C={c})" for c in args.conc)], rows)
+        _table(
+            [
+                "variant",
+                "main CPU us/event (seq)",
+                "wall us/event (seq)",
+                *(f"main CPU us/event (C={c})" for c in args.conc),
+            ],
+            rows,
+        )
     total = sum(v.verified for v in variants)
     print(f"\nverified {total} runs: every output equals its expected answer, {W.TOOL_CALLS_PER_RUN} tool calls each")
     return {
@@ -703,8 +729,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"a smoke run: --n 100 --reps 3 --conc 1000, variants {QUICK_VARIANTS}, small throughput and "
-        "memory runs",
+        help=f"a smoke run: --n 100 --reps 3 --conc 1000, variants {QUICK_VARIANTS}, small throughput and memory runs",
     )
     parser.add_argument("--profile", action="store_true", help="profile --n runs per variant instead of timing")
     parser.add_argument("--top", type=int, default=25, help="functions listed per variant with --profile (25)")
@@ -732,7 +757,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.n, args.reps, args.warm, args.conc = 100, 3, 20, "1000"
         args.variants = QUICK_VARIANTS
-        args.throughput_events, args.mem_conc, args.mem_variants = 12_000, 1000, "bare,all4"
+        args.throughput_events, args.mem_conc, args.mem_variants = 6_000, 1000, "bare,all4"
     args.conc = [int(c) for c in str(args.conc).split(",") if int(c) > 0]
     return args
 
@@ -794,8 +819,10 @@ def main(argv: list[str] | None = None) -> None:
         if _telemetry is not None:
             _telemetry.close()
     env["loadavg_end"] = os.getloadavg()
-    print(f"\n(load average at the end: {', '.join(f'{x:.2f}' for x in env['loadavg_end'])}; "
-          f"{time.perf_counter() - started:.1f} s)")
+    print(
+        f"\n(load average at the end: {', '.join(f'{x:.2f}' for x in env['loadavg_end'])}; "
+        f"{time.perf_counter() - started:.1f} s)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, **result}, indent=2, default=str) + "\n")
 

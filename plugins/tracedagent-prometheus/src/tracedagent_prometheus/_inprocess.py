@@ -94,7 +94,13 @@ class _Family:
     """One metric: its label children, made on first use (``labels()``), in the order they were made."""
 
     def __init__(
-        self, name: str, doc: str, kind: str, labelnames: tuple[str, ...], buckets: tuple[float, ...], lock: threading.Lock
+        self,
+        name: str,
+        doc: str,
+        kind: str,
+        labelnames: tuple[str, ...],
+        buckets: tuple[float, ...],
+        lock: threading.Lock,
     ) -> None:
         # prometheus-client keeps a counter's name without _total and adds it to its samples.
         self.name = name.removesuffix("_total") if kind == "counter" else name
@@ -105,6 +111,8 @@ class _Family:
         if bounds and bounds[-1] != math.inf:
             bounds.append(math.inf)
         self.bounds = tuple(bounds)
+        # The ``le`` label of each bucket, as prometheus-client writes it ("0.01", "+Inf").
+        self.le: tuple[str, ...] = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
         self.lock = lock
         self.children: dict[tuple[Any, ...], Any] = {}
 
@@ -149,9 +157,9 @@ class _Family:
             else:
                 counts, total = value
                 acc = 0.0
-                for bound, count in zip(self.bounds, counts, strict=True):
+                for le, count in zip(self.le, counts, strict=True):
                     acc += count
-                    metric.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, acc)
+                    metric.add_sample(name + "_bucket", {**labels, "le": le}, acc)
                 metric.add_sample(name + "_count", labels, acc)
                 if self.bounds[0] >= 0:
                     metric.add_sample(name + "_sum", labels, total)

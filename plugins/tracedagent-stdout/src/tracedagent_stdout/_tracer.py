@@ -207,7 +207,7 @@ class StdoutTracer:
         if self.format == "json":
             processors.append(_event_first)
         processors.append(renderer)
-        # JSON lines are rendered by _json_line (the same text); the logger stays for _render_structlog (and console lines).
+        # JSON lines are rendered by _json_line (the same text); console lines go through this logger.
         # A logger of our own: the application's structlog configuration (levels, processors,
         # destination) must neither filter nor reshape these lines.
         self._logger: Any = structlog.wrap_logger(
