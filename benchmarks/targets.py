@@ -232,7 +232,7 @@ def targets(
                 "met" if factor >= 10 else "MISSED",
             ]
         )
-    for name in ("all4", "all4_dead"):
+    for name in ("all4_hooks", "all4", "all4_dead"):
         if name in per_event:
             e = per_event[name]
             rows.append(
