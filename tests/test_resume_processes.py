@@ -178,6 +178,10 @@ SCENARIOS = textwrap.dedent(
         ]
         final = "all three done"
     elif scenario == "sigint":
+        # As in a terminal: a shell that starts jobs in the background hands them SIGINT ignored,
+        # and Python then never raises KeyboardInterrupt; Ctrl-C must reach this run.
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         tools = [quick("first"), blocker("slow")]
         script = [Step(tool_calls=[("first", {})]), Step(tool_calls=[("slow", {})])]
         final = "first and slow done"
