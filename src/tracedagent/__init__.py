@@ -31,6 +31,7 @@ from ._export import ExportPipeline, ExportStats, export_stats, flush, is_export
 from ._ids import SpanContext, current_span
 from ._messages import Message, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
+from ._queueing import QueueingTracer
 from ._stream import FinalResult, StreamEvent, UsageUpdated
 from ._tools import Tool, ToolCallRequest, ToolSpec, external_tool, tool
 from .exceptions import (
@@ -100,6 +101,7 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "PluginInfo",
+    "QueueingTracer",
     "RetryScheduled",
     "RunContext",
     "RunEnded",

@@ -23,23 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracedagent import (
-    CheckpointSaved,
-    CircuitStateChanged,
     ConfigurationError,
-    ContextCompacted,
     Event,
     ExportPipeline,
     ExportStats,
-    ModelCallEnded,
-    ModelCallStarted,
-    RetryScheduled,
-    RunEnded,
-    RunInterrupted,
-    RunResumed,
-    RunStarted,
-    ToolCallEnded,
-    ToolCallStarted,
-    hookimpl,
+    QueueingTracer,
 )
 
 from ._settings import Settings
@@ -79,7 +67,7 @@ class _Pipeline(ExportPipeline[Event]):
         return self._after(_left(deadline), True) and ok
 
 
-class LangSmithTracer:
+class LangSmithTracer(QueueingTracer):
     """Send every agent run to LangSmith as a run tree: the run a ``chain``, model calls ``llm`` runs
     (with ``usage_metadata``, ``ls_provider`` and ``ls_model_name``), tool calls ``tool`` runs.
 
@@ -143,54 +131,6 @@ class LangSmithTracer:
         return f"<LangSmithTracer project={self.project_name!r}, {content}>"
 
     # ------------------------------------------------------------------ hooks: O(1), no I/O
-
-    @hookimpl
-    def on_run_start(self, event: RunStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_run_end(self, event: RunEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_end(self, event: ModelCallEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_start(self, event: ToolCallStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_end(self, event: ToolCallEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_interrupt(self, event: RunInterrupted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_resume(self, event: RunResumed) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_compaction(self, event: ContextCompacted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_checkpoint(self, event: CheckpointSaved) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_circuit_change(self, event: CircuitStateChanged) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_retry(self, event: RetryScheduled) -> None:
-        self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls
 

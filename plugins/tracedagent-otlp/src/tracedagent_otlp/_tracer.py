@@ -25,18 +25,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tracedagent import (
-    CheckpointSaved,
-    CircuitStateChanged,
     ConfigurationError,
-    ContextCompacted,
     Event,
     ExportPipeline,
     ExportStats,
     ModelCallEnded,
     ModelCallStarted,
-    RetryScheduled,
+    QueueingTracer,
     RunEnded,
-    RunInterrupted,
     RunResumed,
     RunStarted,
     ToolCallEnded,
@@ -78,7 +74,7 @@ class _Pipeline(ExportPipeline[Event]):
         return ok
 
 
-class OtlpTracer:
+class OtlpTracer(QueueingTracer):
     """A tracer that exports every run as OpenTelemetry spans (GenAI conventions) and GenAI metrics.
 
     Where spans go, first match wins: ``span_exporter`` (exported in batches by the tracer's worker, with
@@ -256,26 +252,6 @@ class OtlpTracer:
     def on_tool_call_end(self, event: ToolCallEnded) -> None:
         if self._bridge is not None:
             self._bridge.exit(event)
-        self._put(event)
-
-    @hookimpl
-    def on_interrupt(self, event: RunInterrupted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_compaction(self, event: ContextCompacted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_checkpoint(self, event: CheckpointSaved) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_circuit_change(self, event: CircuitStateChanged) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_retry(self, event: RetryScheduled) -> None:
         self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls

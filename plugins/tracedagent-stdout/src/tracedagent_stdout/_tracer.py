@@ -21,23 +21,11 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from tracedagent import (
-    CheckpointSaved,
-    CircuitStateChanged,
     ConfigurationError,
-    ContextCompacted,
     Event,
     ExportPipeline,
     ExportStats,
-    ModelCallEnded,
-    ModelCallStarted,
-    RetryScheduled,
-    RunEnded,
-    RunInterrupted,
-    RunResumed,
-    RunStarted,
-    ToolCallEnded,
-    ToolCallStarted,
-    hookimpl,
+    QueueingTracer,
 )
 
 from ._fields import describe
@@ -160,7 +148,7 @@ class _Quoted:
         return repr(self.text)
 
 
-class StdoutTracer:
+class StdoutTracer(QueueingTracer):
     """A tracer that prints one line per event: human-readable in a terminal, JSON lines otherwise.
 
     ``stream``: where lines go (default ``sys.stdout`` as it is when the tracer is built).
@@ -228,54 +216,6 @@ class StdoutTracer:
         return f"<StdoutTracer {self.format} to {self.stream!r}, {content}>"
 
     # ------------------------------------------------------------------ hooks: O(1), no I/O
-
-    @hookimpl
-    def on_run_start(self, event: RunStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_run_end(self, event: RunEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_end(self, event: ModelCallEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_start(self, event: ToolCallStarted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_end(self, event: ToolCallEnded) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_interrupt(self, event: RunInterrupted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_resume(self, event: RunResumed) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_compaction(self, event: ContextCompacted) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_checkpoint(self, event: CheckpointSaved) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_circuit_change(self, event: CircuitStateChanged) -> None:
-        self._put(event)
-
-    @hookimpl
-    def on_retry(self, event: RetryScheduled) -> None:
-        self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls
 
