@@ -6,10 +6,15 @@ within their timeouts (checked with a guard thread only: no test asserts on how 
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from langsmith_server import CaptureServer, capture_server
@@ -133,3 +138,41 @@ def test_shutdown_at_exit_and_by_hand_stop_the_sdk_clients_threads(
     assert len(server.runs()) == 5
     calc_agent(tracer).run_sync("question")  # after shutdown: dropped, counted, nothing sent
     assert tracer.dropped == 10
+
+
+EXIT_SCRIPT = """
+import sys
+from ls_support import calc_agent
+from tracedagent_langsmith import LangSmithTracer
+
+tracer = LangSmithTracer(interval_s=0.05)
+for _ in range(int(sys.argv[1])):
+    assert calc_agent(tracer).run_sync("question").status == "completed"
+print("runs done", flush=True)
+"""
+
+
+def test_a_dead_endpoint_does_not_hold_the_process_at_exit_past_the_exit_timeout(tmp_path: Any) -> None:
+    """The SDK's upload thread is not a daemon and retries each batch for seconds: without giving up at
+    the exit timeout, 100 runs against a closed port kept the process alive for half a minute."""
+    script = tmp_path / "exit_dead.py"
+    script.write_text(EXIT_SCRIPT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+        "LANGSMITH_TRACING": "true",
+        "LANGSMITH_ENDPOINT": closed_port_url(),
+        "LANGSMITH_API_KEY": "lsv2_pt_test",
+        "TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "TRACEDAGENT_EXIT_TIMEOUT": "1",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script), "100"], env=env, capture_output=True, text=True, timeout=GUARD_S
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "runs done" in done.stdout
+    assert "what the SDK still holds is dropped so that the process can exit" in done.stderr
+    # 1 s of exit timeout, then at most the request in flight (the SDK's retries of one batch: ~3 s).
+    assert took < 15, f"the process took {took:.1f} s to exit"

@@ -120,6 +120,8 @@ class LangSmithTracer(QueueingTracer):
         #: Events the worker could not turn into runs (a bug, or an SDK error on the caller's side).
         self.failed = 0
         self._failure_logged = False
+        #: True once the tracer gave up on what the SDK still held, at exit (see ``_abandon_sdk``).
+        self.abandoned = False
         self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content)
         self._flusher: threading.Thread | None = None
         self._pipeline = _Pipeline(self._export, self._flush_client, max_queue=max_queue, interval_s=interval_s)
@@ -224,6 +226,30 @@ class LangSmithTracer(QueueingTracer):
         flusher.join(_left(deadline))
         return not flusher.is_alive()
 
+    def _abandon_sdk(self) -> None:
+        """At exit, once the exit timeout is spent: make the uploads the SDK still holds fail at once.
+
+        Python waits at exit for the SDK's threads (they are not daemons), and against an unreachable
+        endpoint each of its batches takes seconds of retries. Only a client this tracer made is touched:
+        its background threads are told to stop (the SDK's own ``cleanup`` flag) and its session refuses
+        every new request, so the wait ends after the request in flight. What was not sent is counted
+        in ``send_failures`` by the SDK's error callback and logged once here."""
+        client = self._client
+        if client is None or self._given_client is not None or self._client_pid != os.getpid():
+            return
+        session = getattr(client, "session", None)
+        if session is None:
+            return
+        refuse = _refusing_adapter()
+        session.mount("http://", refuse)
+        session.mount("https://", refuse)
+        client._manual_cleanup = True
+        self.abandoned = True
+        logger.warning(
+            "LangSmith: the endpoint did not take the last runs within TRACEDAGENT_EXIT_TIMEOUT; what the "
+            "SDK still holds is dropped so that the process can exit"
+        )
+
 
 def _quietly(action: Callable[[], object]) -> None:
     try:
@@ -233,6 +259,23 @@ def _quietly(action: Callable[[], object]) -> None:
 
 
 # --------------------------------------------------------------------------------- at process exit
+
+
+def _refusing_adapter() -> Any:
+    import requests
+
+    class Refuse(requests.adapters.BaseAdapter):
+        """A transport that refuses every request: the process is exiting and the endpoint is not
+        answering."""
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            raise requests.ConnectionError("tracedagent: the process is exiting; LangSmith upload given up")
+
+        def close(self) -> None:
+            pass
+
+    return Refuse()
+
 
 _tracers: weakref.WeakSet[LangSmithTracer] = weakref.WeakSet()
 
@@ -250,11 +293,14 @@ _exit_deadline: float | None = None
 def _before_threads_stop() -> None:
     """At exit, before Python waits for non-daemon threads: hand what is queued to the SDK while its
     threads still run (they stop, and send no more, once the main thread has finished). The shutdown
-    that ``tracedagent`` runs later, at exit, gets only what is left of ``TRACEDAGENT_EXIT_TIMEOUT``."""
+    that ``tracedagent`` runs later, at exit, gets only what is left of ``TRACEDAGENT_EXIT_TIMEOUT``.
+    A tracer whose SDK client could not send everything in that time gives up on the rest
+    (:meth:`LangSmithTracer._abandon_sdk`), so the exit stays bounded."""
     global _exit_deadline
     _exit_deadline = deadline = time.monotonic() + _exit_timeout()
     for tracer in list(_tracers):
-        tracer.flush(_left(deadline))
+        if not tracer.flush(_left(deadline)):
+            tracer._abandon_sdk()
 
 
 _register = getattr(threading, "_register_atexit", None)
