@@ -1,7 +1,8 @@
 """``QueueingTracer``: the base of sinks that export from a queue (the stdout, OTLP and LangSmith tracers).
 
 Every observer hook puts its event on ``self._put`` (usually an :class:`ExportPipeline`'s ``put``) and
-returns: O(1), no I/O. A subclass sets ``self._put`` in its ``__init__`` and does the work on the
+returns: O(1), no I/O. A subclass sets ``self._put`` in its ``__init__`` (before it is registered: the
+dispatcher calls ``_put`` directly for the hooks the subclass does not override) and does the work on the
 pipeline's worker; it overrides a hook (keeping ``@hookimpl``) only to do more on the loop's thread.
 """
 

@@ -380,6 +380,26 @@ async def test_values_past_the_limit_are_folded_into_other(registry, recorder):
     assert total == len(recorder.of_type(RunEnded)) == 5
 
 
+async def test_many_distinct_values_past_the_limit_keep_the_tracers_memory_bounded(registry):
+    """The hooks remember the labels of each combination of raw values; past the limit, values fold into
+    ``other`` and the memory for them stops growing, while every call is still counted."""
+    guarded = PrometheusTracer(registry, max_label_values=2)
+    names = [unique(f"t{n}") for n in range(30)]
+
+    async def echo(n: int) -> str:
+        return str(n)
+
+    for i, name in enumerate(names):
+        model = ScriptedModel([Step(tool_calls=[(name, {"n": i})]), "done"])
+        await Agent(f"agent{i}", model, tools=[Tool(echo, name=name)], plugins=[guarded]).run("go")
+
+    assert len(guarded._by_raw) <= 4 * 2
+    calls = sum(s.value for f in registry.collect() for s in f.samples if s.name == "tracedagent_tool_calls_total")
+    runs = sum(s.value for f in registry.collect() for s in f.samples if s.name == "tracedagent_runs_total")
+    assert (calls, runs) == (30, 30)
+    assert value(registry, "tracedagent_tool_calls_total", agent="other", tool="other", status="ok") == 28
+
+
 async def test_each_label_has_its_own_budget(registry, recorder):
     """With one value allowed per label, an agent, a tool, a strategy and a refusal reason all keep theirs."""
     guarded = PrometheusTracer(registry, max_label_values=1)

@@ -206,10 +206,13 @@ class PrometheusTracer:
         self.reason = LabelGuard(max_label_values)
         self.strategy = LabelGuard(max_label_values)
         self._children: dict[tuple[Any, ...], Any] = {}
-        # The children the frequent hooks use, per label set (one lookup instead of one per metric).
+        # The children the frequent hooks use, per label set (one lookup instead of one per metric), and
+        # per raw values as the events carry them (so the label guards are asked once per combination).
         self._run_series: dict[tuple[str, ...], list[Any]] = {}
         self._model_series: dict[tuple[str, ...], list[Any]] = {}
         self._tool_series: dict[tuple[str, ...], list[Any]] = {}
+        self._by_raw: dict[tuple[Any, ...], tuple[tuple[str, ...], list[Any]]] = {}
+        self._max_raw = 4 * max_label_values
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -228,15 +231,32 @@ class PrometheusTracer:
             series = cache[labels] = [None] * size
         return series
 
+    def _raw(self, kind: str, raw: tuple[Any, ...]) -> tuple[tuple[str, ...], list[Any]]:
+        """The guarded labels and the series of one combination of raw values, cached. Past
+        ``4 * max_label_values`` combinations (only reachable once values fold into ``other``) the
+        answer is worked out each time instead of remembered, so memory stays bounded."""
+        if kind == "run":
+            labels: tuple[str, ...] = (self.agent(raw[1]),)
+            series = self._series(self._run_series, labels, 3)
+        elif kind == "model":
+            labels = (self.agent(raw[1]), self.provider(raw[2]), self.model(raw[3]))
+            series = self._series(self._model_series, labels, 7)
+        else:
+            labels = (self.agent(raw[1]), self.tool(raw[2]))
+            series = self._series(self._tool_series, labels, 2)
+        if len(self._by_raw) < self._max_raw:
+            self._by_raw[raw] = (labels, series)
+        return labels, series
+
     def _slot(self, series: list[Any], slot: int, metric: Any, *labels: str) -> Any:
         child = series[slot] = self._child(metric, *labels)
         return child
 
     @hookimpl
     def on_run_start(self, event: RunStarted) -> None:
-        agent = self.agent(event.agent)
-        s = self._series(self._run_series, (agent,), 3)
-        (s[0] or self._slot(s, 0, self.metrics.runs_active, agent)).inc()
+        raw = ("run", event.agent)
+        labels, s = self._by_raw.get(raw) or self._raw("run", raw)
+        (s[0] or self._slot(s, 0, self.metrics.runs_active, *labels)).inc()
 
     @hookimpl
     def on_resume(self, event: RunResumed) -> None:
@@ -246,18 +266,22 @@ class PrometheusTracer:
 
     @hookimpl
     def on_run_end(self, event: RunEnded) -> None:
-        m, agent = self.metrics, self.agent(event.agent)
-        s = self._series(self._run_series, (agent,), 3)
-        (s[0] or self._slot(s, 0, m.runs_active, agent)).dec()
-        self._child(m.runs_total, agent, event.status).inc()
-        (s[1] or self._slot(s, 1, m.run_duration, agent)).observe(event.duration_s)
+        m = self.metrics
+        raw = ("run", event.agent)
+        labels, s = self._by_raw.get(raw) or self._raw("run", raw)
+        (s[0] or self._slot(s, 0, m.runs_active, *labels)).dec()
+        if event.status == "completed":
+            (s[2] or self._slot(s, 2, m.runs_total, *labels, "completed")).inc()
+        else:
+            self._child(m.runs_total, *labels, event.status).inc()
+        (s[1] or self._slot(s, 1, m.run_duration, *labels)).observe(event.duration_s)
 
     @hookimpl
     def on_model_call_end(self, event: ModelCallEnded) -> None:
         m = self.metrics
-        labels = (self.agent(event.agent), self.provider(event.provider), self.model(event.model))
+        raw = ("model", event.agent, event.provider, event.model)
         # slots: calls ok, duration, ttft, input, output, cache_read, reasoning tokens
-        s = self._series(self._model_series, labels, 7)
+        labels, s = self._by_raw.get(raw) or self._raw("model", raw)
         if event.status == "ok":
             (s[0] or self._slot(s, 0, m.model_calls_total, *labels, "ok")).inc()
         else:
@@ -278,13 +302,15 @@ class PrometheusTracer:
     @hookimpl
     def on_tool_call_end(self, event: ToolCallEnded) -> None:
         m = self.metrics
-        agent, tool = self.agent(event.agent), self.tool(event.tool)
+        raw = ("tool", event.agent, event.tool)
         # slots: calls ok, duration
-        s = self._series(self._tool_series, (agent, tool), 2)
+        labels, s = self._by_raw.get(raw) or self._raw("tool", raw)
         if event.status == "ok":
-            (s[0] or self._slot(s, 0, m.tool_calls_total, agent, tool, "ok")).inc()
-        else:
-            self._child(m.tool_calls_total, agent, tool, event.status).inc()
+            (s[0] or self._slot(s, 0, m.tool_calls_total, *labels, "ok")).inc()
+            (s[1] or self._slot(s, 1, m.tool_call_duration, *labels)).observe(event.duration_s)
+            return
+        agent, tool = labels
+        self._child(m.tool_calls_total, agent, tool, event.status).inc()
         (s[1] or self._slot(s, 1, m.tool_call_duration, agent, tool)).observe(event.duration_s)
         if event.status in ("rejected", "circuit_open"):
             reason = event.reason or ("circuit_open" if event.status == "circuit_open" else "rejected")
