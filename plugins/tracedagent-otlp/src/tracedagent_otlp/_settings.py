@@ -11,6 +11,7 @@ from . import _names as N
 __all__ = [
     "capture_from_env",
     "endpoint_from_env",
+    "fast_encoder_from_env",
     "is_true",
     "max_content_from_env",
     "metrics_from_env",
@@ -47,6 +48,17 @@ def max_content_from_env(environ: Mapping[str, str]) -> int:
             f"unset it for {N.DEFAULT_MAX_CONTENT}"
         )
     return value
+
+
+def fast_encoder_from_env(environ: Mapping[str, str]) -> bool:
+    """Whether the stock OTLP exporters get the plugin's own protobuf encoder (on unless
+    ``TRACEDAGENT_OTLP_FAST_ENCODER`` is ``false``, ``0``, ``no`` or ``off``)."""
+    raw = (environ.get(N.ENV_FAST_ENCODER) or "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{N.ENV_FAST_ENCODER}={raw!r}: set it to true or false (default true)")
 
 
 def sdk_disabled(environ: Mapping[str, str]) -> bool:

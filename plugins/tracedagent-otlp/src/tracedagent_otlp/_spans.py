@@ -284,8 +284,7 @@ class SpanBuilder:
     ) -> None:
         trace_id = int(end.trace_id, 16)
         flags = self._trace_flags(trace_id)
-        context = SpanContext(trace_id, int(end.span_id, 16), False, flags)
-        parent = SpanContext(trace_id, int(end.parent_span_id, 16), False, flags) if end.parent_span_id else None
+        parent_id = int(end.parent_span_id, 16) if end.parent_span_id else None
         start_ns = start.timestamp_ns if start is not None else end.timestamp_ns - int(end.duration_s * 1e9)
         error = end.error
         status = None
@@ -299,7 +298,20 @@ class SpanBuilder:
             described = self._span_event(event)
             if described is not None:
                 events.append((described[0], described[1], event.timestamp_ns))
-        self.sink.emit(name, kind, context, parent, attrs, events, links, status, start_ns, end.timestamp_ns)
+        self.sink.emit(
+            name,
+            kind,
+            trace_id,
+            int(end.span_id, 16),
+            parent_id,
+            flags,
+            attrs,
+            events,
+            links,
+            status,
+            start_ns,
+            end.timestamp_ns,
+        )
 
     def _trace_flags(self, trace_id: int) -> TraceFlags:
         """The sampler's decision for a trace, as its root would get it. Children are built before their

@@ -166,7 +166,13 @@ class OtlpTracer(QueueingTracer):
             # Made for its resource and sampler, read from OTEL_* as the SDK does; spans skip its tracer.
             tracer_provider = TracerProvider(shutdown_on_exit=False)
             scope = InstrumentationScope(N.SCOPE_NAME, N.SCOPE_VERSION, N.SCHEMA_URL)
-            sink = self._collector = ExporterSink(tracer_provider.resource, tracer_provider.sampler, scope)
+            sink = self._collector = ExporterSink(
+                tracer_provider.resource,
+                tracer_provider.sampler,
+                scope,
+                exporter=span_exporter,
+                fast=_settings.fast_encoder_from_env(environ),
+            )
         else:
             assert tracer_provider is not None
             tracer = tracer_provider.get_tracer(N.SCOPE_NAME, N.SCOPE_VERSION, schema_url=N.SCHEMA_URL)
