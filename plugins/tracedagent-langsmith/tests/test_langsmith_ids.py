@@ -64,3 +64,18 @@ def test_a_childs_dotted_order_extends_its_parents() -> None:
     assert child_order == f"{root_order}.{dotted_segment(child_start, child)}"
     assert [run_id for _, run_id in _parse_dotted_order(child_order)] == [root, child]
     assert child_order > root_order  # siblings and descendants sort after their parent
+
+
+def test_times_and_dotted_orders_are_those_of_the_reference_formulas_at_any_moment() -> None:
+    # time_of and dotted_segment avoid fromtimestamp().replace() and strftime (the export worker's hot
+    # path); they must give exactly what those give, microseconds of zero and year boundaries included.
+    run_id = span_uuid(TRACE, SPAN)
+    moments = [0, 999, 1_000, 999_999_999, 1_700_000_000_000_000_000, 1_704_067_199_999_999_999]
+    moments += [n * 7_919_000_000_017_003 for n in range(600)]  # ~1970 to ~2120, odd nanoseconds
+    for ns in moments:
+        seconds, rest = divmod(ns, 1_000_000_000)
+        expected = datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
+        moment = time_of(ns)
+        assert (moment, moment.tzinfo) == (expected, UTC)
+        assert dotted_segment(moment, run_id) == f"{expected:%Y%m%dT%H%M%S%f}Z{run_id}"
+        assert dotted_segment(moment, run_id) == _create_current_dotted_order(expected, run_id)

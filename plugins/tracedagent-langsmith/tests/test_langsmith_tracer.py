@@ -135,6 +135,21 @@ def test_a_hook_only_queues_the_event() -> None:
     assert [kind for kind, _ in client.calls] == ["create", "flush"]
 
 
+def test_the_worker_hands_its_batch_to_the_builder_so_a_call_that_finished_in_it_is_one_create() -> None:
+    client = FakeClient()
+    tracer = LangSmithTracer(client=client, interval_s=3600.0)  # the run's events wait for the flush: one batch
+    try:
+        calc_agent(tracer).run_sync("question")
+        assert tracer.flush(GUARD_S)
+        kinds = [kind for kind, _ in client.calls]
+    finally:
+        tracer.shutdown(GUARD_S)
+    # the root, then each model and tool call with its end, then the root's patch; then the SDK's flush
+    assert kinds == ["create"] * 5 + ["update", "flush"]
+    assert len(client.runs()) == 5
+    assert tracer.failed == 0
+
+
 def test_every_sdk_call_happens_off_the_runs_thread_and_flush_reaches_the_client(make_tracer: MakeTracer) -> None:
     client = FakeClient()
     tracer = make_tracer(client=client)

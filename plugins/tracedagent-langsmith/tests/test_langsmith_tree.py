@@ -371,3 +371,162 @@ def test_usage_totals_on_the_chain_are_the_runs_sums() -> None:
     (chain,) = by_type(feed(recorder.events)[1].runs(), "chain")
     assert chain["outputs"]["usage"] == {**ended.usage.to_dict(), "total_tokens": ended.usage.total_tokens}
     assert ended.usage == Usage(250, 30, 30, 7, 2)
+
+
+# ------------------------------------------------------------------ batches: one create per finished call
+
+
+def feed_batches(
+    batches: Sequence[Sequence[Event]], *, capture: bool = False, client: FakeClient | None = None
+) -> tuple[TraceBuilder, FakeClient, list[Event]]:
+    """Hand ``batches`` to a builder as the export worker does; also the events reported as failed."""
+    client = client or FakeClient()
+    builder = TraceBuilder(client, project="tests", capture=capture)
+    failed: list[Event] = []
+    for batch in batches:
+        builder.handle_batch(batch, failed.append)
+    return builder, client, failed
+
+
+def in_batches(events: Sequence[Event], size: int) -> list[Sequence[Event]]:
+    return [events[k : k + size] for k in range(0, len(events), size)]
+
+
+def calls_of(client: FakeClient, run_id: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, fields) for kind, fields in client.calls if kind != "flush" and fields["id"] == run_id]
+
+
+def assert_parents_first(client: FakeClient) -> None:
+    """A run is created only after the run it hangs from (when this process created that one)."""
+    created: set[str] = set()
+    sent = {str(fields["id"]) for kind, fields in client.calls if kind == "create"}
+    for kind, fields in client.calls:
+        if kind == "create":
+            parent = norm(fields.get("parent_run_id"))
+            assert parent is None or parent not in sent or parent in created, (fields["name"], parent)
+            created.add(str(fields["id"]))
+
+
+def test_a_call_that_starts_and_ends_in_one_batch_is_one_create_that_carries_its_end() -> None:
+    recorder = calc_events()
+    (started,) = recorder.of_type(RunStarted)
+    _, client, failed = feed_batches([recorder.events])
+    root_id = trace_uuid(started.trace_id)
+
+    assert failed == []
+    calls = [kind for kind, _ in client.calls]
+    assert calls == ["create"] * 5 + ["update"]  # the root's patch: the root is never held
+    for call in [*recorder.of_type(ModelCallStarted), *recorder.of_type(ToolCallStarted)]:
+        ((kind, run),) = calls_of(client, span_uuid(call.trace_id, call.span_id))
+        assert kind == "create"
+        assert run["end_time"] >= run["start_time"]
+        assert run["outputs"]["status" if run["run_type"] == "tool" else "usage_metadata"]
+        metadata = run["extra"]["metadata"]
+        assert metadata["tracedagent_span_id"] == call.span_id  # the start's metadata ...
+        assert "status" in metadata  # ... and the end's
+    tools = {r["name"]: r for r in by_type(client.runs(), "tool")}
+    assert tools["broken"]["error"] == "ValueError"
+    assert "error" not in tools["lookup"]  # nothing null is sent
+    assert [kind for kind, _ in calls_of(client, root_id)] == ["create", "update"]
+
+
+def test_a_call_whose_end_comes_in_a_later_batch_is_created_as_running_then_patched() -> None:
+    events = calc_events().events
+    cut = next(i for i, e in enumerate(events) if isinstance(e, ToolCallStarted)) + 1
+    tool_start = events[cut - 1]
+    assert isinstance(tool_start, ToolCallStarted)
+    tool_id = span_uuid(tool_start.trace_id, tool_start.span_id)
+    client = FakeClient()
+    builder = TraceBuilder(client, project="tests")
+    builder.handle_batch(events[:cut], [].append)
+
+    # Created when the batch was done, as started: LangSmith shows it running until the end comes.
+    kind, fields = client.calls[-1]
+    assert (kind, fields["id"], fields["name"]) == ("create", tool_id, "lookup")
+    assert "end_time" not in fields
+    assert "outputs" not in fields
+    builder.handle_batch(events[cut:], [].append)
+    (create, _), (update, patched) = calls_of(client, tool_id)
+    assert (create, update) == ("create", "update")
+    assert patched["end_time"] is not None
+    assert patched["outputs"] == {"status": "ok"}
+    assert patched["extra"]["metadata"]["status"] == "ok"
+    assert_well_formed(client.runs())
+
+
+def test_a_held_tool_run_is_created_before_a_run_started_inside_it() -> None:
+    recorder = RecordingTracer()
+    inner = Agent("inner", ScriptedModel(["inner answer"]), plugins=[recorder])
+
+    @tool
+    async def delegate(question: str) -> str:
+        """Ask the inner agent."""
+        return (await inner.run(question)).output or ""
+
+    model = ScriptedModel([("delegate", {"question": "why?"}), "done"])
+    asyncio.run(Agent("outer", model, tools=[delegate], plugins=[recorder]).run("go"))
+    (delegate_start,) = recorder.of_type(ToolCallStarted)
+    _, client, _ = feed_batches([recorder.events])
+
+    assert_parents_first(client)
+    # It had to go out before its end came, so its end is a patch.
+    delegate_id = span_uuid(delegate_start.trace_id, delegate_start.span_id)
+    assert [kind for kind, _ in calls_of(client, delegate_id)] == ["create", "update"]
+    assert_well_formed(client.runs())
+
+
+def _scenarios() -> dict[str, list[Event]]:
+    approval, _ = approval_events()
+    recorder = RecordingTracer()
+    with pytest.raises(Exception, match="provider exploded"):
+        failing_model_agent(recorder).run_sync("hi")
+    ids = {"run_id": "r1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "agent": "a"}
+    t0 = 1_700_000_000_000_000_000
+    retried: list[Event] = [
+        RunStarted(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0, **ids),
+        ModelCallStarted(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 + 1000, model="m", **ids),
+        RetryScheduled(
+            span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 + 2000, target="m", attempt=1, delay_s=0.5, **ids
+        ),
+        ModelCallEnded(span_id="b" * 16, parent_span_id="a" * 16, timestamp_ns=t0 + 3000, model="m", **ids),
+        ToolCallStarted(span_id="c" * 16, parent_span_id="a" * 16, timestamp_ns=t0 - 5_000_000, tool="t", **ids),
+        ToolCallEnded(span_id="c" * 16, parent_span_id="a" * 16, timestamp_ns=t0 - 4_000_000, tool="t", **ids),
+        RunEnded(span_id="a" * 16, parent_span_id=None, timestamp_ns=t0 + 4000, **ids),
+    ]
+    calc = calc_events().events
+    return {
+        "calc": calc,
+        "approval": approval.events,
+        "failing model": recorder.events,
+        "retry and clock step": retried,
+        "dropped tool starts": [e for e in calc if not isinstance(e, ToolCallStarted)],
+        "unknown parent": [e for e in calc if not isinstance(e, RunStarted)],
+        "two runs interleaved": [e for pair in zip(calc, approval.events, strict=False) for e in pair],
+    }
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_batches_of_any_size_send_the_same_runs_as_one_event_at_a_time(capture: bool) -> None:
+    for name, events in _scenarios().items():
+        one_by_one, before = feed(events, capture=capture)
+        expected = before.runs()
+        for size in (1, 2, 3, 5, 8, len(events)):
+            builder, client, failed = feed_batches(in_batches(events, size), capture=capture)
+            assert client.runs() == expected, (name, size)
+            assert (builder.orphaned, failed) == (one_by_one.orphaned, []), (name, size)
+            assert_parents_first(client)
+            if size == 1:  # nothing to merge: exactly the calls of before
+                assert client.calls == before.calls, name
+            else:
+                assert len(client.calls) <= len(before.calls), (name, size)
+
+
+def test_a_one_call_run_the_sdk_refuses_counts_both_its_events_and_a_refused_held_create_its_start() -> None:
+    events = calc_events().events
+    _, _, failed = feed_batches([events], client=FakeClient(fail=True))
+    assert sorted(map(id, failed)) == sorted(map(id, events))  # every event once, as one at a time would
+
+    cut = next(i for i, e in enumerate(events) if isinstance(e, ToolCallStarted)) + 1
+    _, _, failed = feed_batches([events[:cut]], client=FakeClient(fail=True))
+    assert failed[-1] is events[cut - 1]  # the held create, sent when the batch was done
+    assert sorted(map(id, failed)) == sorted(map(id, events[:cut]))

@@ -2,10 +2,11 @@
 
 The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue: a
 full queue drops and counts, it never blocks the run). On the pipeline's worker thread a
-:class:`~tracedagent_langsmith._tree.TraceBuilder` calls the SDK's ``create_run`` / ``update_run``, which
-serialise the run there and hand it to the SDK's own queue and background thread (batching, multipart,
-zstd, retries). A dead, slow or failing endpoint therefore costs the run nothing: the SDK's thread waits,
-its queue fills, then ours, and events are dropped and counted.
+:class:`~tracedagent_langsmith._tree.TraceBuilder` calls the SDK's ``create_run`` / ``update_run`` (one
+``create_run`` for a model or tool call that starts and ends within the batch), which serialise the run
+there and hand it to the SDK's own queue and background thread (batching, multipart, zstd, retries). A
+dead, slow or failing endpoint therefore costs the run nothing: the SDK's thread waits, its queue fills,
+then ours, and events are dropped and counted.
 
 ``tracedagent.flush(timeout)`` and ``shutdown(timeout)`` drain the queue and then flush the SDK client
 (``Client.flush``; ``Client.cleanup`` on shutdown, which also stops its threads), all within the timeout:
@@ -189,19 +190,19 @@ class LangSmithTracer(QueueingTracer):
     def _export(self, batch: Sequence[Event]) -> None:
         builder = self._builder
         builder.client = self._client_here()
-        for event in batch:
-            try:
-                builder.handle(event)
-            except Exception:
-                self.failed += 1
-                if not self._failure_logged:
-                    self._failure_logged = True
-                    logger.exception(
-                        "LangSmith: could not send %s of run %s; it is left out, and later failures are "
-                        "counted (LangSmithTracer.failed), not logged",
-                        event.hook,
-                        event.run_id,
-                    )
+        builder.handle_batch(batch, self._event_failed)
+
+    def _event_failed(self, event: Event) -> None:
+        """Count an event the SDK could not take (called in the ``except`` block); log the first."""
+        self.failed += 1
+        if not self._failure_logged:
+            self._failure_logged = True
+            logger.exception(
+                "LangSmith: could not send %s of run %s; it is left out, and later failures are "
+                "counted (LangSmithTracer.failed), not logged",
+                event.hook,
+                event.run_id,
+            )
 
     def _flush_client(self, timeout: float | None, stop: bool) -> bool:
         """Flush (on ``stop``: clean up) the SDK client on a helper thread, waiting at most ``timeout``.

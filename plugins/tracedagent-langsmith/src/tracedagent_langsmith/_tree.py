@@ -20,6 +20,13 @@ start time (``RunResumed.run_started_ns``), so a segment resumed in another proc
 
 Point-in-time events (interrupt, resume, compaction, checkpoint, breaker change, retry) become LangSmith
 run events on the run of their span; a run's events go out with the patch that ends it.
+
+A batch of events (:meth:`TraceBuilder.handle_batch`, what the export worker hands over) holds back the
+create of each model and tool run until its end: when the end is in the same batch the run goes out as one
+``create_run`` that carries the end too (the SDK serialises and compresses one operation instead of two);
+a run still open when the batch is done is created then, so a long call shows as running meanwhile. A held
+run is created before anything that hangs from it (a run started inside a tool), so a parent always goes
+out before its children. The agent run's root and resumed segments are never held.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import collections
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -87,6 +94,22 @@ class _Run:
     root: _Run | None = None
     #: A root only: this process has patched it already (a later patch must not overtake that one).
     patched: bool = False
+    #: A model or tool run whose create is held back until its end or the end of the batch.
+    held: _Held | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """What a held-back ``create_run`` of a model or tool run says, and the start event it came from."""
+
+    name: str
+    run_type: str
+    inputs: JSON
+    event: Event
+
+
+def _reraise(event: Event) -> None:
+    raise  # only ever called in an except block (outside a batch no run is held: never called at all)
 
 
 class TraceBuilder:
@@ -118,6 +141,9 @@ class TraceBuilder:
         #: a full queue, forgotten, or it was created by another process and cannot be derived).
         self.orphaned = 0
         self._open: dict[str, _Run] = {}
+        #: Inside :meth:`handle_batch`: model and tool runs whose create is held back, in start order.
+        self._held: list[_Run] | None = None
+        self._failed: Callable[[Event], object] = _reraise
         self._roots: collections.OrderedDict[tuple[str, str], _Run] = collections.OrderedDict()
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunStarted: self._run_started,
@@ -140,6 +166,34 @@ class TraceBuilder:
         if handler is not None:
             handler(event)
 
+    def handle_batch(self, events: Iterable[Event], failed: Callable[[Event], object]) -> None:
+        """Send what ``events`` change in LangSmith, with a model or tool run whose start and end are both
+        in ``events`` sent as one ``create_run``. Runs still open at the end are created then.
+
+        An event whose run could not be sent (the SDK raised) is passed to ``failed``, called inside the
+        ``except`` block; the other events go on. A one-call run that fails counts both its events."""
+        handlers = self._handlers
+        held: list[_Run] = []
+        self._held = held
+        self._failed = failed
+        try:
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is None:
+                    continue
+                try:
+                    handler(event)
+                except Exception:
+                    failed(event)
+        finally:
+            self._held = None
+            try:
+                for run in held:
+                    if run.held is not None:
+                        self._send_held(run)
+            finally:
+                self._failed = _reraise
+
     # ------------------------------------------------------------------------------------ the tree
 
     def _orphan(self, event: Event) -> None:
@@ -154,6 +208,8 @@ class TraceBuilder:
             )
 
     def _child(self, kind: Kind, run_id: uuid.UUID, parent: _Run, timestamp_ns: int, extra: JSON | None) -> _Run:
+        if parent.held is not None:  # a run started inside a tool: the tool run goes out first
+            self._send_held(parent)
         # A child never starts before its parent (clock steps would make LangSmith refuse the order).
         start = max(time_of(timestamp_ns), parent.start)
         return _Run(
@@ -193,6 +249,25 @@ class TraceBuilder:
             project_name=self.project,
             **fields,
         )
+
+    def _create_call(self, run: _Run, name: str, run_type: str, inputs: JSON, event: Event) -> None:
+        """Create a model or tool run; inside a batch, hold the create back (see the module's docstring)."""
+        held = self._held
+        if held is None:
+            self._create(run, name, run_type, inputs)
+        else:
+            run.held = _Held(name, run_type, inputs, event)
+            held.append(run)
+
+    def _send_held(self, run: _Run) -> None:
+        """Create a held run as started (its end is not in the batch, or a child needs it now)."""
+        held = run.held
+        assert held is not None
+        run.held = None
+        try:
+            self._create(run, held.name, held.run_type, held.inputs)
+        except Exception:
+            self._failed(held.event)
 
     def _end(self, run: _Run, timestamp_ns: int, outputs: JSON, error: str | None, *, full: bool = True) -> None:
         """Patch ``run`` as ended. ``full=False`` leaves its metadata and events as they are."""
@@ -321,7 +396,22 @@ class TraceBuilder:
         if run is not None:
             if run.extra is not None:
                 run.extra.setdefault("metadata", {}).update(end)
-            self._end(run, event.timestamp_ns, outputs, error)
+            held = run.held
+            if held is None:
+                self._end(run, event.timestamp_ns, outputs, error)
+                return
+            # Started in this batch and not sent yet: one create with the end (what the patch would set).
+            run.held = None
+            fields: JSON = {"end_time": max(time_of(event.timestamp_ns), run.start), "outputs": outputs}
+            if error is not None:
+                fields["error"] = error
+            if run.events:
+                fields["events"] = list(run.events)
+            try:
+                self._create(run, held.name, held.run_type, held.inputs, **fields)
+            except Exception:
+                self._failed(held.event)  # the start is lost with it
+                raise
             return
         # The start was dropped (a full queue) or forgotten: send the whole run now, from its end.
         parent = self._open.get(event.parent_span_id or "")
@@ -339,7 +429,7 @@ class TraceBuilder:
     def _model_started(self, event: ModelCallStarted) -> None:
         run = self._call_started(event, "llm", p.model_metadata(event))
         if run is not None:
-            self._create(run, event.model, "llm", p.model_inputs(event, self.capture))
+            self._create_call(run, event.model, "llm", p.model_inputs(event, self.capture), event)
 
     def _model_ended(self, event: ModelCallEnded) -> None:
         end = p.model_end_metadata(event)
@@ -349,7 +439,9 @@ class TraceBuilder:
     def _tool_started(self, event: ToolCallStarted) -> None:
         run = self._call_started(event, "tool", {"tool_call_id": event.call_id})
         if run is not None:
-            self._create(run, event.tool, "tool", p.tool_inputs(event.call_id, event.arguments, self.capture))
+            self._create_call(
+                run, event.tool, "tool", p.tool_inputs(event.call_id, event.arguments, self.capture), event
+            )
 
     def _tool_ended(self, event: ToolCallEnded) -> None:
         end: JSON = {"tool_call_id": event.call_id, "status": event.status}
