@@ -134,6 +134,22 @@ def test_flush_exports_everything_queued(pipelines: Any) -> None:
     assert pipeline.stats().exported == 10
 
 
+def test_items_the_export_gives_up_on_are_dropped_not_exported(pipelines: Any) -> None:
+    """A sink whose backend is too far behind gives part of a batch up: counted as dropped."""
+    pipeline: ExportPipeline[int] | None = None
+
+    def export(batch: Sequence[int]) -> None:
+        assert pipeline is not None
+        pipeline.give_up(sum(1 for item in batch if item % 3 == 0))
+
+    pipeline = pipelines(export, max_batch=4, interval_s=HOUR)
+    for i in range(10):
+        pipeline.put(i)
+    assert pipeline.flush(GUARD_S) is True
+    stats = pipeline.stats()
+    assert (stats.exported, stats.dropped, stats.failed, stats.queue_depth) == (6, 4, 0, 0)
+
+
 def test_flush_of_an_unused_pipeline_is_immediate(pipelines: Any) -> None:
     pipeline = pipelines(Sink())
     assert pipeline.flush(GUARD_S) is True

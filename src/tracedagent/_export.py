@@ -95,6 +95,7 @@ class ExportPipeline(Generic[T]):
         self.dropped = 0
         self.exported = 0
         self.failed = 0
+        self._given_up = 0
         self._failure_logged = False
         self._reset()
         with _pipelines_lock:
@@ -126,6 +127,13 @@ class ExportPipeline(Generic[T]):
         if len(queue) >= self.max_batch and not self._wake.is_set():  # is_set() takes no lock
             self._wake.set()
         return True
+
+    def give_up(self, count: int) -> None:
+        """Called by ``export`` (on the worker) for ``count`` items of the batch it is given that it
+        drops on purpose (its backend is too far behind to take them): they are counted as ``dropped``,
+        not ``exported``."""
+        self._given_up += count
+        self.dropped += count
 
     @property
     def queue_depth(self) -> int:
@@ -173,9 +181,10 @@ class ExportPipeline(Generic[T]):
                     batch.append(popleft())
             except IndexError:
                 pass
+            self._given_up = 0
             try:
                 self._export(batch)
-                self.exported += len(batch)
+                self.exported += len(batch) - self._given_up
             except Exception:
                 self.failed += len(batch)
                 if not self._failure_logged:

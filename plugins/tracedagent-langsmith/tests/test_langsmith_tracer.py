@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -188,3 +189,37 @@ def test_the_tracer_is_in_the_export_stats_as_the_langsmith_sink(make_tracer: Ma
     own = tracer.stats()
     assert (own.sink, own.queue_depth, own.dropped, own.exported, own.failed) == ("langsmith", 0, 0, 10, 0)
     assert own in tracedagent.export_stats()
+
+
+class BackloggedClient(FakeClient):
+    """A client whose SDK queue holds ``backlog`` items (its endpoint is slow or dead)."""
+
+    def __init__(self, backlog: int) -> None:
+        super().__init__()
+        self.tracing_queue = queue.Queue()
+        for i in range(backlog):
+            self.tracing_queue.put(i)
+
+
+def test_past_the_sdk_backlog_the_worker_gives_batches_up_and_counts_them(make_tracer: MakeTracer) -> None:
+    client = BackloggedClient(backlog=5)
+    tracer = make_tracer(client=client, max_sdk_backlog=5)
+    calc_agent(tracer).run_sync("question")
+    assert tracer.flush(GUARD_S)
+    assert [kind for kind, _ in client.calls if kind != "flush"] == []  # nothing more was piled on the SDK
+    stats = tracer.stats()
+    assert (stats.dropped, stats.exported, stats.failed) == (10, 0, 0)
+    assert tracer._builder._open == {}  # and nothing is remembered as open: the tree's memory stays flat
+
+    while not client.tracing_queue.empty():  # the endpoint caught up
+        client.tracing_queue.get()
+    calc_agent(tracer).run_sync("question")
+    assert tracer.flush(GUARD_S)
+    assert len(client.runs()) == 5
+    assert tracer.stats().exported == 10
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "100"])
+def test_a_bad_sdk_backlog_is_a_configuration_error(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_sdk_backlog must be a positive integer"):
+        LangSmithTracer(client=FakeClient(), max_sdk_backlog=bad)

@@ -10,6 +10,16 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tracedagent import Agent, tool
+from tracedagent.testing import ScriptedModel, Step
+
+GUARD_S = 60.0
 
 SCRIPT = textwrap.dedent(
     """
@@ -81,3 +91,64 @@ def test_runs_complete_and_losses_are_counted_when_the_collector_is_down() -> No
     assert report["queue_depth"] == 0
     # The exporter's failure is logged once, not per batch.
     assert done.stderr.count("sink 'otlp' failed to export") <= 1
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def calc_agent(tracer: Any) -> Agent:
+    """One run, four spans: the run, a model call asking for add, the tool call, the answer."""
+    model = ScriptedModel([Step(tool_calls=[("add", {"a": 1, "b": 2})]), "3"])
+    return Agent("calc", model, tools=[add], plugins=[tracer])
+
+
+class FlakyExporter(SpanExporter):
+    """Fails while ``down`` is set; counts the calls it gets."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        if self.down:
+            return SpanExportResult.FAILURE
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_after_a_failed_export_the_exporter_rests_then_tries_again(make_tracer: Any) -> None:
+    """A dead collector is not asked again for every batch: the exporter rests (1 s, doubling while it
+    keeps failing), the spans made meanwhile are counted as failed, and the first success ends the rests."""
+    exporter = FlakyExporter()
+    tracer, _ = make_tracer(span_exporter=exporter, interval_s=3600)
+    now = [1000.0]
+    tracer._clock = lambda: now[0]
+
+    def one_run() -> None:
+        assert calc_agent(tracer).run_sync("question").status == "completed"
+        assert tracer.flush(GUARD_S)  # drained; the batch's failure is counted
+
+    one_run()
+    assert (exporter.calls, tracer.spans_failed) == (1, 4)
+    one_run()  # resting: not called, counted as failed
+    assert (exporter.calls, tracer.spans_failed) == (1, 8)
+    now[0] += 1.01
+    one_run()  # the rest is over: tried again, failed again, rests twice as long
+    assert exporter.calls == 2
+    now[0] += 1.5
+    one_run()
+    assert exporter.calls == 2
+    now[0] += 0.6
+    exporter.down = False
+    assert calc_agent(tracer).run_sync("question").status == "completed"
+    assert tracer.flush(GUARD_S) is True
+    assert (exporter.calls, exporter.spans, tracer.spans_exported) == (3, 4, 4)
+    assert tracer.stats().dropped == 0

@@ -79,7 +79,9 @@ class LangSmithTracer(QueueingTracer):
     and ``hide_outputs`` when given. ``project_name``: the LangSmith project (default
     ``LANGSMITH_PROJECT``, else ``default``). ``capture_content``: send message content; by default read
     from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or ``TRACEDAGENT_CAPTURE_CONTENT``.
-    ``max_queue`` bounds the events waiting for the worker (more are dropped and counted);
+    ``max_queue`` bounds the events waiting for the worker (more are dropped and counted), and
+    ``max_sdk_backlog`` the runs waiting in the SDK's own queue (past it, the worker drops what it is given,
+    counted, instead of piling it up in the SDK while LangSmith does not answer);
     ``interval_s`` is how often the worker hands what is waiting to the SDK. ``environ``: where the
     settings above are read (default ``os.environ``; the SDK reads the endpoint and the key itself).
     """
@@ -97,6 +99,7 @@ class LangSmithTracer(QueueingTracer):
         hide_outputs: bool | None = None,
         max_queue: int = 4096,
         interval_s: float = 0.2,
+        max_sdk_backlog: int = 2048,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         settings = Settings.from_env(os.environ if environ is None else environ)
@@ -105,6 +108,11 @@ class LangSmithTracer(QueueingTracer):
                 "LangSmithTracer: with client= given, set sampling and hidden inputs/outputs on that client "
                 "(langsmith.Client(tracing_sampling_rate=..., hide_inputs=..., hide_outputs=...)), not here"
             )
+        if isinstance(max_sdk_backlog, bool) or not isinstance(max_sdk_backlog, int) or max_sdk_backlog < 1:
+            raise ConfigurationError(
+                f"LangSmithTracer max_sdk_backlog must be a positive integer, not {max_sdk_backlog!r}"
+            )
+        self.max_sdk_backlog = max_sdk_backlog
         if sampling_rate is not None and not 0.0 <= sampling_rate <= 1.0:
             raise ConfigurationError(f"LangSmithTracer sampling_rate must be between 0 and 1, not {sampling_rate!r}")
         self.settings = settings
@@ -189,7 +197,15 @@ class LangSmithTracer(QueueingTracer):
 
     def _export(self, batch: Sequence[Event]) -> None:
         builder = self._builder
-        builder.client = self._client_here()
+        client = builder.client = self._client_here()
+        # The SDK queues what it is given without a limit we set (10,000 items by default) and, when the
+        # endpoint is slow or dead, holds it all: past ``max_sdk_backlog`` waiting items the batch is
+        # given up here (counted as dropped), so a dead endpoint costs neither the worker's CPU nor memory.
+        backlog = getattr(client, "tracing_queue", None)
+        if backlog is not None and backlog.qsize() >= self.max_sdk_backlog:
+            builder.forget(batch)
+            self._pipeline.give_up(len(batch))
+            return
         builder.handle_batch(batch, self._event_failed)
 
     def _event_failed(self, event: Event) -> None:

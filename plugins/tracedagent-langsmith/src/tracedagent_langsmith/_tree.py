@@ -60,6 +60,8 @@ from ._ids import dotted_order, root_uuid, span_uuid, time_of, trace_uuid
 
 __all__ = ["RunClient", "TraceBuilder"]
 
+_ENDS = (RunEnded, ModelCallEnded, ToolCallEnded)
+
 logger = logging.getLogger("tracedagent.langsmith")
 
 JSON = dict[str, Any]
@@ -165,6 +167,14 @@ class TraceBuilder:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
+
+    def forget(self, events: Iterable[Event]) -> None:
+        """Send nothing for ``events`` (the tracer gives them up: the SDK is too far behind), but keep the
+        tree's memory right: a span that ends here is no longer open."""
+        open_ = self._open
+        for event in events:
+            if type(event) in _ENDS:
+                open_.pop(event.span_id, None)
 
     def handle_batch(self, events: Iterable[Event], failed: Callable[[Event], object]) -> None:
         """Send what ``events`` change in LangSmith, with a model or tool run whose start and end are both

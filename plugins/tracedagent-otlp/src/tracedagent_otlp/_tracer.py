@@ -130,6 +130,12 @@ class OtlpTracer(QueueingTracer):
         self.metrics_destination = "off"
         self.spans_exported = 0
         self.spans_failed = 0
+        # After a failed export (the exporter has retried already) the exporter rests for a while: spans
+        # made meanwhile are counted as failed without calling it, so a dead collector costs the worker
+        # nothing and the queue keeps draining (no drops, no spans left half open).
+        self._clock: Callable[[], float] = time.monotonic
+        self._rest_until = 0.0
+        self._rest_s = 0.0
         self._bridge = ContextBridge() if propagate_context and self.enabled else None
         self._builder: SpanBuilder | None = None
         if self.enabled:
@@ -301,9 +307,18 @@ class OtlpTracer(QueueingTracer):
         if self._stopped:  # the shutdown deadline passed while this worker was still busy
             self.spans_failed += len(spans)
             raise SpanExportFailed(f"{len(spans)} spans ended after the tracer was shut down; not exported")
+        if self._rest_until and self._clock() < self._rest_until:
+            self.spans_failed += len(spans)
+            raise SpanExportFailed(
+                f"{len(spans)} spans not exported: the exporter to {self.destination} failed and rests until "
+                "its next try"
+            )
         if exporter.export(spans) is not SpanExportResult.SUCCESS:
             self.spans_failed += len(spans)
+            self._rest_s = min(_MAX_REST_S, max(_FIRST_REST_S, 2 * self._rest_s))
+            self._rest_until = self._clock() + self._rest_s
             raise SpanExportFailed(f"the span exporter failed to export {len(spans)} spans to {self.destination}")
+        self._rest_until = self._rest_s = 0.0
         self.spans_exported += len(spans)
 
     def _stop(self, timeout: float | None) -> None:
@@ -324,6 +339,11 @@ class OtlpTracer(QueueingTracer):
                 own.shutdown(timeout_millis=millis)
             except Exception:
                 logger.exception("tracedagent-otlp: the meter provider failed to shut down")
+
+
+#: How long the exporter rests after a failed export: doubling from the first to the longest rest.
+_FIRST_REST_S = 1.0
+_MAX_REST_S = 30.0
 
 
 def _drop(event: Event) -> bool:
