@@ -597,6 +597,10 @@ async def soak_main(args: argparse.Namespace) -> int:
     # drain: the late sync calls finish in their threads; the blocked stream is released and flushed
     soak.blocked.released.set()
     flushed = tracedagent.flush(60.0)
+    # a sync call past its timeout keeps its bulkhead slot until its thread ends (0.1 s later at most)
+    threads_done = time.monotonic() + 10.0
+    while any(t.bulkhead.inflight for t in TOOLS) and time.monotonic() < threads_done:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     leftover = [
         t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done() and t is not sampling
     ]

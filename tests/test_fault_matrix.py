@@ -791,10 +791,13 @@ async def tool_cell(w: Witness, fault: str) -> None:
                 "go"
             )
             assert not finished.is_set()  # the thread still runs...
-            w.assert_clean()  # ...but its slot was freed at the timeout: nothing counted in flight
+            assert (hang_sync.bulkhead.inflight, hang_sync.bulkhead.queue_depth) == (1, 0)  # ...with its slot
         finally:
             release.set()
         assert await asyncio.to_thread(finished.wait, GUARD_S)
+        while hang_sync.bulkhead.inflight:  # noqa: ASYNC110 - given back on the tool's thread as it ends
+            await asyncio.sleep(0.001)
+        w.assert_clean()  # nothing left in flight once the thread ended
         assert (result.status, result.output) == ("completed", "gave up")
         assert w.statuses(ToolCallEnded) == ["timeout"]
         return
@@ -930,6 +933,11 @@ async def start_cancel_cell(w: Witness, point: str) -> Started:
         async def release_thread() -> None:
             release.set()
             await waiter
+            # The thread ran on past the cancellation with the call's bulkhead slot; it gives it back
+            # when it ends (on its own thread, with no event to wait for).
+            async with asyncio.timeout(GUARD_S):
+                while blocking.bulkhead.inflight:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
 
         return task, reached, release_thread
     if point in ("async-tool", "concurrent-tools"):

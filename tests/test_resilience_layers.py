@@ -237,6 +237,41 @@ async def test_a_timed_out_call_frees_its_bulkhead_slot(tracer: RecordingTracer)
     assert (stuck.bulkhead.inflight, stuck.bulkhead.queue_depth) == (0, 0)
 
 
+async def test_a_sync_tool_past_its_timeout_keeps_its_bulkhead_slot_until_its_thread_ends(
+    tracer: RecordingTracer,
+) -> None:
+    """The thread cannot be stopped, so it holds the slot: max_concurrency counts the threads really running."""
+    release, started = threading.Event(), threading.Event()
+
+    @tool(timeout=0.2, max_concurrency=1, max_queue=0, breaker=False)
+    def stuck() -> str:
+        started.set()
+        release.wait(GUARD_S)
+        return "late"
+
+    model = ScriptedModel([ToolCall("t1", "stuck"), ToolCall("t2", "stuck"), "x"], per_run=True)
+    agent = Agent("a", model, tools=[stuck])
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await agent.run("go")
+        assert started.is_set()
+        # the first call timed out but its thread runs on with the slot: the second is refused
+        assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["timeout", "rejected"]
+        assert stuck.bulkhead.inflight == 1
+    finally:
+        release.set()
+    async with asyncio.timeout(GUARD_S):
+        while stuck.bulkhead.inflight:  # noqa: ASYNC110 - released on the tool's thread, with no event
+            await asyncio.sleep(0.001)
+    started.clear()
+    release.clear()
+    release.set()  # the next calls finish at once
+    async with asyncio.timeout(GUARD_S):
+        await agent.run("again")
+    assert [e.status for e in tracer.of_type(ToolCallEnded)][2:] == ["ok", "ok"]
+    assert (stuck.bulkhead.inflight, stuck.bulkhead.queue_depth) == (0, 0)
+
+
 # ------------------------------------------------------------------------------------------ timeouts
 
 

@@ -41,7 +41,7 @@ from ._ids import SpanContext, _current, new_span_id
 from ._messages import Message, ToolCall, Usage
 from ._model import ModelRequest, ModelResponse
 from ._stream import UsageUpdated
-from ._tools import Tool
+from ._tools import SlotLease, Tool, slot_lease
 from .exceptions import (
     ApprovalRequired,
     BackpressureRejected,
@@ -633,13 +633,18 @@ async def _guarded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
 async def _bulkheaded(run: Run, tool: Tool, arguments: str, span_id: str) -> str:
     bulkhead = tool.bulkhead
     await bulkhead.acquire()
+    # A sync tool's thread that outlives the call (its timeout) keeps a local slot until it ends.
+    lease = SlotLease(bulkhead) if not tool.is_async and not bulkhead.remote else None
+    token = slot_lease.set(lease) if lease is not None else None
     try:
         on_retry = _retry_notifier(run, span_id, "tool", tool.name) if tool.retry and run.d.on_retry else None
         return await tool.invoke(arguments, run.ctx, on_retry)
     finally:
+        if token is not None:
+            slot_lease.reset(token)
         if bulkhead.remote:
             await bulkhead.arelease()
-        else:
+        elif lease is None or not lease.kept:
             bulkhead.release()
 
 

@@ -89,6 +89,31 @@ class ToolCallRequest:
 
 
 _all_tools: weakref.WeakSet[Tool] = weakref.WeakSet()
+
+
+class SlotLease:
+    """A local bulkhead slot held by one tool call. If the call is a sync function whose thread outlives
+    the call (a timeout, a cancelled run), the thread keeps the slot until it ends, so ``max_concurrency``
+    stays true of the threads really running, not only of the calls still awaited."""
+
+    __slots__ = ("bulkhead", "kept")
+
+    def __init__(self, bulkhead: Bulkhead) -> None:
+        self.bulkhead = bulkhead
+        self.kept = False
+
+    def keep_until_done(self, work: concurrent.futures.Future[Any]) -> None:
+        """Hand the slot to ``work``: it is released when that thread's call ends (from that thread)."""
+        self.kept = True
+        work.add_done_callback(self._release)
+
+    def _release(self, _: concurrent.futures.Future[Any]) -> None:
+        self.bulkhead.release()  # thread-safe: it wakes a waiter on the waiter's own loop
+
+
+#: The slot of the tool call running in this context (set by the run loop around a local bulkhead).
+slot_lease: contextvars.ContextVar[SlotLease | None] = contextvars.ContextVar("tracedagent_slot_lease", default=None)
+
 _tool_executor: concurrent.futures.ThreadPoolExecutor | None = None
 
 
@@ -332,8 +357,9 @@ class Tool:
 
     async def _call_in_thread(self, kwargs: dict[str, Any]) -> Any:
         """A sync function in a worker thread, with the caller's context (span, approval). A thread
-        cannot be killed: when the call is cancelled (its timeout, the run cancelled) it runs on, and
-        its late result is discarded and counted in ``late_results``."""
+        cannot be killed: when the call is cancelled (its timeout, the run cancelled) it runs on, its
+        late result is discarded and counted in ``late_results``, and it keeps the call's bulkhead slot
+        until it ends (a local bulkhead's; see :class:`SlotLease`)."""
         assert self.function is not None
         function = functools.partial(self.function, **kwargs)
         work = _executor().submit(contextvars.copy_context().run, function)
@@ -342,6 +368,9 @@ class Tool:
         except asyncio.CancelledError:
             if not work.cancel():
                 work.add_done_callback(self._count_late)
+                lease = slot_lease.get()
+                if lease is not None and not lease.kept:
+                    lease.keep_until_done(work)
             raise
 
     def _count_late(self, _: concurrent.futures.Future[Any]) -> None:
