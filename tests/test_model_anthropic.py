@@ -253,6 +253,56 @@ async def test_several_tool_calls_in_one_turn(
     assert "clock unavailable" in clock["content"]
 
 
+SIGNATURE = "EuYBCkQYAiJAq3mN8tV2xLpQ7rW9sK4bH6dJ1fG5cZ0yT8uR3eA2iO7pS9lM4nB6vC1xD5kF8gH2jQ0wE3rT7yU9iP1oA=="
+REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB8URj2pLmN4kQ=="
+
+
+async def test_thinking_blocks_go_back_with_their_signatures_in_the_tool_use_turn(
+    server: WireServer, make_model: Any
+) -> None:
+    """With extended thinking and tools, the API refuses a tool-use turn sent back without its thinking
+    blocks: they go back first, as they came (the signature, the redacted block's data)."""
+    server.queue(reply("thinking_tool"), reply("text"))
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    agent = Agent("weather", make_model(), tools=[get_weather], model_settings=thinking)
+    result = await agent.run("Weather in Paris?")
+    assert result.status == "completed"
+
+    first, second = (r.body for r in server.requests)
+    assert first["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    _, assistant, _ = second["messages"]
+    assert assistant == {
+        "role": "assistant",
+        "content": [
+            {
+                "type": "thinking",
+                "thinking": "The user wants the weather in Paris. I should call get_weather.",
+                "signature": SIGNATURE,
+            },
+            {
+                "type": "redacted_thinking",
+                "data": REDACTED,
+            },
+            {
+                "type": "tool_use",
+                "id": "toolu_01Vq8sD3kLmN7pQ2rS5tU9wX",
+                "name": "get_weather",
+                "input": {"city": "Paris"},
+            },
+        ],
+    }
+    # and they survive a checkpoint: a run resumed elsewhere sends them back too
+    turn = result.messages[1]
+    assert turn.thinking == "The user wants the weather in Paris. I should call get_weather."
+    assert Message.from_dict(json.loads(json.dumps(turn.to_dict()))) == turn
+
+
+def test_a_message_without_thinking_blocks_keeps_its_old_checkpoint_form() -> None:
+    message = Message("assistant", "hi", thinking="hmm")
+    assert "thinking_blocks" not in message.to_dict()
+    assert Message.from_dict({"role": "assistant", "content": "hi", "thinking": "hmm"}) == message
+
+
 async def test_each_request_carries_its_model_calls_traceparent(
     server: WireServer, make_model: Any, recorded_events: RecordingTracer
 ) -> None:
@@ -456,7 +506,7 @@ async def test_the_api_key_never_leaks(
 # ---------------------------------------------------------------- the official client, same bytes
 
 
-@pytest.mark.parametrize("name", ["text", "tool_calls", "tool_answer", "thinking"])
+@pytest.mark.parametrize("name", ["text", "tool_calls", "tool_answer", "thinking", "thinking_tool"])
 async def test_the_official_client_reads_the_same_answer(server: WireServer, make_model: Any, name: str) -> None:
     if anthropic is None:
         pytest.skip("the official anthropic package is not installed (pip install anthropic)")
@@ -484,6 +534,11 @@ async def test_the_official_client_reads_the_same_answer(server: WireServer, mak
     assert message.thinking == ("".join(b.thinking for b in theirs.content if b.type == "thinking") or None)
     assert [(c.id, c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
         (b.id, b.name, b.input) for b in theirs.content if b.type == "tool_use"
+    ]
+    assert [(b.text, b.signature, b.redacted) for b in message.thinking_blocks] == [
+        (b.thinking, b.signature, None) if b.type == "thinking" else ("", "", b.data)
+        for b in theirs.content
+        if b.type in ("thinking", "redacted_thinking")
     ]
     usage, u = response.usage, theirs.usage
     assert usage is not None

@@ -29,7 +29,7 @@ from ._events import (
 )
 from ._export import ExportPipeline, ExportStats, export_stats, flush, is_exporting, shutdown
 from ._ids import SpanContext, current_span
-from ._messages import Message, ToolCall, Usage
+from ._messages import Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
 from ._queueing import QueueingTracer
 from ._stream import FinalResult, StreamEvent, UsageUpdated
@@ -116,6 +116,7 @@ __all__ = [
     "StreamEvent",
     "Summarize",
     "TextDelta",
+    "ThinkingBlock",
     "ThinkingDelta",
     "TokenCounter",
     "Tool",

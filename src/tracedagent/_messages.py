@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ._fastinit import fast_init
 
-__all__ = ["Message", "Role", "ToolCall", "Usage"]
+__all__ = ["Message", "Role", "ThinkingBlock", "ToolCall", "Usage"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -41,12 +41,38 @@ class ToolCall:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """A reasoning block exactly as the provider must get it back in the next request: Anthropic's
+    ``thinking`` block (``text`` and the ``signature`` that vouches for it) or, when ``redacted`` is set,
+    its ``redacted_thinking`` block (``redacted`` is the opaque ``data``). With extended thinking and
+    tools, the API refuses a conversation whose tool-use turns have lost them."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.redacted is not None:
+            return {"redacted": self.redacted}
+        return {"text": self.text, "signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThinkingBlock:
+        redacted = data.get("redacted")
+        if redacted is not None:
+            return cls(redacted=str(redacted))
+        return cls(str(data.get("text", "")), str(data.get("signature", "")))
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message of the conversation.
 
     ``role`` is ``system``, ``user``, ``assistant`` or ``tool``. An assistant message may carry
-    ``tool_calls`` and ``thinking``; a tool message answers ``tool_call_id`` (of tool ``name``) and says
-    with ``is_error`` whether the call failed.
+    ``tool_calls`` and ``thinking`` (the reasoning text, for people), with ``thinking_blocks`` (the same
+    reasoning as the provider sent it, signatures included, to be sent back); a tool message answers
+    ``tool_call_id`` (of tool ``name``) and says with ``is_error`` whether the call failed.
     """
 
     role: Role
@@ -56,6 +82,7 @@ class Message:
     name: str | None = None
     is_error: bool = False
     thinking: str | None = None
+    thinking_blocks: tuple[ThinkingBlock, ...] = ()
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -85,6 +112,8 @@ class Message:
             data["is_error"] = True
         if self.thinking is not None:
             data["thinking"] = self.thinking
+        if self.thinking_blocks:
+            data["thinking_blocks"] = [block.to_dict() for block in self.thinking_blocks]
         return data
 
     @classmethod
@@ -103,6 +132,7 @@ class Message:
             data.get("name"),
             bool(data.get("is_error", False)),
             data.get("thinking"),
+            tuple(ThinkingBlock.from_dict(b) for b in data.get("thinking_blocks") or () if isinstance(b, dict)),
         )
 
 

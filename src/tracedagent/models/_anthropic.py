@@ -15,9 +15,9 @@ Usage follows the OpenTelemetry GenAI conventions: ``input_tokens`` counts every
 reads and writes included (Anthropic's own ``input_tokens`` leaves them out), ``cache_read_tokens``
 the cache reads, ``reasoning_tokens`` the thinking tokens where the API reports them.
 
-Thinking blocks are streamed and kept as ``Message.thinking`` but not sent back in later requests:
-a message has no place for their signature, which the API asks for when extended thinking and tool
-use are combined.
+Thinking blocks are streamed, kept as ``Message.thinking`` (the text) and ``Message.thinking_blocks``
+(each ``thinking`` block with its signature, each ``redacted_thinking`` block with its data), and sent
+back first in the assistant turn, as the API requires when extended thinking and tool use are combined.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import httpx
 import httpx_sse
 
-from .._messages import Message, ToolCall, Usage
+from .._messages import Message, ThinkingBlock, ToolCall, Usage
 from .._model import ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
 from .._tools import ToolSpec
 from ..exceptions import ConfigurationError, ModelStreamError
@@ -174,7 +174,9 @@ def to_anthropic(instructions: str | None, messages: Sequence[Message]) -> tuple
         elif message.role == "user":
             add("user", [_text(message.content)] if message.content else [])
         elif message.role == "assistant":
-            blocks = [_text(message.content)] if message.content else []
+            blocks = [_thinking(block) for block in message.thinking_blocks]
+            if message.content:
+                blocks.append(_text(message.content))
             blocks.extend(_tool_use(call) for call in message.tool_calls)
             add("assistant", blocks)
         else:
@@ -189,6 +191,12 @@ def to_anthropic(instructions: str | None, messages: Sequence[Message]) -> tuple
 
 def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
+
+
+def _thinking(block: ThinkingBlock) -> dict[str, Any]:
+    if block.redacted is not None:
+        return {"type": "redacted_thinking", "data": block.redacted}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
 
 
 def _tool_use(call: ToolCall) -> dict[str, Any]:
@@ -309,7 +317,14 @@ class MessageAssembler:
         calls = tuple(
             ToolCall(b.id, b.name, "".join(b.parts) or b.initial or "{}") for b in blocks if b.kind == "tool_use"
         )
-        message = Message("assistant", text or None, calls, thinking=thinking or None)
+        kept = tuple(
+            ThinkingBlock(redacted=b.initial)
+            if b.kind == "redacted_thinking"
+            else ThinkingBlock("".join(b.parts), b.signature)
+            for b in blocks
+            if (b.kind == "thinking" and b.signature) or (b.kind == "redacted_thinking" and b.initial)
+        )
+        message = Message("assistant", text or None, calls, thinking=thinking or None, thinking_blocks=kept)
         return ModelResponse(message, self._usage_of(), self._stop_reason, self._model)
 
     # ------------------------------------------------------------------------------------ steps
@@ -324,7 +339,14 @@ class MessageAssembler:
                 kind, _get(block, "id", str), _get(block, "name", str), json.dumps(initial) if initial else ""
             )
             return []
+        if kind == "redacted_thinking":  # opaque: given whole, sent back as it came
+            data = block.get("data")
+            self._blocks[index] = _Block(kind, initial=data if isinstance(data, str) else "")
+            return []
         self._blocks[index] = new = _Block(kind)
+        signature = block.get("signature")
+        if kind == "thinking" and isinstance(signature, str):
+            new.signature = signature
         field = {"text": "text", "thinking": "thinking"}.get(kind)
         initial = block.get(field) if field else None
         if isinstance(initial, str) and initial:
