@@ -7,45 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-RECORDER = textwrap.dedent(
-    '''
-    """Records every event as a JSON line (test plugin, loaded by module path)."""
-    import dataclasses, json, os, threading
-    import tracedagent
-
-    _lock = threading.Lock()
-    _out = open(os.environ["RECORD_EVENTS_TO"], "a")
-
-    def _write(event):
-        data = {"hook": event.hook, "type": type(event).__name__}
-        for f in dataclasses.fields(event):
-            value = getattr(event, f.name)
-            if isinstance(value, (str, int, float, bool)) or value is None:
-                data[f.name] = value
-        with _lock:
-            _out.write(json.dumps(data) + "\\n")
-            _out.flush()
-
-    def _make(name):
-        @tracedagent.hookimpl(specname=name)
-        def impl(event):
-            _write(event)
-        impl.__name__ = name
-        return impl
-
-    for _name in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end",
-                  "on_tool_call_start", "on_tool_call_end", "on_interrupt", "on_resume",
-                  "on_compaction", "on_checkpoint", "on_circuit_change", "on_retry"):
-        globals()[_name] = _make(_name)
-    '''
-)
 
 # a run segment opens with on_run_start (the first) or on_resume (each later one)
 STARTS = {
@@ -56,13 +22,11 @@ STARTS = {
 
 
 def run_demo(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    (tmp_path / "demo_recorder.py").write_text(RECORDER)
     events_file = tmp_path / "events.jsonl"
     environ = {
         **os.environ,
-        "PYTHONPATH": str(tmp_path),
-        "TRACEDAGENT_PLUGINS": "demo_recorder",
-        "RECORD_EVENTS_TO": str(events_file),
+        "TRACEDAGENT_PLUGINS": "tracedagent.testing.event_log",
+        "TRACEDAGENT_EVENT_LOG": str(events_file),
         **env,
     }
     proc = subprocess.run(
@@ -152,15 +116,12 @@ def test_demo_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_plugins_command_lists_module_path_plugin(tmp_path: Path) -> None:
-    (tmp_path / "demo_recorder.py").write_text(RECORDER)
+    (tmp_path / "demo_recorder.py").write_text(
+        "import tracedagent\n\n@tracedagent.hookimpl\ndef on_tool_call_end(event):\n    pass\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "tracedagent", "plugins"],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(tmp_path),
-            "TRACEDAGENT_PLUGINS": "demo_recorder",
-            "RECORD_EVENTS_TO": os.devnull,
-        },
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "TRACEDAGENT_PLUGINS": "demo_recorder"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -46,38 +46,6 @@ from tracedagent.testing import RecordingTracer, ScriptedModel, Step
 
 GUARD_S = 60.0  # only a guard, so that a regression fails instead of hanging; never asserted on
 
-RECORDER = textwrap.dedent(
-    '''
-    """Records every event as a JSON line (test plugin, loaded by module path)."""
-    import dataclasses, json, os, threading
-    import tracedagent
-
-    _lock = threading.Lock()
-    _out = open(os.environ["RECORD_EVENTS_TO"], "a")
-
-    def _write(event):
-        data = {"hook": event.hook, "pid": os.getpid()}
-        for f in dataclasses.fields(event):
-            value = getattr(event, f.name)
-            if isinstance(value, (str, int, float, bool)) or value is None:
-                data[f.name] = value
-        with _lock:
-            _out.write(json.dumps(data) + "\\n")
-            _out.flush()
-
-    def _make(name):
-        @tracedagent.hookimpl(specname=name)
-        def impl(event):
-            _write(event)
-        impl.__name__ = name
-        return impl
-
-    for _name in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end",
-                  "on_tool_call_start", "on_tool_call_end", "on_interrupt", "on_resume",
-                  "on_compaction", "on_checkpoint", "on_circuit_change", "on_retry"):
-        globals()[_name] = _make(_name)
-    '''
-)
 
 SCENARIOS = textwrap.dedent(
     '''
@@ -206,7 +174,6 @@ class Scenario:
 
     def __init__(self, tmp_path: Path) -> None:
         self.dir = tmp_path
-        (tmp_path / "recorder.py").write_text(RECORDER)
         (tmp_path / "scenarios.py").write_text(SCENARIOS)
         self.db = tmp_path / "runs.db"
         self.tool_log = tmp_path / "tools.log"
@@ -215,8 +182,8 @@ class Scenario:
         return {
             **os.environ,
             "PYTHONPATH": str(self.dir),
-            "TRACEDAGENT_PLUGINS": "recorder",
-            "RECORD_EVENTS_TO": str(self.dir / events),
+            "TRACEDAGENT_PLUGINS": "tracedagent.testing.event_log",
+            "TRACEDAGENT_EVENT_LOG": str(self.dir / events),
             "CHECKPOINT_DB": str(self.db),
             "TOOL_LOG": str(self.tool_log),
             **extra,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -435,3 +439,32 @@ def test_capture_events_nests(fresh_registry: Any) -> None:
     assert [e.agent for e in inner.of_type(RunStarted)] == ["two"]
     assert "recording" not in names()
     assert "recording-2" not in names()
+
+
+def test_the_event_log_plugin_records_another_process_and_says_what_it_needs(tmp_path: Path) -> None:
+    script = (
+        "from tracedagent import Agent\n"
+        "from tracedagent.testing import ScriptedModel\n"
+        "print(Agent('a', ScriptedModel(['hi'])).run_sync('hello').output)\n"
+    )
+    log = tmp_path / "events.jsonl"
+    env = {**os.environ, "TRACEDAGENT_PLUGINS": "tracedagent.testing.event_log", "TRACEDAGENT_EVENT_LOG": str(log)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "hi"), done.stderr
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["hook"], x["type"]) for x in lines] == [
+        ("on_run_start", "RunStarted"),
+        ("on_model_call_start", "ModelCallStarted"),
+        ("on_model_call_end", "ModelCallEnded"),
+        ("on_run_end", "RunEnded"),
+    ]
+    assert len({x["pid"] for x in lines}) == 1
+    assert lines[0]["pid"] != os.getpid()  # the child's
+    assert lines[-1]["status"] == "completed"
+    assert lines[-1]["usage"]["requests"] == 1
+
+    env.pop("TRACEDAGENT_EVENT_LOG")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "TRACEDAGENT_EVENT_LOG" in done.stderr
+    assert "set it to a path" in done.stderr

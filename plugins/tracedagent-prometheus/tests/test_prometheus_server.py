@@ -23,41 +23,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_support import CIRCUIT_VALUE, EVENT_DRIVEN, Key, free_port, key, predicted, wait_until
 
-RECORDER = textwrap.dedent(
-    '''
-    """Records every event as a JSON line, usage included (a test plugin, loaded by module path)."""
-    import dataclasses, json, os, threading
-    import tracedagent
-
-    _lock = threading.Lock()
-    _out = open(os.environ["RECORD_EVENTS_TO"], "a")
-
-    def _write(event):
-        data = {"hook": event.hook}
-        for f in dataclasses.fields(event):
-            value = getattr(event, f.name)
-            if isinstance(value, (str, int, float, bool)) or value is None:
-                data[f.name] = value
-            elif isinstance(value, tracedagent.Usage):
-                data[f.name] = value.to_dict()
-        with _lock:
-            _out.write(json.dumps(data) + "\\n")
-            _out.flush()
-
-    def _make(name):
-        @tracedagent.hookimpl(specname=name)
-        def impl(event):
-            _write(event)
-        impl.__name__ = name
-        return impl
-
-    for _name in ("on_run_start", "on_run_end", "on_model_call_start", "on_model_call_end",
-                  "on_tool_call_start", "on_tool_call_end", "on_interrupt", "on_resume",
-                  "on_compaction", "on_checkpoint", "on_circuit_change", "on_retry"):
-        globals()[_name] = _make(_name)
-    '''
-)
-
 
 @dataclass
 class Demo:
@@ -79,7 +44,6 @@ def _event(data: dict[str, Any]) -> SimpleNamespace:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """``tracedagent demo`` serving /metrics on a free loopback port, lingering once its runs are done."""
     where = tmp_path_factory.mktemp("demo")
-    (where / "prom_recorder.py").write_text(RECORDER)
     events_file, out, err = where / "events.jsonl", where / "stdout.txt", where / "stderr.txt"
     port = free_port()
     env = {
@@ -88,12 +52,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         if not k.startswith(("TRACEDAGENT_", "PROMETHEUS_MULTIPROC", "prometheus_multiproc", "OTEL_", "LANGSMITH_"))
     }
     env.update(
-        PYTHONPATH=str(where),
         TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD="0",  # the installed plugin loads as it does for a user
-        TRACEDAGENT_PLUGINS="prom_recorder",
+        TRACEDAGENT_PLUGINS="tracedagent.testing.event_log",
         TRACEDAGENT_METRICS_ADDR=f"127.0.0.1:{port}",
         TRACEDAGENT_STDOUT="0",
-        RECORD_EVENTS_TO=str(events_file),
+        TRACEDAGENT_EVENT_LOG=str(events_file),
     )
     command = [sys.executable, "-m", "tracedagent", "demo", "--runs", "4", "--concurrency", "2", "--quiet"]
     with out.open("w") as stdout, err.open("w") as stderr:
