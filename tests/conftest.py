@@ -12,20 +12,20 @@ os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
     os.environ.pop(_name, None)
 
-from tracedagent import _dispatch  # noqa: E402
+from tracedagent import _plugins  # noqa: E402
 from tracedagent.testing import RecordingTracer, capture_events  # noqa: E402
 
 
 @pytest.fixture
-def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> _dispatch._Registry:
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> _plugins._Registry:
     """A new, empty process-wide plugin registry for this test (restored afterwards)."""
-    registry = _dispatch._Registry()
-    monkeypatch.setattr(_dispatch, "_registry", registry)
+    registry = _plugins._Registry()
+    monkeypatch.setattr(_plugins, "_registry", registry)
     return registry
 
 
 @pytest.fixture
-def tracer(fresh_registry: _dispatch._Registry) -> Iterator[RecordingTracer]:
+def tracer(fresh_registry: _plugins._Registry) -> Iterator[RecordingTracer]:
     """A RecordingTracer registered process-wide (in a fresh registry) for this test."""
     with capture_events() as recorded:
         yield recorded

@@ -396,7 +396,7 @@ async def test_approve_tool_call_decides_a_plain_tool(
 
     result = await agent.run("go")
 
-    assert decider.asked == [ToolCallRequest("delete", "c1", '{"path": "a"}', result.run_id, "ops")]
+    assert decider.asked == [ToolCallRequest("delete", "c1", {"path": "a"}, result.run_id, "ops", '{"path": "a"}')]
     if expected == "ran":
         assert result.status == "completed"
         assert ran == [("a", True)]
@@ -415,6 +415,55 @@ async def test_approve_tool_call_decides_a_plain_tool(
         (pending,) = result.interruptions
         assert (pending.id, pending.tool, pending.kind) == ("c1", "delete", "approval")
         assert "approve_tool_call" in pending.reason
+
+
+async def test_a_raising_decider_pauses_the_call_for_a_person(tracer: RecordingTracer) -> None:
+    """The payments policy of a new user: deny payments over 100. Its hook raises (it treats the
+    arguments as something they are not); the payment must not go through: it waits for a person, and
+    the interruption says which plugin failed. The decider sees the validated arguments as a dict."""
+    paid: list[int] = []
+
+    @tool
+    def pay(amount: int) -> str:
+        """Pay an amount."""
+        paid.append(amount)
+        return "paid"
+
+    seen: list[ToolCallRequest] = []
+
+    class Policy:
+        @hookimpl
+        def approve_tool_call(self, call: ToolCallRequest) -> str:
+            seen.append(call)
+            return "deny" if call.arguments["amount"] > 100 else "allow"
+
+    class BrokenPolicy:
+        @hookimpl
+        def approve_tool_call(self, call: ToolCallRequest) -> str:
+            raise KeyError("amount")
+
+    model = ScriptedModel([turn(call("c1", "pay", amount=500)), "Done."])
+    broken = Agent("payments", model, tools=[pay], plugins=[BrokenPolicy()])
+    paused = await broken.run("pay 500")
+    assert paused.status == "interrupted"
+    assert paid == []
+    (pending,) = paused.interruptions
+    assert pending.tool == "pay"
+    assert "BrokenPolicy" in pending.reason
+    assert "KeyError" in pending.reason
+    assert tracer.of_type(ToolCallStarted) == []  # nothing ran: the call has no span yet
+    denied = await broken.resume(paused.run_id, {pending.id: False})
+    assert denied.status == "completed"
+    assert paid == []
+
+    model = ScriptedModel([turn(call("c1", "pay", amount=500)), turn(call("c2", "pay", amount=50)), "Done."])
+    result = await Agent("payments", model, tools=[pay], plugins=[Policy()]).run("pay")
+    assert result.status == "completed"
+    assert paid == [50]
+    assert [(r.arguments, r.raw_arguments) for r in seen] == [
+        ({"amount": 500}, '{"amount": 500}'),
+        ({"amount": 50}, '{"amount": 50}'),
+    ]
 
 
 async def test_approve_tool_call_can_edit_the_arguments(tracer: RecordingTracer) -> None:

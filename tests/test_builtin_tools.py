@@ -560,7 +560,7 @@ async def test_an_approval_policy_of_your_own_can_approve(root: Path, recorded_e
     class AllowEcho:
         @hookimpl
         def approve_tool_call(self, call: Any) -> str:
-            return "allow" if json.loads(call.arguments)["command"].startswith("echo ") else "deny"
+            return "allow" if call.arguments["command"].startswith("echo ") else "deny"
 
     result = await shell_agent(sh(root), "echo approved", "touch ran.txt", plugins=[AllowEcho()]).run("go")
     assert result.status == "completed"

@@ -21,12 +21,14 @@ from tracedagent import (
     ModelError,
     RetryScheduled,
     RunInterrupted,
+    RunResult,
     RunResumed,
     hookimpl,
     hookspecs,
     tool,
 )
-from tracedagent._dispatch import get_dispatcher
+from tracedagent._dispatch import DeciderFailed
+from tracedagent._plugins import get_dispatcher
 from tracedagent.testing import RecordingTracer, ScriptedModel, Step
 
 
@@ -39,6 +41,17 @@ def add(a: int, b: int) -> int:
 def calc_agent(**options: Any) -> Agent:
     model = ScriptedModel([Step(tool_calls=[("add", {"a": 2, "b": 3})]), "It is 5."])
     return Agent("calc", model, tools=[add], **options)
+
+
+async def run_calc(agent: Agent, prompt: str = "2 + 3?") -> RunResult:
+    """Run the calc agent. A raising ``approve_tool_call`` fails closed (the call waits for a person, the
+    interruption says why); then a person approves it and the run goes on."""
+    result = await agent.run(prompt)
+    if result.status == "interrupted":
+        assert [i.tool for i in result.interruptions] == ["add"]
+        assert all("raised RuntimeError" in i.reason for i in result.interruptions)
+        result = await agent.resume(result.run_id, {i.id: True for i in result.interruptions})
+    return result
 
 
 def unique(prefix: str) -> str:
@@ -143,11 +156,12 @@ async def test_a_plugin_raising_in_every_hook_breaks_nothing(
     # Registered after the recorder, so pluggy calls it first: the recorder must still get every event.
     tracedagent.register(Exploding(name))
 
-    result = await calc_agent().run("2 + 3?")
+    result = await run_calc(calc_agent())
     assert recorder.unmatched() == []
     for event in later_events(result.run_id, result.trace_id):
         get_dispatcher().emit_event(event)
-    assert await get_dispatcher().decide("approve_tool_call", call=object()) is None
+    with pytest.raises(DeciderFailed, match=name):  # a decision nobody could make fails closed
+        await get_dispatcher().decide("approve_tool_call", call=object())
 
     assert result.status == "completed"
     assert result.output == "It is 5."
@@ -155,6 +169,10 @@ async def test_a_plugin_raising_in_every_hook_breaks_nothing(
         "on_run_start",
         "on_model_call_start",
         "on_model_call_end",
+        "on_interrupt",
+        "on_checkpoint",
+        "on_run_end",
+        "on_resume",
         "on_tool_call_start",
         "on_tool_call_end",
         "on_model_call_start",
@@ -168,7 +186,7 @@ async def test_a_plugin_raising_in_every_hook_breaks_nothing(
     ]
 
     expected = collections.Counter(recorder.hooks())
-    expected["approve_tool_call"] += 2  # asked about the run's one tool call (and skipped), then directly
+    expected["approve_tool_call"] += 2  # asked about the run's one tool call (it paused), then directly
     expected["tracedagent_configure"] += 1
     errors = tracedagent.plugin_errors()
     assert {hook: errors[(name, hook)] for (plugin, hook) in errors if plugin == name} == dict(expected)
@@ -187,14 +205,14 @@ async def test_plugin_errors_are_logged_once_per_plugin_and_hook(
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="tracedagent"):
         for prompt in ("first", "second"):
-            result = await calc_agent().run(prompt)
+            result = await run_calc(calc_agent(), prompt)
             assert result.output == "It is 5."
 
     logged = collections.Counter(
         hook
         for record in caplog.records
         for hook in hookspecs.OBSERVER_HOOKS
-        if f"{name}' raised in {hook};" in record.getMessage()
+        if f"{name}' raised RuntimeError in {hook};" in record.getMessage()
     )
     run_hooks = [
         "on_run_start",
@@ -204,14 +222,60 @@ async def test_plugin_errors_are_logged_once_per_plugin_and_hook(
         "on_tool_call_start",
         "on_tool_call_end",
     ]
-    assert logged == dict.fromkeys(run_hooks, 1)
+    assert logged == dict.fromkeys([*run_hooks, "on_interrupt", "on_checkpoint", "on_resume"], 1)
     errors = tracedagent.plugin_errors()
     assert errors[(name, "on_run_start")] == 2
     assert errors[(name, "on_model_call_start")] == 4
-    # The log record carries the plugin's traceback.
+    # The log record carries the plugin's traceback (its frames), not its message: content capture is off.
+    record = next(r for r in caplog.records if f"{name}' raised RuntimeError in on_run_start" in r.getMessage())
+    assert "in _boom" in record.getMessage()
+    assert "broke in on_run_start" not in record.getMessage()
+    assert record.exc_info is None
+
+
+async def test_with_content_capture_on_the_log_carries_the_whole_exception(
+    recorder: RecordingTracer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEDAGENT_CAPTURE_CONTENT", "true")
+    name = unique("exploding")
+    tracedagent.register(Exploding(name))
+    with caplog.at_level(logging.ERROR, logger="tracedagent"):
+        await run_calc(calc_agent())
     record = next(r for r in caplog.records if f"{name}' raised in on_run_start" in r.getMessage())
     assert record.exc_info is not None
     assert "broke in on_run_start" in str(record.exc_info[1])
+
+
+class SecretTool(Exception):
+    pass
+
+
+async def test_a_plugin_failing_while_a_tool_fails_logs_no_tool_content(
+    recorder: RecordingTracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tool's exception (user content) is being handled when the plugin raises in on_tool_call_end:
+    with content capture off, neither its message nor the plugin's reaches the log."""
+    name = unique("exploding")
+
+    class ExplodesOnToolEnd:
+        @hookimpl
+        def on_tool_call_end(self, event: Event) -> None:
+            raise RuntimeError(f"plugin saw {event.result}")
+
+    @tool
+    def leak(card: str) -> str:
+        """Charge a card."""
+        raise SecretTool(f"card {card} was declined")
+
+    tracedagent.register(ExplodesOnToolEnd(), name)
+    model = ScriptedModel([Step(tool_calls=[("leak", {"card": "4111-1111"})]), "Sorry."])
+    with caplog.at_level(logging.DEBUG, logger="tracedagent"):
+        result = await Agent("pay", model, tools=[leak]).run("pay")
+    assert result.output == "Sorry."
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") + str(r.exc_text or "") for r in caplog.records)
+    assert f"{name}' raised RuntimeError in on_tool_call_end" in logged
+    assert "4111" not in logged
+    assert "declined" not in logged
 
 
 async def test_a_failing_run_still_fails_with_its_own_error(recorder: RecordingTracer) -> None:
@@ -235,10 +299,10 @@ async def test_isolation_across_per_agent_and_process_wide_plugins(fresh_registr
         tracedagent.register(exploding)
         agent = calc_agent(plugins=[recorder])
 
-    result = await agent.run("2 + 3?")
+    result = await run_calc(agent)
 
     assert result.output == "It is 5."
-    assert len(recorder.events) == 8
+    assert len(recorder.events) == 12  # 8, and the pause: interrupt, checkpoint, the paused segment's end, resume
     assert recorder.unmatched() == []
     errors = tracedagent.plugin_errors()
     # Per-agent plugins are counted under their name too, never under an id.
@@ -253,11 +317,11 @@ async def test_exploding_both_per_agent_and_process_wide(fresh_registry: Any) ->
     tracedagent.register(exploding)
     agent = calc_agent(plugins=[exploding, recorder])
 
-    result = await agent.run("2 + 3?")
+    result = await run_calc(agent)
 
     assert result.output == "It is 5."
     assert recorder.unmatched() == []
-    assert len(recorder.events) == 8
+    assert len(recorder.events) == 12
     # One object registered in both places is called once per event.
     assert tracedagent.plugin_errors()[(name, "on_run_start")] == 1
 

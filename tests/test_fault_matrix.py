@@ -263,7 +263,9 @@ def test_the_scenario_fires_every_observer_hook() -> None:
     assert asyncio.run(go()) == set(OBSERVER_HOOKS)
 
 
-@pytest.mark.parametrize("hook", [*OBSERVER_HOOKS, "approve_tool_call"])
+# A raising approve_tool_call is not isolated but fails closed (the call waits for a person): see
+# test_approvals.py::test_a_raising_decider_pauses_the_call_for_a_person.
+@pytest.mark.parametrize("hook", OBSERVER_HOOKS)
 async def test_hook_raises(witness: Witness, hook: str) -> None:
     baseline = Witness()
     expected = outcome(baseline, *await every_hook_scenario(baseline, []))
@@ -276,9 +278,8 @@ async def test_hook_raises(witness: Witness, hook: str) -> None:
     assert got == expected
     assert got["done"] == ("completed", "done", True)
     errors = {h: n for (p, h), n in tracedagent.plugin_errors().items() if p == plugin.name}
-    # counted once per call: per event for an observer; per tool call it was asked about for the decider
-    # (the three calls of the first turn; the resumed call has a person's decision)
-    calls = 3 if hook == "approve_tool_call" else Counter(witness.recorder.hooks())[hook]
+    # counted once per call: per event
+    calls = Counter(witness.recorder.hooks())[hook]
     assert calls > 0
     assert errors == {hook: calls}
     assert {k: v for k, v in tracedagent.plugin_errors().items() if k[0] != plugin.name} == {

@@ -44,7 +44,8 @@ from tracedagent import (
     hookspecs,
     tool,
 )
-from tracedagent._dispatch import get_dispatcher
+from tracedagent._dispatch import DeciderFailed
+from tracedagent._plugins import get_dispatcher
 from tracedagent.exceptions import ModelError
 from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step, capture_events
 
@@ -470,7 +471,9 @@ def test_every_observer_hook_has_an_event_class_and_a_spec() -> None:
 
 
 def request() -> ToolCallRequest:
-    return ToolCallRequest(tool="delete", call_id="call_1", arguments="{}", run_id="ab" * 16, agent="a")
+    return ToolCallRequest(
+        tool="delete", call_id="call_1", arguments={}, raw_arguments="{}", run_id="ab" * 16, agent="a"
+    )
 
 
 async def test_approve_tool_call(fresh_registry: Any) -> None:
@@ -526,9 +529,11 @@ async def test_approve_tool_call_may_return_an_awaitable(fresh_registry: Any) ->
     assert await get_dispatcher().decide("approve_tool_call", call=request()) == "interrupt"
 
 
-async def test_approve_tool_call_skips_and_counts_a_raising_decider(
+async def test_approve_tool_call_fails_closed_and_counts_a_raising_decider(
     fresh_registry: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A decider that raises (sync or async) is counted and logged once, and the decision fails closed:
+    the dispatcher raises DeciderFailed naming it, never passing the call on to the next decider."""
     name = f"raising-{uuid.uuid4().hex[:8]}"
     async_name = f"async-raising-{uuid.uuid4().hex[:8]}"
 
@@ -548,10 +553,15 @@ async def test_approve_tool_call_skips_and_counts_a_raising_decider(
             raise RuntimeError("policy service down too")
 
     tracedagent.register(Allows(), "allows")
-    tracedagent.register(Raises(), name)
-    tracedagent.register(RaisesLater(), async_name)
-    for _ in range(2):
-        assert await get_dispatcher().decide("approve_tool_call", call=request()) == "allow"
+    for plugin, plugin_name in ((Raises(), name), (RaisesLater(), async_name)):
+        tracedagent.register(plugin, plugin_name)
+        for _ in range(2):
+            with pytest.raises(DeciderFailed, match=plugin_name) as failed:
+                await get_dispatcher().decide("approve_tool_call", call=request())
+            assert failed.value.plugin == plugin_name
+            assert isinstance(failed.value.error, RuntimeError)
+        tracedagent.unregister(plugin_name)
+    assert await get_dispatcher().decide("approve_tool_call", call=request()) == "allow"
     errors = tracedagent.plugin_errors()
     assert errors[(name, "approve_tool_call")] == 2
     assert errors[(async_name, "approve_tool_call")] == 2

@@ -203,14 +203,14 @@ def test_importing_and_loading_everything_enables_no_tool_and_no_approval_policy
         """
         import importlib, json
         import tracedagent, tracedagent.tools, tracedagent.models, tracedagent.resilience, tracedagent.testing
-        from tracedagent import _dispatch, _tools
+        from tracedagent import _plugins, _tools
         for name in PLUGINS_HERE:
             try:
                 importlib.import_module(name)
             except ImportError:
                 pass
         tracedagent.load_plugins()
-        dispatcher = _dispatch.get_dispatcher()
+        dispatcher = _plugins.get_dispatcher()
         print(json.dumps({
             "tools": sorted(t.name for t in _tools._all_tools),
             "deciders": [name for name, _, _ in dispatcher.approve_tool_call],

@@ -4,12 +4,11 @@ Every stage of a run fires a pluggy hook; tracer plugins fan the events out to s
 OTLP and Prometheus. See the README for a tour.
 """
 
-from ._agent import Agent, RunResult
+from ._agent import Agent
 from ._approval import Approval, approval_granted
 from ._checkpoint import Checkpoint, CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
 from ._compaction import CharEstimate, CompactionContext, CompactionStrategy, DropOldest, Summarize, TokenCounter
 from ._context import RunContext
-from ._dispatch import PluginContext, PluginInfo, list_plugins, load_plugins, plugin_errors, register, unregister
 from ._events import (
     CheckpointSaved,
     CircuitStateChanged,
@@ -31,7 +30,11 @@ from ._export import ExportPipeline, ExportStats, export_stats, flush, is_export
 from ._ids import SpanContext, current_span
 from ._messages import Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
+from ._plugin_context import PluginContext
+from ._plugin_errors import plugin_errors
+from ._plugins import PluginInfo, list_plugins, load_plugins, register, unregister
 from ._queueing import QueueingTracer
+from ._result import RunResult
 from ._stream import FinalResult, StreamEvent, UsageUpdated
 from ._tools import Tool, ToolCallRequest, ToolSpec, external_tool, tool
 from .exceptions import (

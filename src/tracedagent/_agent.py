@@ -3,49 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
 import pluggy
 
-from . import _dispatch
-from ._checkpoint import Checkpoint, CheckpointStore, store_from
+from . import _plugins
+from ._checkpoint import CheckpointStore
 from ._compaction import CompactionStrategy
+from ._config import AgentConfig, configure
 from ._context import RunContext
-from ._durable import default_store, is_default_memory, restore_context
-from ._events import Interruption
+from ._dispatch import Dispatcher
+from ._durable import default_store, is_default_memory, restore
 from ._ids import _current, new_trace_id
-from ._loop import Run, execute
-from ._messages import Message, Usage
+from ._loop import execute
+from ._messages import Message
 from ._model import Model
+from ._result import RunResult
+from ._segment import Segment
+from ._state import RunState
 from ._stream import FinalResult, StreamEvent
 from ._tools import Tool
-from .exceptions import ConfigurationError, PluginError, RunRejected, UserError
+from .exceptions import PluginError, RunRejected, UserError
 
 __all__ = ["Agent", "RunResult"]
-
-RunStatus = Literal["completed", "interrupted", "failed", "cancelled"]
-
-
-@dataclass(slots=True)
-class RunResult:
-    """What a run did: its ``output`` text, ``status``, ids, ``usage`` and the whole conversation."""
-
-    output: str | None
-    status: RunStatus
-    run_id: str
-    trace_id: str
-    usage: Usage
-    messages: list[Message]
-    interruptions: list[Interruption] = field(default_factory=list)
-    turns: int = 0
-    duration_s: float = 0.0
-
 
 Input = str | Message | Sequence[Message]
 
@@ -78,81 +62,103 @@ class Agent:
         checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
         checkpoint_every: Literal["step", "interrupt"] | None = None,
         max_concurrent_runs: int | None = None,
+        max_result_chars: int | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
-        if not isinstance(model, Model):
-            raise ConfigurationError(
-                f"agent {name!r}: model must implement the Model protocol (name, provider, stream()); "
-                f"got {type(model).__name__}. Use tracedagent.models or tracedagent.testing.ScriptedModel"
-            )
-        if not isinstance(max_turns, int) or max_turns < 1:
-            raise ConfigurationError(f"agent {name!r}: max_turns must be a positive integer, not {max_turns!r}")
-        if compaction is not None and not isinstance(compaction, CompactionStrategy):
-            raise ConfigurationError(
-                f"agent {name!r}: compaction must be a strategy such as DropOldest(max_tokens=...) or "
-                f"Summarize(max_tokens=...), not {compaction!r}"
-            )
-        self.name = name
-        self.model = model
-        self.instructions = instructions
-        self.max_turns = max_turns
-        self.compaction = compaction
-        self.model_settings = dict(model_settings or {})
-        self.tools: dict[str, Tool] = {}
-        for t in tools:
-            if not isinstance(t, Tool):
-                raise ConfigurationError(f"agent {name!r}: {t!r} is not a tool; decorate the function with @tool")
-            if t.name in self.tools:
-                raise ConfigurationError(f"agent {name!r}: two tools are named {t.name!r}; give one another name")
-            self.tools[t.name] = t
-        self.prepare_tools = _as_async(prepare_tools) if prepare_tools is not None else None
-        self.checkpoints = store_from(checkpoints)
-        if checkpoint_every not in (None, "step", "interrupt"):
-            raise ConfigurationError(
-                f"agent {name!r}: checkpoint_every must be 'step' or 'interrupt', not {checkpoint_every!r}"
-            )
-        #: "step", "interrupt", or None: every step with a durable store, only at pauses in memory.
-        self.checkpoint_every: str | None = checkpoint_every
-        if max_concurrent_runs is not None and (
-            isinstance(max_concurrent_runs, bool) or not isinstance(max_concurrent_runs, int) or max_concurrent_runs < 1
-        ):
-            raise ConfigurationError(
-                f"agent {name!r}: max_concurrent_runs must be a whole number >= 1 or None, not {max_concurrent_runs!r}"
-            )
-        self.max_concurrent_runs = max_concurrent_runs
+        #: The immutable configuration every run of this agent reads.
+        self.config: AgentConfig = configure(
+            name,
+            model,
+            instructions=instructions,
+            tools=tools,
+            max_turns=max_turns,
+            compaction=compaction,
+            model_settings=model_settings,
+            prepare_tools=prepare_tools,
+            checkpoints=checkpoints,
+            checkpoint_every=checkpoint_every,
+            max_concurrent_runs=max_concurrent_runs,
+            max_result_chars=max_result_chars,
+        )
         self._active = 0
         self._active_lock = threading.Lock()
         self._pm: pluggy.PluginManager | None = None
         plugins = list(plugins)
         if plugins:
-            self._pm = _dispatch.new_plugin_manager()
+            self._pm = _plugins.new_plugin_manager()
             for plugin in plugins:
                 try:
-                    _dispatch.register_checked(self._pm, plugin)
+                    _plugins.register_checked(self._pm, plugin)
                 except PluginError as exc:
                     raise PluginError(f"agent {name!r}: {exc}") from exc
-        self._dispatcher: _dispatch.Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = None
         self._dispatcher_version = -1
+
+    # ------------------------------------------------------------------------------ configuration
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def model(self) -> Model:
+        return self.config.model
+
+    @property
+    def instructions(self) -> str | None:
+        return self.config.instructions
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        """The agent's tools by name (read-only; a run may change its own with ``RunContext.add_tool``)."""
+        return self.config.tools
+
+    @property
+    def max_turns(self) -> int:
+        return self.config.max_turns
+
+    @property
+    def compaction(self) -> CompactionStrategy | None:
+        return self.config.compaction
+
+    @property
+    def model_settings(self) -> Mapping[str, Any]:
+        return self.config.model_settings
+
+    @property
+    def checkpoints(self) -> CheckpointStore | None:
+        return self.config.checkpoints
+
+    @property
+    def checkpoint_every(self) -> str | None:
+        return self.config.checkpoint_every
+
+    @property
+    def max_concurrent_runs(self) -> int | None:
+        return self.config.max_concurrent_runs
+
+    @property
+    def max_result_chars(self) -> int:
+        return self.config.max_result_chars
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, model={self.model.provider}:{self.model.name})"
 
     # ------------------------------------------------------------------------------------ running
 
-    def _get_dispatcher(self) -> _dispatch.Dispatcher:
-        dispatcher = _dispatch.get_dispatcher()
+    def _get_dispatcher(self) -> Dispatcher:
+        dispatcher = _plugins.get_dispatcher()
         if self._pm is None:
             return dispatcher
-        version = _dispatch.registry_version()
+        version = _plugins.registry_version()
         if self._dispatcher is None or self._dispatcher_version != version:
-            self._dispatcher = _dispatch.Dispatcher([self._pm, _dispatch.global_plugin_manager()])
+            self._dispatcher = Dispatcher([self._pm, _plugins.global_plugin_manager()])
             self._dispatcher_version = version
         return self._dispatcher
 
-    def _new_context(
-        self, input: Input, messages: Sequence[Message] | None, metadata: dict[str, Any] | None, deps: Any
-    ) -> RunContext:
+    def _new_state(
+        self, input: Input, messages: Sequence[Message] | None, metadata: dict[str, Any] | None
+    ) -> tuple[RunState, str | None]:
+        """A new run's state, and the span it is a child of (the current tracedagent span, if any)."""
         history = list(messages) if messages is not None else []
         if isinstance(input, str):
             history.append(Message.user(input))
@@ -169,22 +175,24 @@ class Agent:
             raise UserError(f"run() input must be a str, a Message or a list of Message, not {type(input).__name__}")
         if not history:
             raise UserError("run() needs something to answer: pass a prompt or messages")
+        # A run started inside another run's tool joins that trace as a child of the tool's span.
         parent = _current.get()
         trace_id = parent.trace_id if parent is not None else new_trace_id()
-        return RunContext(self, new_trace_id(), trace_id, history, dict(self.tools), metadata, deps)
+        state = RunState(new_trace_id(), trace_id, self.config.name, messages=history, metadata=metadata or {})
+        return state, parent.span_id if parent is not None else None
 
     def store(self) -> CheckpointStore:
         """Where this agent's runs and sessions are kept."""
-        return self.checkpoints if self.checkpoints is not None else default_store()
+        return self.config.checkpoints if self.config.checkpoints is not None else default_store()
 
     @property
     def active_runs(self) -> int:
         """Runs (and resumed runs) of this agent going on now."""
         return self._active
 
-    async def _execute(self, run: Run) -> RunResult:
+    async def _execute(self, seg: Segment) -> RunResult:
         """One segment, within ``max_concurrent_runs``: past it the run is refused before it starts."""
-        limit = self.max_concurrent_runs
+        limit = self.config.max_concurrent_runs
         with self._active_lock:
             if limit is not None and self._active >= limit:
                 raise RunRejected(
@@ -193,16 +201,35 @@ class Agent:
                 )
             self._active += 1
         try:
-            return await execute(run, _result_of)
+            return await execute(seg, _result_of)
         finally:
             with self._active_lock:
                 self._active -= 1
 
-    def _segment(self, ctx: RunContext, stream: Callable[[Any], None] | None, resumed: Checkpoint | None = None) -> Run:
+    def _segment(
+        self,
+        state: RunState,
+        deps: Any,
+        stream: Callable[[Any], None] | None,
+        parent_span_id: str | None,
+        resumed: RunState | None = None,
+        decisions: dict[str, Any] | None = None,
+        external_results: dict[str, str] | None = None,
+    ) -> Segment:
         store = self.store()
-        every = self.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
-        every_step = every == "step"
-        return Run(self, ctx, self._get_dispatcher(), stream, store, every_step, resumed)
+        every = self.config.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
+        ctx = RunContext(self.config, state, dict(self.config.tools), deps)
+        return Segment(
+            ctx,
+            self._get_dispatcher(),
+            stream,
+            store,
+            every == "step",
+            parent_span_id,
+            resumed,
+            decisions,
+            external_results,
+        )
 
     async def _run(
         self,
@@ -217,9 +244,9 @@ class Agent:
             if not isinstance(session_id, str) or not session_id:
                 raise UserError(f"session_id must be a non-empty string, not {session_id!r}")
             messages = [*await self.store().load_session(session_id), *(messages or ())]
-        ctx = self._new_context(input, messages, metadata, deps)
-        ctx.session_id = session_id
-        return await self._execute(self._segment(ctx, stream))
+        state, parent_span_id = self._new_state(input, messages, metadata)
+        state.session_id = session_id
+        return await self._execute(self._segment(state, deps, stream, parent_span_id))
 
     async def run(
         self,
@@ -298,8 +325,9 @@ class Agent:
                 f"no checkpoint of run {run_id!r} in {store!r}; resume a run with the store it ran with "
                 "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
             )
-        ctx = restore_context(self, checkpoint, approvals or {}, results or {}, deps)
-        return await self._execute(self._segment(ctx, stream, checkpoint))
+        state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
+        seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
+        return await self._execute(seg)
 
     async def stream(
         self,
@@ -334,18 +362,18 @@ class Agent:
                     pass
 
 
-def _result_of(run: Run, status: str, output: str | None, error: BaseException | None) -> RunResult:
-    ctx = run.ctx
+def _result_of(seg: Segment, status: str, output: str | None) -> RunResult:
+    state = seg.state
     return RunResult(
         output=output,
         status=status,  # type: ignore[arg-type]
-        run_id=ctx.run_id,
-        trace_id=ctx.trace_id,
-        usage=ctx.usage,
-        messages=ctx.messages,
-        interruptions=list(ctx.pending),
-        turns=ctx.turn,
-        duration_s=perf_counter() - run.started,
+        run_id=state.run_id,
+        trace_id=state.trace_id,
+        usage=state.usage,
+        messages=state.messages,  # type: ignore[arg-type]  # a live state holds a list
+        interruptions=list(state.pending),
+        turns=state.turn,
+        duration_s=perf_counter() - seg.started,
     )
 
 
@@ -355,12 +383,3 @@ def _no_running_loop(name: str, instead: str) -> None:
     except RuntimeError:
         return
     raise UserError(f"{name}() was called inside a running event loop; use `await agent.{instead}(...)` there")
-
-
-def _as_async(fn: Callable[[RunContext], Awaitable[None] | None]) -> Callable[[RunContext], Awaitable[None]]:
-    async def call(ctx: RunContext) -> None:
-        result = fn(ctx)
-        if inspect.isawaitable(result):
-            await result
-
-    return call

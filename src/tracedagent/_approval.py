@@ -1,4 +1,6 @@
-"""Approvals: how a tool call that needs a person is decided, and how the decision is given back.
+"""Approvals: the decisions on tool calls that need a person, and how they are given back.
+
+How a call is decided is the approval layer of the tool pipeline (:mod:`._tool_layers`).
 
 A call pauses the run when its tool is external (the caller runs it), when the person's decision is
 still needed (``needs_approval``, the ``approve_tool_call`` decider answering ``interrupt``), or when the
@@ -12,18 +14,11 @@ from __future__ import annotations
 import json
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._tools import ToolCallRequest
-from .exceptions import ToolArgumentsError, UserError
+from .exceptions import UserError
 
-if TYPE_CHECKING:
-    from ._context import RunContext
-    from ._dispatch import Dispatcher
-    from ._messages import ToolCall
-    from ._tools import Tool
-
-__all__ = ["Approval", "approval_granted"]
+__all__ = ["RUN", "Approval", "Decision", "approval_granted", "as_approval", "denial", "edited", "from_answer"]
 
 _granted: ContextVar[bool] = ContextVar("tracedagent_approval_granted", default=False)
 
@@ -83,13 +78,13 @@ class Decision:
 RUN = Decision("run")
 
 
-def _edited(arguments: dict[str, Any] | str | None) -> str | None:
+def edited(arguments: dict[str, Any] | str | None) -> str | None:
     if arguments is None or isinstance(arguments, str):
         return arguments
     return json.dumps(arguments)
 
 
-def _from_answer(call_id: str, answer: Any) -> Decision | None:
+def from_answer(call_id: str, answer: Any) -> Decision | None:
     """Map a decider's answer; None lets the next rule decide."""
     if answer is None:
         return None
@@ -97,48 +92,8 @@ def _from_answer(call_id: str, answer: Any) -> Decision | None:
         return Decision("pause", text="the approve_tool_call hook asked for a person's decision")
     approval = as_approval(call_id, answer)
     if approval.approved:
-        return Decision("run", _edited(approval.arguments), granted=True)
+        return Decision("run", edited(approval.arguments), granted=True)
     return Decision("deny", text=approval.reason or "")
-
-
-async def decide(ctx: RunContext, dispatcher: Dispatcher, tool: Tool, call: ToolCall) -> Decision:
-    """Decide a call, in this order: a result the caller gave (external tools), an external tool's pause,
-    the person's decision given to ``resume``, a remembered approval, the ``approve_tool_call`` hook,
-    the tool's ``needs_approval``."""
-    if call.id in ctx.external_results:
-        return Decision("result", text=ctx.external_results.pop(call.id))
-    if tool.external:
-        return Decision("pause", text=f"external tool {tool.name!r}: the caller runs it", kind="external")
-    decision = ctx.decisions.pop(call.id, None)
-    if decision is not None:
-        if not decision.approved:
-            return Decision("deny", text=decision.reason or "")
-        if decision.remember:
-            ctx.approved_tools.add(tool.name)
-        return Decision("run", _edited(decision.arguments), granted=True)
-    if tool.name in ctx.approved_tools:
-        return Decision("run", granted=True)
-    if dispatcher.approve_tool_call:
-        request = ToolCallRequest(tool.name, call.id, call.arguments, ctx.run_id, ctx.agent.name)
-        try:
-            answered = _from_answer(call.id, await dispatcher.decide("approve_tool_call", call=request))
-        except UserError as exc:  # an answer we cannot read: ask a person rather than guess
-            answered = Decision("pause", text=f"the approve_tool_call hook gave an unreadable answer ({exc})")
-        if answered is not None:
-            return answered
-    needs = tool.needs_approval
-    if callable(needs):
-        try:
-            arguments = tool.validate(call.arguments)
-        except ToolArgumentsError:
-            return RUN  # the call fails its validation when it runs; nothing to approve
-        try:
-            needs = bool(needs(arguments))
-        except Exception as exc:  # a broken predicate must not let the call through unchecked
-            return Decision("pause", text=f"needs_approval of tool {tool.name!r} raised {type(exc).__name__}: {exc}")
-    if needs:
-        return Decision("pause", text=f"tool {tool.name!r} needs approval")
-    return RUN
 
 
 def denial(tool: str, reason: str) -> str:

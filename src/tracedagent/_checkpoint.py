@@ -1,10 +1,8 @@
-"""Durable run state: checkpoints, the stores that keep them, and sessions.
+"""The stores that keep checkpoints, and sessions.
 
-A :class:`Checkpoint` is a snapshot of a run's mutable state (messages, the results of the turn in
-flight, pending interruptions, usage, ids), taken on the loop's thread in O(messages) pointer copies.
-Encoding it (versioned JSON) and writing it happen in the store, off the event loop's thread for the
-SQLite store. A record that is unreadable, from an unknown format version or for another run gives a
-:class:`CheckpointError` naming the run; a run is never half restored.
+A :class:`Checkpoint` is a snapshot of a run's :class:`~tracedagent._state.RunState` (the same class),
+taken on the loop's thread in O(messages) pointer copies. Encoding it (versioned JSON) and writing it
+happen in the store, off the event loop's thread for the SQLite store.
 
 Stores: :class:`SQLiteCheckpointStore` (stdlib ``sqlite3``, WAL, one writer thread, each write one
 transaction, the file readable by its owner only) and :class:`InMemoryCheckpointStore`. Both also keep
@@ -21,12 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
-from ._events import Interruption
-from ._messages import Message, Usage
+from ._messages import Message
+from ._state import FORMAT_VERSION, RunState
 from .exceptions import CheckpointError, ConfigurationError
 
 __all__ = [
@@ -36,186 +33,12 @@ __all__ = [
     "SQLiteCheckpointStore",
 ]
 
-FORMAT = "tracedagent.checkpoint"
-FORMAT_VERSION = 1
+#: A checkpoint is a saved :class:`RunState`: the run's state object itself, not a copy of its fields.
+Checkpoint = RunState
+
 SESSION_FORMAT = "tracedagent.session"
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A run's state at one point: everything needed to go on from there, in this or another process."""
-
-    run_id: str
-    trace_id: str
-    agent: str
-    status: str
-    messages: tuple[Message, ...]
-    turn: int
-    usage: Usage
-    turn_results: dict[str, Message] = field(default_factory=dict)
-    pending: tuple[Interruption, ...] = ()
-    approved_tools: tuple[str, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
-    session_id: str | None = None
-    segment_span_id: str | None = None
-    parent_span_id: str | None = None
-    paused_at_ns: int | None = None
-    step: int = 0
-    #: When the run began (its ``RunStarted`` timestamp), so a resume elsewhere can place it in its trace.
-    started_ns: int | None = None
-
-    def encode(self) -> bytes:
-        record = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "run_id": self.run_id,
-            "trace_id": self.trace_id,
-            "agent": self.agent,
-            "status": self.status,
-            "messages": [m.to_dict() for m in self.messages],
-            "turn": self.turn,
-            "usage": self.usage.to_dict(),
-            "turn_results": {k: m.to_dict() for k, m in self.turn_results.items()},
-            "pending": [
-                {"id": p.id, "tool": p.tool, "arguments": p.arguments, "reason": p.reason, "kind": p.kind}
-                for p in self.pending
-            ],
-            "approved_tools": list(self.approved_tools),
-            "metadata": self.metadata,
-            "session_id": self.session_id,
-            "segment_span_id": self.segment_span_id,
-            "parent_span_id": self.parent_span_id,
-            "paused_at_ns": self.paused_at_ns,
-            "step": self.step,
-            "started_ns": self.started_ns,
-        }
-        return json.dumps(record, separators=(",", ":"), default=str).encode()
-
-    @classmethod
-    def decode(cls, run_id: str, data: bytes) -> Checkpoint:
-        """Read a record; anything wrong with it is a :class:`CheckpointError` naming ``run_id``."""
-        try:
-            record = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise CheckpointError(
-                f"the checkpoint of run {run_id!r} is corrupted (not valid JSON: {exc}); it cannot be resumed",
-                run_id=run_id,
-            ) from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise CheckpointError(f"the checkpoint of run {run_id!r} is not a tracedagent checkpoint", run_id=run_id)
-        version = record.get("version")
-        if version != FORMAT_VERSION:
-            raise CheckpointError(
-                f"the checkpoint of run {run_id!r} has format version {version!r}; this tracedagent reads "
-                f"version {FORMAT_VERSION}. Resume it with the tracedagent version that wrote it",
-                run_id=run_id,
-            )
-        if record.get("run_id") != run_id:
-            raise CheckpointError(
-                f"the checkpoint stored for run {run_id!r} belongs to run {record.get('run_id')!r}", run_id=run_id
-            )
-        try:
-            usage = _dict(record["usage"])
-            messages = tuple(_message(m) for m in _list(record["messages"]))
-            if not messages:
-                raise ValueError("it holds no messages")
-            return cls(
-                run_id=run_id,
-                trace_id=_str(record["trace_id"]),
-                agent=_str(record["agent"]),
-                status=_status(record["status"]),
-                messages=messages,
-                turn=_count(record["turn"]),
-                usage=Usage(
-                    _count(usage["input_tokens"]),
-                    _count(usage["output_tokens"]),
-                    _count(usage["cache_read_tokens"]),
-                    _count(usage["reasoning_tokens"]),
-                    _count(usage["requests"]),
-                    _bool(usage["estimated"]),
-                ),
-                turn_results={_str(k): _message(m) for k, m in _dict(record["turn_results"]).items()},
-                pending=tuple(_interruption(p) for p in _list(record["pending"])),
-                approved_tools=tuple(_str(t) for t in _list(record["approved_tools"])),
-                metadata=dict(_dict(record["metadata"])),
-                session_id=_optional(_str, record["session_id"]),
-                segment_span_id=_optional(_str, record["segment_span_id"]),
-                parent_span_id=_optional(_str, record["parent_span_id"]),
-                paused_at_ns=_optional(_count, record["paused_at_ns"]),
-                step=_count(record["step"]),
-                started_ns=_optional(_count, record.get("started_ns")),  # absent in older records
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(
-                f"the checkpoint of run {run_id!r} is corrupted ({type(exc).__name__}: {exc}); it cannot be resumed",
-                run_id=run_id,
-            ) from None
-
-
-# Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
-_STATUSES = frozenset({"running", "interrupted", "completed", "failed", "cancelled"})
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, found {type(value).__name__}")
-    return value
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or value < 0:
-        raise TypeError(f"expected a non-negative integer, found {value!r}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise TypeError(f"expected true or false, found {value!r}")
-    return value
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"expected a list, found {type(value).__name__}")
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"expected an object, found {type(value).__name__}")
-    return value
-
-
-def _optional(read: Callable[[Any], T], value: Any) -> T | None:
-    return None if value is None else read(value)
-
-
-def _status(value: Any) -> str:
-    status = _str(value)
-    if status not in _STATUSES:
-        raise ValueError(f"unknown run status {status!r}")
-    return status
-
-
-def _message(value: Any) -> Message:
-    data = _dict(value)
-    for key in ("content", "tool_call_id", "name", "thinking"):
-        _optional(_str, data.get(key))
-    _bool(data.get("is_error", False))
-    for call in _list(data.get("tool_calls", [])):
-        for key in ("id", "name", "arguments"):
-            _str(_dict(call)[key])
-    return Message.from_dict(data)
-
-
-def _interruption(value: Any) -> Interruption:
-    p = _dict(value)
-    kind = p["kind"]
-    if kind not in ("approval", "external"):
-        raise ValueError(f"unknown interruption kind {kind!r}")
-    return Interruption(_str(p["id"]), _str(p["tool"]), _str(p["arguments"]), _str(p["reason"]), kind)
 
 
 def encode_session(messages: Sequence[Message]) -> bytes:

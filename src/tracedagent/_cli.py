@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _dispatch
+from . import _plugins
 from ._agent import Agent
 from ._export import flush
 from .exceptions import RunError, TracedAgentError
@@ -89,8 +89,8 @@ def _load_agent(target: str) -> Agent:
     return obj
 
 
-def _plugins() -> int:
-    infos = _dispatch.list_plugins()
+def _list_plugins() -> int:
+    infos = _plugins.list_plugins()
     if not infos:
         print("no plugins loaded (install one, or name a module in TRACEDAGENT_PLUGINS)")
     for info in infos:
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush(5.0)
             print(result.output)
             return 0
-        return _plugins()
+        return _list_plugins()
     except TracedAgentError as exc:
         print(f"tracedagent: {exc}", file=sys.stderr)
         return 2

@@ -1,86 +1,69 @@
-"""The mutable state of one run, kept apart from the agent's immutable configuration.
+"""``RunContext``: what a tool (a parameter annotated ``RunContext``) and ``prepare_tools`` see of a run.
 
-:class:`RunContext` is what tools (a parameter annotated ``RunContext``) and ``prepare_tools`` see: the
-run's ids, the conversation so far, its usage, and the tools offered to the model, which may be changed
-between turns with :meth:`RunContext.add_tool` and :meth:`RunContext.remove_tool`.
+It is the per-call view of one run: the agent's configuration (``agent``), the run's state (``state``,
+the same object a checkpoint saves), the caller's ``deps``, and the tools offered to the model, which
+may be changed between turns with :meth:`add_tool` and :meth:`remove_tool`. It holds no state of its
+own besides the tools: its ids, messages, usage and turn are the run state's.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._approval import Approval
-from ._events import Interruption
+from ._config import AgentConfig
 from ._messages import Message, Usage
-from ._tools import Tool
+from ._state import RunState
+from ._tools import Tool, ToolContext
 from .exceptions import UserError
-
-if TYPE_CHECKING:
-    from ._agent import Agent
 
 __all__ = ["RunContext"]
 
 
-class RunContext:
-    """One run's state: ids, messages, usage, turn count and its current tools."""
+class RunContext(ToolContext):
+    """One run as its tools see it: ids, messages, usage, turn count, ``deps`` and its current tools."""
 
-    __slots__ = (
-        "agent",
-        "approved_tools",
-        "decisions",
-        "deps",
-        "external_results",
-        "messages",
-        "metadata",
-        "pending",
-        "run_id",
-        "session_id",
-        "started_ns",
-        "step",
-        "tools",
-        "trace_id",
-        "turn",
-        "turn_results",
-        "usage",
-    )
+    __slots__ = ("agent", "deps", "state", "tools")
 
-    def __init__(
-        self,
-        agent: Agent,
-        run_id: str,
-        trace_id: str,
-        messages: list[Message],
-        tools: dict[str, Tool],
-        metadata: dict[str, Any] | None = None,
-        deps: Any = None,
-    ) -> None:
+    def __init__(self, agent: AgentConfig, state: RunState, tools: dict[str, Tool], deps: Any = None) -> None:
+        #: The agent's configuration (its ``name``, ``model``, ``instructions``...).
         self.agent = agent
-        self.run_id = run_id
-        self.trace_id = trace_id
-        self.messages = messages
-        self.usage = Usage()
-        self.turn = 0
+        self.state = state
         self.tools = tools
-        self.metadata = metadata if metadata is not None else {}
         self.deps = deps
-        #: Results of the turn in flight, by call id, until every call of the turn has one.
-        self.turn_results: dict[str, Message] = {}
-        #: Calls waiting for a person or for the caller; non-empty when the run pauses.
-        self.pending: list[Interruption] = []
-        #: Tools approved for the rest of the run (``Approval.allow(remember=True)``).
-        self.approved_tools: set[str] = set()
-        #: Decisions and external results given to ``resume``, by call id.
-        self.decisions: dict[str, Approval] = {}
-        self.external_results: dict[str, str] = {}
-        self.session_id: str | None = None
-        #: Checkpoints written so far.
-        self.step = 0
-        #: When the run began (wall clock, ns); kept across resumes.
-        self.started_ns: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def trace_id(self) -> str:
+        return self.state.trace_id
 
     @property
     def agent_name(self) -> str:
         return self.agent.name
+
+    @property
+    def messages(self) -> list[Message]:
+        """The conversation so far (the run's own list: append to it only from ``prepare_tools``)."""
+        return self.state.messages  # type: ignore[return-value]  # a live state holds a list
+
+    @property
+    def usage(self) -> Usage:
+        return self.state.usage
+
+    @property
+    def turn(self) -> int:
+        """Model calls made so far in this run."""
+        return self.state.turn
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.state.metadata
+
+    @property
+    def session_id(self) -> str | None:
+        return self.state.session_id
 
     def add_tool(self, tool: Tool) -> None:
         """Offer ``tool`` to the model from the next model call on (for this run only)."""

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from . import _dispatch
+from . import _plugins
 from ._agent import Agent
 from ._compaction import Summarize
 from ._events import CircuitStateChanged, ModelCallEnded, RunEnded, ToolCallEnded
@@ -360,21 +360,21 @@ def run_demo(
     out = out or sys.stdout
     if not quiet:
         os.environ.setdefault("TRACEDAGENT_STDOUT", "1")
-    _dispatch.load_plugins()
-    if not quiet and not any(info.name == "stdout" for info in _dispatch.list_plugins()):
+    _plugins.load_plugins()
+    if not quiet and not any(info.name == "stdout" for info in _plugins.list_plugins()):
         print(
             "(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out
         )
     summary = DemoSummary()
     counter = _SummaryCounter(summary)
-    name = _dispatch.register(counter, "demo-summary")
+    name = _plugins.register(counter, "demo-summary")
     started = time.perf_counter()
     try:
         failures = asyncio.run(_scenario(build_demo_agent(model), runs, concurrency))
     finally:
         summary.wall_s = time.perf_counter() - started
         flush(5.0)
-        _dispatch.unregister(name)
+        _plugins.unregister(name)
     print(summary.render(), file=out)
     for failure in failures:
         print(f"failed run: {failure}", file=out)

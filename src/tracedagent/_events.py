@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from ._fastinit import fast_init
 from ._messages import Message, Usage
+from ._text import MAX_ERROR_CHARS, bounded, safe_str
 
 __all__ = [
     "CheckpointSaved",
@@ -52,7 +53,8 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        return cls(type(exc).__name__, str(exc))
+        """The type and message of ``exc`` (at most ``MAX_ERROR_CHARS``), even if its ``__str__`` raises."""
+        return cls(type(exc).__name__, bounded(safe_str(exc), MAX_ERROR_CHARS, "error message"))
 
 
 @fast_init

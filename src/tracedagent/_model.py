@@ -7,7 +7,7 @@ message, usage, finish reason). The loop times the first part as the time to fir
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -62,7 +62,7 @@ class ModelRequest:
     messages: Sequence[Message]
     instructions: str | None = None
     tools: tuple[ToolSpec, ...] = ()
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
     span: SpanContext | None = None
     run_id: str = ""
     agent: str = ""

@@ -18,7 +18,7 @@ from ._messages import Usage
 from ._model import TextDelta, ThinkingDelta
 
 if TYPE_CHECKING:
-    from ._agent import RunResult
+    from ._result import RunResult
 
 __all__ = ["FinalResult", "StreamEvent", "UsageUpdated"]
 

@@ -14,21 +14,32 @@ import functools
 import inspect
 import os
 import re
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
+from typing import Any, TypeVar, get_type_hints, overload
 
 import pydantic
 import pydantic_core
 
+from ._text import bounded, describe_error, safe_str
 from .exceptions import ConfigurationError, ToolArgumentsError, ToolDefinitionError, ToolTimeout
 from .resilience import Bulkhead, CircuitBreaker, RetryPolicy
+from .resilience._state import _all_tools, track  # noqa: F401 (_all_tools: the tools alive, for tests)
 
-if TYPE_CHECKING:
-    from ._context import RunContext
+__all__ = [
+    "DEFAULT_MAX_RESULT_CHARS",
+    "Tool",
+    "ToolCallRequest",
+    "ToolContext",
+    "ToolSpec",
+    "bounded",
+    "describe_error",
+    "external_tool",
+    "tool",
+]
 
-__all__ = ["Tool", "ToolCallRequest", "ToolSpec", "external_tool", "tool"]
+#: How much of a tool's result (or error message) the model gets by default, in characters.
+DEFAULT_MAX_RESULT_CHARS = 100_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,16 +90,22 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallRequest:
-    """A tool call about to run, as the ``approve_tool_call`` decider sees it."""
+    """A tool call about to run, as the ``approve_tool_call`` decider sees it: ``arguments`` are the
+    validated arguments as a dict, ``raw_arguments`` the JSON text the model sent."""
 
     tool: str
     call_id: str
-    arguments: str
+    arguments: dict[str, Any]
     run_id: str
     agent: str
+    raw_arguments: str = ""
 
 
-_all_tools: weakref.WeakSet[Tool] = weakref.WeakSet()
+class ToolContext:
+    """The base of what a tool gets for a parameter annotated with it (:class:`tracedagent.RunContext`):
+    tools recognise the annotation without depending on the run's modules."""
+
+    __slots__ = ()
 
 
 class SlotLease:
@@ -144,9 +161,8 @@ def _strip_titles(schema: Any) -> Any:
 
 
 def _is_context(annotation: Any) -> bool:
-    from ._context import RunContext
-
-    return annotation is RunContext or getattr(annotation, "__origin__", None) is RunContext
+    origin = getattr(annotation, "__origin__", annotation)
+    return isinstance(origin, type) and issubclass(origin, ToolContext)
 
 
 def serialize_result(value: Any) -> str:
@@ -157,8 +173,8 @@ def serialize_result(value: Any) -> str:
         return value.model_dump_json()
     try:
         return pydantic_core.to_json(value).decode()
-    except pydantic_core.PydanticSerializationError:
-        return str(value)
+    except Exception:  # not JSON (or its serialiser raised): its text, whatever happens
+        return safe_str(value)
 
 
 class Tool:
@@ -179,6 +195,7 @@ class Tool:
         max_queue: int = 100,
         queue_timeout: float | None = None,
         bulkhead: Bulkhead | None = None,
+        max_result_chars: int | None = None,
     ) -> None:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
@@ -194,6 +211,15 @@ class Tool:
                 f"tool {self.name!r}: timeout must be a positive number of seconds, not {timeout!r}"
             )
         self.timeout = timeout
+        if max_result_chars is not None and (
+            isinstance(max_result_chars, bool) or not isinstance(max_result_chars, int) or max_result_chars < 1
+        ):
+            raise ToolDefinitionError(
+                f"tool {self.name!r}: max_result_chars must be a whole number of characters >= 1, not "
+                f"{max_result_chars!r}"
+            )
+        #: Past this many characters a result or error message is truncated (None: the agent's default).
+        self.max_result_chars = max_result_chars
         if not (isinstance(needs_approval, bool) or callable(needs_approval)):
             raise ToolDefinitionError(
                 f"tool {self.name!r}: needs_approval must be True, False or a function of the arguments, "
@@ -236,7 +262,7 @@ class Tool:
             raise ToolDefinitionError(str(exc)) from None
         #: Results of sync calls that finished after their timeout, and were discarded.
         self.late_results = 0
-        _all_tools.add(self)
+        track(self)
         doc_description, arg_docs = parse_docstring(getattr(function, "__doc__", None))
         self.description = description if description is not None else doc_description
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
@@ -317,7 +343,7 @@ class Tool:
     async def invoke(
         self,
         arguments: str,
-        context: RunContext | None = None,
+        context: ToolContext | None = None,
         on_retry: Callable[[int, float, BaseException], None] | None = None,
     ) -> str:
         """Validate ``arguments``, run the function (sync ones in a worker thread) under its timeout and
@@ -403,6 +429,7 @@ def tool(
     max_queue: int = 100,
     queue_timeout: float | None = None,
     bulkhead: Bulkhead | None = None,
+    max_result_chars: int | None = None,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -420,6 +447,7 @@ def tool(
     max_queue: int = 100,
     queue_timeout: float | None = None,
     bulkhead: Bulkhead | None = None,
+    max_result_chars: int | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`.
 
@@ -437,6 +465,9 @@ def tool(
     ``bulkhead`` takes a bulkhead built beforehand instead of those three settings: a
     :class:`~tracedagent.resilience.Bulkhead` given to several tools limits them together, and a
     :class:`~tracedagent.resilience.RedisBulkhead` shares the limit between worker processes.
+
+    ``max_result_chars`` bounds what the model gets back (the result, or the error message): past it the
+    text is truncated and says so. Without it the agent's ``max_result_chars`` applies (100,000 by default).
     """
 
     def wrap(fn: Callable[..., Any]) -> Tool:
@@ -454,6 +485,7 @@ def tool(
             max_queue=max_queue,
             queue_timeout=queue_timeout,
             bulkhead=bulkhead,
+            max_result_chars=max_result_chars,
         )
 
     if function is not None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._agent import RunResult
+    from ._result import RunResult
 
 __all__ = [
     "ApprovalRequired",

@@ -17,6 +17,10 @@ Three kinds:
 Guaranteed on every event: ``run_id``, ``trace_id``, ``span_id``, ``parent_span_id``, ``agent`` and
 ``timestamp_ns``. Every ``*_start`` is followed by exactly one ``*_end`` with the same ``span_id``, on
 success, error, timeout and cancellation.
+
+This module is the one list of hooks: :data:`OBSERVER_HOOKS`, :data:`DECIDER_HOOKS` and
+:data:`ALL_HOOKS` are read from the specs below, the dispatcher's table is built from them, and the
+event types, the queueing base of tracers and the docs are checked against them by the tests.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._dispatch import PluginContext
     from ._events import (
         CheckpointSaved,
         CircuitStateChanged,
@@ -41,28 +44,12 @@ if TYPE_CHECKING:
         ToolCallEnded,
         ToolCallStarted,
     )
+    from ._plugin_context import PluginContext
     from ._tools import ToolCallRequest
 
 PROJECT = "tracedagent"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-#: Observer hook names, in the order a simple run fires them.
-OBSERVER_HOOKS: tuple[str, ...] = (
-    "on_run_start",
-    "on_model_call_start",
-    "on_model_call_end",
-    "on_tool_call_start",
-    "on_tool_call_end",
-    "on_compaction",
-    "on_checkpoint",
-    "on_interrupt",
-    "on_resume",
-    "on_circuit_change",
-    "on_retry",
-    "on_run_end",
-)
-
 
 # --------------------------------------------------------------------------------------- observers
 
@@ -147,3 +134,34 @@ def tracedagent_configure(context: PluginContext) -> str | None:
     """Called once after plugins load. Read settings, register tracers with
     ``context.register(obj, name)``, and return a short status line for ``tracedagent plugins``
     (for example ``"inactive: set TRACEDAGENT_STDOUT=1 to print events"``)."""
+
+
+# ----------------------------------------------------------------------------------------- the lists
+
+
+def _specs(kind: str) -> tuple[str, ...]:
+    """The hooks declared above, in their order: ``observer`` (``on_*``), ``decider`` (``firstresult``)
+    or ``registration`` (the rest)."""
+    names = []
+    for name, value in list(globals().items()):
+        options = getattr(value, PROJECT + "_spec", None)
+        if options is None or name.startswith("_"):
+            continue
+        if options.get("firstresult"):
+            found = "decider"
+        elif name.startswith("on_"):
+            found = "observer"
+        else:
+            found = "registration"
+        if found == kind:
+            names.append(name)
+    return tuple(names)
+
+
+#: Observer hook names, in the order they are declared above.
+OBSERVER_HOOKS: tuple[str, ...] = _specs("observer")
+#: Decider hooks (``firstresult=True``).
+DECIDER_HOOKS: tuple[str, ...] = _specs("decider")
+#: Registration hooks.
+REGISTRATION_HOOKS: tuple[str, ...] = _specs("registration")
+ALL_HOOKS: tuple[str, ...] = (*OBSERVER_HOOKS, *DECIDER_HOOKS, *REGISTRATION_HOOKS)

@@ -21,7 +21,7 @@ from prometheus_support import unique
 
 import tracedagent
 import tracedagent_prometheus
-from tracedagent import Agent, ConfigurationError, _dispatch
+from tracedagent import Agent, ConfigurationError, _plugins
 from tracedagent.testing import ScriptedModel
 from tracedagent_prometheus import (
     ENV_ADDR,
@@ -166,7 +166,7 @@ def test_configure_refuses_a_bad_address():
 @pytest.mark.usefixtures("stop_servers")
 async def test_plugin_registered_process_wide_serves_every_agent(monkeypatch):
     """``tracedagent.register(tracedagent_prometheus)`` runs the configure hook like loading it does."""
-    monkeypatch.setattr(_dispatch, "_registry", _dispatch._Registry())  # a fresh process-wide registry
+    monkeypatch.setattr(_plugins, "_registry", _plugins._Registry())  # a fresh process-wide registry
     monkeypatch.setenv(ENV_ADDR, "127.0.0.1:0")
     tracedagent.register(tracedagent_prometheus, "metrics")
     plugins = {info.name: info for info in tracedagent.list_plugins()}

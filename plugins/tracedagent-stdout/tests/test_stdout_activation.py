@@ -88,10 +88,10 @@ def test_public_names():
 @pytest.fixture
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An empty process-wide plugin registry for this test (the core keeps no public way to reset it)."""
-    from tracedagent import _dispatch
+    from tracedagent import _plugins
 
-    registry = _dispatch._Registry()
-    monkeypatch.setattr(_dispatch, "_registry", registry)
+    registry = _plugins._Registry()
+    monkeypatch.setattr(_plugins, "_registry", registry)
     yield registry
     for name in list(registry.info):
         plugin = registry.pm.get_plugin(name)

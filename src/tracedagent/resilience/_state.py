@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-__all__ = ["ToolState", "tool_states"]
+__all__ = ["ToolState", "tool_states", "track"]
+
+
+class _Tracked(Protocol):
+    name: str
+    breaker: Any
+    bulkhead: Any
+    late_results: int
+
+
+#: Every tool alive in this process (each one adds itself when it is made).
+_all_tools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track(tool: _Tracked) -> None:
+    """Count ``tool`` among the tools whose layers :func:`tool_states` reports."""
+    _all_tools.add(tool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +38,6 @@ class ToolState:
 
 def tool_states() -> list[ToolState]:
     """The state of every tool alive in this process (a remote breaker shows its last-known state)."""
-    from .._tools import _all_tools
-
     states = []
     for tool in list(_all_tools):
         breaker = tool.breaker

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .. import _dispatch
+from .. import _plugins
 from .._events import (
     CheckpointSaved,
     CircuitStateChanged,
@@ -213,8 +213,8 @@ def capture_events() -> Iterator[RecordingTracer]:
         assert events.hooks()[0] == "on_run_start"
     """
     tracer = RecordingTracer()
-    name = _dispatch.register(tracer, "recording")
+    name = _plugins.register(tracer, "recording")
     try:
         yield tracer
     finally:
-        _dispatch.unregister(name)
+        _plugins.unregister(name)

@@ -1,0 +1,126 @@
+"""``AgentConfig``: an agent's immutable configuration, checked once when the agent is built.
+
+The run loop and every stage below it read the configuration and never import the :class:`Agent`
+entry points: configuration (shared by every run, never changed by one), run state
+(:class:`~tracedagent._state.RunState`, the checkpoint payload) and the per-call context
+(:class:`~tracedagent.RunContext`) are three separate things.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from ._checkpoint import CheckpointStore, store_from
+from ._compaction import CompactionStrategy
+from ._model import Model
+from ._tools import DEFAULT_MAX_RESULT_CHARS, Tool
+from .exceptions import ConfigurationError
+
+__all__ = ["AgentConfig", "configure"]
+
+PrepareTools = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """What an agent is: a name, a model, instructions, tools and the limits of its runs."""
+
+    name: str
+    model: Model
+    instructions: str | None = None
+    tools: MappingProxyType[str, Tool] = field(default_factory=lambda: MappingProxyType({}))
+    max_turns: int = 20
+    compaction: CompactionStrategy | None = None
+    model_settings: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    prepare_tools: PrepareTools | None = None
+    #: Where runs are kept; None means the process default (``TRACEDAGENT_CHECKPOINTS`` or memory).
+    checkpoints: CheckpointStore | None = None
+    #: "step", "interrupt", or None: every step with a durable store, only at pauses in memory.
+    checkpoint_every: Literal["step", "interrupt"] | None = None
+    max_concurrent_runs: int | None = None
+    #: The default ``max_result_chars`` of tools that set none.
+    max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+
+
+def configure(
+    name: str,
+    model: Model,
+    *,
+    instructions: str | None = None,
+    tools: Iterable[Tool] = (),
+    max_turns: int = 20,
+    compaction: CompactionStrategy | None = None,
+    model_settings: dict[str, Any] | None = None,
+    prepare_tools: Callable[[Any], Awaitable[None] | None] | None = None,
+    checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+    checkpoint_every: Literal["step", "interrupt"] | None = None,
+    max_concurrent_runs: int | None = None,
+    max_result_chars: int | None = None,
+) -> AgentConfig:
+    """Check every setting and build the configuration; a bad one is a :class:`ConfigurationError`
+    that names the agent and says what is accepted."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
+    if not isinstance(model, Model):
+        raise ConfigurationError(
+            f"agent {name!r}: model must implement the Model protocol (name, provider, stream()); "
+            f"got {type(model).__name__}. Use tracedagent.models or tracedagent.testing.ScriptedModel"
+        )
+    if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+        raise ConfigurationError(f"agent {name!r}: max_turns must be a positive integer, not {max_turns!r}")
+    if compaction is not None and not isinstance(compaction, CompactionStrategy):
+        raise ConfigurationError(
+            f"agent {name!r}: compaction must be a strategy such as DropOldest(max_tokens=...) or "
+            f"Summarize(max_tokens=...), not {compaction!r}"
+        )
+    by_name: dict[str, Tool] = {}
+    for t in tools:
+        if not isinstance(t, Tool):
+            raise ConfigurationError(f"agent {name!r}: {t!r} is not a tool; decorate the function with @tool")
+        if t.name in by_name:
+            raise ConfigurationError(f"agent {name!r}: two tools are named {t.name!r}; give one another name")
+        by_name[t.name] = t
+    if checkpoint_every not in (None, "step", "interrupt"):
+        raise ConfigurationError(
+            f"agent {name!r}: checkpoint_every must be 'step' or 'interrupt', not {checkpoint_every!r}"
+        )
+    if max_concurrent_runs is not None and (
+        isinstance(max_concurrent_runs, bool) or not isinstance(max_concurrent_runs, int) or max_concurrent_runs < 1
+    ):
+        raise ConfigurationError(
+            f"agent {name!r}: max_concurrent_runs must be a whole number >= 1 or None, not {max_concurrent_runs!r}"
+        )
+    if max_result_chars is None:
+        max_result_chars = DEFAULT_MAX_RESULT_CHARS
+    elif isinstance(max_result_chars, bool) or not isinstance(max_result_chars, int) or max_result_chars < 1:
+        raise ConfigurationError(
+            f"agent {name!r}: max_result_chars must be a whole number of characters >= 1, not {max_result_chars!r}"
+        )
+    return AgentConfig(
+        name=name,
+        model=model,
+        instructions=instructions,
+        tools=MappingProxyType(by_name),
+        max_turns=max_turns,
+        compaction=compaction,
+        model_settings=MappingProxyType(dict(model_settings or {})),
+        prepare_tools=_as_async(prepare_tools) if prepare_tools is not None else None,
+        checkpoints=store_from(checkpoints),
+        checkpoint_every=checkpoint_every,
+        max_concurrent_runs=max_concurrent_runs,
+        max_result_chars=max_result_chars,
+    )
+
+
+def _as_async(fn: Callable[[Any], Awaitable[None] | None]) -> PrepareTools:
+    async def call(ctx: Any) -> None:
+        result = fn(ctx)
+        if inspect.isawaitable(result):
+            await result
+
+    return call

@@ -1,0 +1,168 @@
+"""Spans: each stage of a run (a run segment, a model call, a tool call) is one span object.
+
+A :class:`Span` carries the header every event of its stage has (``run_id``, ``trace_id``, ``span_id``,
+``parent_span_id``, ``agent``) and writes it once, in :meth:`Span.event`. A :class:`Stage` is a span with a
+start event and an end event, used as a ``with`` block::
+
+    with Stage(span, ModelCallStarted, ModelCallEnded, shared, start_fields) as stage:
+        ...                      # the stage's logic
+        stage.end(usage=usage)   # fields of the end event
+
+``__enter__`` fires the start event and makes the span current (so a sub-agent run, an OpenTelemetry span
+opened by user code, an outgoing request all nest under it); ``__exit__`` fires exactly one end event, on
+success, error and cancellation alike, with the duration, the status (``stage.status``, or the failure
+status when an exception leaves the block) and the error. "Every start has exactly one end" is a property
+of the ``with``, not of care at each call site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._dispatch import Dispatcher
+from ._events import ErrorInfo, Event
+from ._ids import SpanContext, _current, new_span_id
+
+__all__ = ["Span", "Stage"]
+
+E = TypeVar("E", bound=Event)
+
+_perf = time.perf_counter
+_now_ns = time.time_ns
+
+
+class Span:
+    """The ids of one stage and the dispatcher its events go to."""
+
+    __slots__ = ("agent", "d", "parent_span_id", "run_id", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        d: Dispatcher,
+        run_id: str,
+        trace_id: str,
+        agent: str,
+        parent_span_id: str | None,
+        span_id: str | None = None,
+    ) -> None:
+        self.d = d
+        self.run_id = run_id
+        self.trace_id = trace_id
+        self.agent = agent
+        self.parent_span_id = parent_span_id
+        self.span_id = span_id if span_id is not None else new_span_id()
+
+    def child(self) -> Span:
+        """A new span under this one (a model or tool call under its segment)."""
+        return Span(self.d, self.run_id, self.trace_id, self.agent, self.span_id)
+
+    @property
+    def context(self) -> SpanContext:
+        return SpanContext(self.trace_id, self.span_id)
+
+    def event(self, cls: type[E], /, at_ns: int | None = None, **fields: Any) -> E:
+        """An event of this span: the header from the span, the time (``at_ns``, else now), and ``fields``."""
+        return cls(
+            run_id=self.run_id,
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            parent_span_id=self.parent_span_id,
+            agent=self.agent,
+            timestamp_ns=_now_ns() if at_ns is None else at_ns,
+            **fields,
+        )
+
+    def emit(self, cls: type[Event], **fields: Any) -> None:
+        """Fire a point event of this span (a checkpoint, a retry, a breaker change) if anyone listens."""
+        impls = getattr(self.d, cls.hook)
+        if impls:
+            self.d.emit(impls, self.event(cls, **fields))
+
+
+class Stage:
+    """A span with a start event and exactly one end event (see the module docstring)."""
+
+    __slots__ = (
+        "_token",
+        "end_cls",
+        "end_fields",
+        "error",
+        "failed",
+        "observer",
+        "shared",
+        "span",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        span: Span,
+        start_cls: type[Event],
+        end_cls: type[Event],
+        shared: dict[str, Any],
+        start_fields: dict[str, Any] | None = None,
+        *,
+        observer: Callable[[Any], None] | None = None,
+        ok: str = "ok",
+        failed: str = "error",
+        at_ns: int | None = None,
+    ) -> None:
+        self.span = span
+        self.end_cls = end_cls
+        self.shared = shared
+        #: Also given the start and end events (the run's stream), when set.
+        self.observer = observer
+        self.status = ok
+        self.failed = failed
+        self.error: BaseException | None = None
+        self.end_fields: dict[str, Any] = {}
+        impls = getattr(span.d, start_cls.hook)
+        if impls or observer is not None:
+            event = span.event(start_cls, at_ns, **shared, **(start_fields or {}))
+            if impls:
+                span.d.emit(impls, event)
+            if observer is not None:
+                observer(event)
+        self.started = _perf()
+
+    def end(self, **fields: Any) -> None:
+        """Fields of the end event (they may be given in several calls)."""
+        self.end_fields.update(fields)
+
+    def __enter__(self) -> Stage:
+        self._token = _current.set(self.span.context)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _current.reset(self._token)
+        if exc is not None:
+            if isinstance(exc, asyncio.CancelledError):
+                self.status = "cancelled"
+            else:
+                self.status = self.failed
+                if self.error is None:
+                    self.error = exc
+        span = self.span
+        impls = getattr(span.d, self.end_cls.hook)
+        if not impls and self.observer is None:
+            return
+        error = self.error
+        event = span.event(
+            self.end_cls,
+            **self.shared,
+            **self.end_fields,
+            status=self.status,
+            error=ErrorInfo.of(error) if error is not None else None,
+            duration_s=_perf() - self.started,
+        )
+        if impls:
+            span.d.emit(impls, event)
+        if self.observer is not None:
+            self.observer(event)
