@@ -164,7 +164,7 @@ def _handler(kind: str, counts: Counts, records: Records) -> type[BaseHTTPReques
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().strip(), 16)
                     if size == 0:
@@ -244,8 +244,7 @@ def serve(record: bool = False, servers: list[ThreadingHTTPServer] | None = None
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(kind, Counts(), Records(record)))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name=f"sink-{kind}", daemon=True).start()
-        host, port = server.server_address[:2]
-        urls[kind] = f"http://{host}:{port}"
+        urls[kind] = f"http://127.0.0.1:{server.server_address[1]}"
         if servers is not None:
             servers.append(server)
     return urls

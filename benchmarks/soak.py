@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -474,7 +474,7 @@ def prometheus_values(tracer: Any) -> dict[tuple[str, tuple[tuple[str, str], ...
     from prometheus_client.parser import text_string_to_metric_families
 
     keep = ("status", "kind", "plugin", "sink")
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = Counter()
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
     for family in text_string_to_metric_families(generate_latest(tracer.registry).decode()):
         for sample in family.samples:
             labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in keep))
