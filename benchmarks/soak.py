@@ -2,8 +2,9 @@
 counter adds up.
 
     python benchmarks/soak.py                  # three minutes, 2,000 runs in flight (figures in README.md)
-    python benchmarks/soak.py --short          # a few seconds, for CI (tests/test_soak_short.py)
+    python benchmarks/soak.py --short          # 2,400 runs, 300 in flight, for CI (tests/test_soak_short.py)
     python benchmarks/soak.py --duration 600 --concurrency 5000 --json soak.json
+    python benchmarks/soak.py --runs 100000    # a number of runs instead of a duration
 
 ``--concurrency`` workers each start a run as soon as their last one ended, so that many runs are in
 flight all the time. Each run asks for one to three tools; faults are drawn at random per run:
@@ -17,8 +18,11 @@ flight all the time. Each run asks for one to three tools; faults are drawn at r
   soak (its queue fills, then drops); a Prometheus tracer; an OTLP tracer whose exporter always fails
   (when the plugin is installed).
 
-Sampled every few seconds after a warm-up (after ``gc.collect()``): the Python heap (tracemalloc) and the
-process's RSS. At the end, with the workers stopped and every paused run resumed, it checks:
+Memory is sampled by the work done, not by the clock: each time another ``--sample-every-runs`` runs
+have completed (after ``gc.collect()``): the Python heap (tracemalloc) and the process's RSS. So a slow or
+loaded machine takes as many samples of the same work as a fast one (with ``--runs``, exactly
+``(runs - concurrency) // sample_every_runs``: the completions after that are the load winding down, not
+a sample of it). At the end, with the workers stopped and every paused run resumed, it checks:
 
 * memory is flat: the mean of the last third of the samples is within ``--tolerance`` of the first
   third's, for the heap and for RSS;
@@ -47,7 +51,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,8 +313,9 @@ class Sample:
     at_s: float
     heap_mb: float
     rss_mb: float
-    runs: int
+    runs: int  # launched
     in_flight: int
+    completed: int  # runs completed when the sample was taken: a multiple of --sample-every-runs
 
 
 @dataclass
@@ -328,6 +333,7 @@ class Soak:
     unexpected: Counter[str] = field(default_factory=Counter)
     samples: list[Sample] = field(default_factory=list)
     in_flight: int = 0
+    completed: int = 0
 
 
 def rss_mb() -> float:
@@ -403,31 +409,58 @@ async def one_run(soak: Soak, number: int, rng: random.Random) -> None:
         soak.segments[result.status] += 1
 
 
-async def worker(soak: Soak, index: int, deadline: float, numbers: Any, seed: int) -> None:
+@dataclass
+class Load:
+    """When the workers stop launching runs, and when a completed run is a sample of the load."""
+
+    started: float
+    runs: int | None  # launch this many runs (``--runs``) ...
+    deadline: float  # ... or launch until then (``--duration``)
+    concurrency: int
+    every: int  # sample memory each time this many more runs have completed
+    quiet: bool
+
+    def launching(self, soak: Soak) -> bool:
+        if self.runs is not None:
+            return soak.launched < self.runs
+        return time.monotonic() < self.deadline
+
+    def sampling(self, soak: Soak) -> bool:
+        """While every worker still starts a new run as its last one ends (after, the load winds down)."""
+        if self.runs is not None:
+            return soak.completed <= self.runs - self.concurrency
+        return time.monotonic() < self.deadline
+
+
+def expected_samples(runs: int, concurrency: int, every: int) -> int:
+    """The memory samples of a soak of ``--runs`` (the same on any machine, however loaded)."""
+    return max(0, runs - concurrency) // every
+
+
+async def worker(soak: Soak, index: int, load: Load, numbers: Any, seed: int) -> None:
     rng = random.Random(seed * 1_000_003 + index)
-    while time.monotonic() < deadline:
+    while load.launching(soak):
         soak.in_flight += 1
         try:
             await one_run(soak, next(numbers), rng)
         finally:
             soak.in_flight -= 1
+            soak.completed += 1
+        if soak.completed % load.every == 0 and load.sampling(soak):
+            take_sample(soak, load)
 
 
-async def sampler(soak: Soak, started: float, deadline: float, every: float, quiet: bool) -> None:
-    while True:
-        await asyncio.sleep(every)
-        if time.monotonic() >= deadline:  # the workers are winding down: not a sample of the load
-            return
-        gc.collect()
-        heap = tracemalloc.get_traced_memory()[0] / 1e6 if tracemalloc.is_tracing() else 0.0
-        sample = Sample(time.monotonic() - started, heap, rss_mb(), soak.launched, soak.in_flight)
-        soak.samples.append(sample)
-        if not quiet:
-            print(
-                f"  t={sample.at_s:7.1f}s  runs={sample.runs:9,}  in flight={sample.in_flight:6,}  "
-                f"heap={sample.heap_mb:8.2f} MB  rss={sample.rss_mb:8.1f} MB",
-                flush=True,
-            )
+def take_sample(soak: Soak, load: Load) -> None:
+    gc.collect()
+    heap = tracemalloc.get_traced_memory()[0] / 1e6 if tracemalloc.is_tracing() else 0.0
+    sample = Sample(time.monotonic() - load.started, heap, rss_mb(), soak.launched, soak.in_flight, soak.completed)
+    soak.samples.append(sample)
+    if not load.quiet:
+        print(
+            f"  t={sample.at_s:7.1f}s  completed={sample.completed:9,}  in flight={sample.in_flight:6,}  "
+            f"heap={sample.heap_mb:8.2f} MB  rss={sample.rss_mb:8.1f} MB",
+            flush=True,
+        )
 
 
 def thirds(values: list[float]) -> tuple[float, float]:
@@ -441,7 +474,7 @@ def prometheus_values(tracer: Any) -> dict[tuple[str, tuple[tuple[str, str], ...
     from prometheus_client.parser import text_string_to_metric_families
 
     keep = ("status", "kind", "plugin", "sink")
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = Counter()
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
     for family in text_string_to_metric_families(generate_latest(tracer.registry).decode()):
         for sample in family.samples:
             labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k in keep))
@@ -568,7 +601,12 @@ def check(soak: Soak, args: argparse.Namespace) -> list[tuple[str, bool, str]]:
                 f"first third {first:.2f} MB, last third {last:.2f} MB ({drift:+.2%})",
             )
     else:
-        expect("enough memory samples", False, f"{len(samples)} after the warm-up; run longer")
+        expect(
+            "enough memory samples",
+            False,
+            f"{len(samples)} after the warm-up ({len(soak.samples)} in all, one every {args.sample_every_runs:,} "
+            f"runs completed); run more runs or sample more often",
+        )
     return results
 
 
@@ -580,20 +618,19 @@ async def soak_main(args: argparse.Namespace) -> int:
         tracemalloc.start()
     soak = build(args)
     started = time.monotonic()
-    deadline = started + args.duration
+    load = Load(started, args.runs, started + args.duration, args.concurrency, args.sample_every_runs, args.quiet)
     numbers = iter(range(10**12))
-    quiet = args.quiet
+    length = f"{args.runs:,} runs" if args.runs is not None else f"{args.duration:g}s"
     print(
-        f"soak: {args.duration:g}s, {args.concurrency:,} runs in flight, {args.agents} agents, seed {args.seed}, "
+        f"soak: {length}, {args.concurrency:,} runs in flight, {args.agents} agents, seed {args.seed}, "
+        f"memory sampled every {args.sample_every_runs:,} runs completed, "
         f"tracemalloc {'on' if args.tracemalloc else 'off'}, sinks: stdout (blocked)"
         f"{', prometheus' if soak.prometheus else ''}{', otlp (failing)' if soak.otlp else ''}",
         flush=True,
     )
-    workers = [asyncio.create_task(worker(soak, i, deadline, numbers, args.seed)) for i in range(args.concurrency)]
-    sampling = asyncio.create_task(sampler(soak, started, deadline, args.sample_every, quiet))
+    workers = [asyncio.create_task(worker(soak, i, load, numbers, args.seed)) for i in range(args.concurrency)]
     await asyncio.gather(*workers)
     elapsed = time.monotonic() - started
-    sampling.cancel()
     # drain: the late sync calls finish in their threads; the blocked stream is released and flushed
     soak.blocked.released.set()
     flushed = tracedagent.flush(60.0)
@@ -601,9 +638,7 @@ async def soak_main(args: argparse.Namespace) -> int:
     threads_done = time.monotonic() + 10.0
     while any(t.bulkhead.inflight for t in TOOLS) and time.monotonic() < threads_done:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    leftover = [
-        t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done() and t is not sampling
-    ]
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
     results = check(soak, args)
     results.append(("every sink drained within its flush timeout", flushed, ""))
     results.append(("no task of a run left pending", not leftover, f"{len(leftover)} pending"))
@@ -644,11 +679,14 @@ def write_json(path: str, figures: dict[str, Any]) -> None:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--short", action="store_true", help="a few seconds with fewer runs, for CI")
+    parser.add_argument("--short", action="store_true", help="2,400 runs, 300 in flight: a few seconds, for CI")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of load (default 180)")
+    parser.add_argument("--runs", type=int, help="launch this many runs, then stop (instead of --duration)")
     parser.add_argument("--concurrency", type=int, default=2000, help="runs in flight (default 2000)")
     parser.add_argument("--agents", type=int, default=4, help="agents sharing the tools (default 4)")
-    parser.add_argument("--sample-every", type=float, default=3.0, help="seconds between memory samples")
+    parser.add_argument(
+        "--sample-every-runs", type=int, default=1000, help="sample memory each time this many runs completed (1000)"
+    )
     parser.add_argument("--warmup-samples", type=int, default=3, help="samples left out of the comparison")
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed growth, last third vs first")
     parser.add_argument("--seed", type=int, default=1)
@@ -658,8 +696,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="write the figures and checks there")
     args = parser.parse_args(argv)
     if args.short:
-        args.duration, args.concurrency = min(args.duration, 6.0), min(args.concurrency, 300)
-        args.sample_every, args.warmup_samples, args.tolerance = 0.25, 4, max(args.tolerance, 0.25)
+        args.runs, args.concurrency = min(args.runs or 2400, 2400), min(args.concurrency, 300)
+        args.sample_every_runs, args.warmup_samples, args.tolerance = 120, 4, max(args.tolerance, 0.25)
+    if args.sample_every_runs < 1:
+        parser.error("--sample-every-runs must be at least 1")
+    if args.runs is not None:
+        samples = expected_samples(args.runs, args.concurrency, args.sample_every_runs)
+        if samples - args.warmup_samples < 3:
+            parser.error(
+                f"{args.runs:,} runs with {args.concurrency:,} in flight give {samples} memory samples (one every "
+                f"{args.sample_every_runs:,} runs completed), {args.warmup_samples} of them warm-up: fewer than the "
+                "3 to compare; raise --runs or lower --sample-every-runs"
+            )
     return args
 
 

@@ -8,7 +8,6 @@ Each test builds a real installed-looking distribution (a ``*.dist-info`` folder
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import subprocess
 import sys
@@ -335,7 +334,6 @@ def cli_command() -> list[str]:
     return [sys.executable, "-m", "tracedagent", "plugins"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tracedagent._cli") is None, reason="tracedagent._cli is not written yet")
 def test_tracedagent_plugins_command_lists_what_loads_and_why(installed: Installed, tmp_path: Path) -> None:
     module = f"tracedagent_cli_plugin_{uuid.uuid4().hex[:8]}"
     write_module(installed.site, module, status='"active: from a module path"')
@@ -365,7 +363,6 @@ def test_tracedagent_plugins_command_lists_what_loads_and_why(installed: Install
     assert "status: not loaded: disabled by TRACEDAGENT_DISABLE_PLUGINS" in out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tracedagent._cli") is None, reason="tracedagent._cli is not written yet")
 def test_tracedagent_plugins_command_reports_a_bad_module_path() -> None:
     env = {**os.environ, "TRACEDAGENT_PLUGINS": "tracedagent_no_such_plugin_module", AUTOLOAD_OFF: "1"}
     done = subprocess.run(cli_command(), env=env, capture_output=True, text=True, timeout=60, check=False)
