@@ -125,3 +125,27 @@ def test_no_module_below_the_entry_points_names_the_agent() -> None:
 def test_no_submodule_imports_the_package_root() -> None:
     graph = import_graph()
     assert sorted(m for m, targets in graph.items() if PACKAGE in targets) == []
+
+
+REPO = ROOT.parents[1]
+PUBLIC_SUBMODULES = {"testing", "models", "resilience", "tools", "hookspecs", "exceptions", "testing.event_log"}
+
+
+def test_plugins_and_examples_import_only_public_names() -> None:
+    found: list[str] = []
+    sources = [*REPO.glob("plugins/*/src/**/*.py"), *REPO.glob("examples/*/src/**/*.py")]
+    assert sources
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                module = node.module
+                if module == PACKAGE:
+                    found += [f"{path.name}: {a.name}" for a in node.names if a.name not in tracedagent.__all__]
+                elif module.startswith(PACKAGE + ".") and module[len(PACKAGE) + 1 :] not in PUBLIC_SUBMODULES:
+                    found.append(f"{path.name}: {module}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    sub = alias.name[len(PACKAGE) + 1 :] if alias.name.startswith(PACKAGE + ".") else None
+                    if sub is not None and sub not in PUBLIC_SUBMODULES:
+                        found.append(f"{path.name}: {alias.name}")
+    assert found == []

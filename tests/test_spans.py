@@ -166,20 +166,17 @@ def run_stage(body: Any) -> tuple[list[Event], list[Any]]:
     d, recorder = stage_dispatcher()
     streamed: list[Any] = []
     span = Span(d, "r" * 32, "t" * 32, "agent", None)
-    with pytest.raises(BaseException) if body is not None else _nothing(), Stage(
-        span, ToolCallStarted, ToolCallEnded, {"tool": "x", "call_id": "c"}, observer=streamed.append
-    ) as stage:
-        if body is not None:
-            body(stage)
+    escaped: BaseException | None = None
+    try:
+        with Stage(span, ToolCallStarted, ToolCallEnded, observer=streamed.append) as stage:
+            assert stage.listened
+            stage.start({"tool": "x", "call_id": "c"}, {})
+            if body is not None:
+                body(stage)
+    except BaseException as exc:  # what the body raised goes on past the stage, unchanged
+        escaped = exc
+    assert (escaped is None) == (body is None)
     return recorder.events, streamed
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 def _raise(exc: BaseException) -> Any:
@@ -214,10 +211,10 @@ def test_a_stage_ends_exactly_once_on_every_exit(body: Any, status: str, error: 
 
 
 def test_a_stage_makes_its_span_current_and_restores_the_outer_one() -> None:
-    d, _ = stage_dispatcher()
-    span = Span(d, "r" * 32, "t" * 32, "agent", None)
+    span = Span(Dispatcher([]), "r" * 32, "t" * 32, "agent", None)
     assert tracedagent.current_span() is None
-    with Stage(span, ToolCallStarted, ToolCallEnded, {"tool": "x", "call_id": "c"}):
+    with Stage(span, ToolCallStarted, ToolCallEnded) as stage:
+        assert not stage.listened  # no plugin implements the tool hooks here
         assert tracedagent.current_span() == span.context
     assert tracedagent.current_span() is None
 

@@ -30,31 +30,33 @@ from .exceptions import MaxTurnsExceeded, RunError
 __all__ = ["execute"]
 
 _now_ns = time.time_ns
+_NONE: dict[str, Any] = {}
 
 Output = Callable[[Segment, str, str | None], RunResult]
 
 
 def _open(seg: Segment) -> Stage:
     """The segment's stage: ``RunStarted`` for a new run, ``RunResumed`` for a resume."""
-    state, config = seg.state, seg.config
-    if seg.resumed is not None:
-        now = _now_ns()
-        start_fields: dict[str, Any] = {
-            "previous_span_id": seg.resumed.segment_span_id,
-            "waited_s": max(0.0, (now - (seg.resumed.paused_at_ns or now)) / 1e9),
-            "run_started_ns": state.started_ns,
+    state, config, resumed = seg.state, seg.config, seg.resumed
+    if resumed is not None:
+        stage = Stage(seg.span, RunResumed, RunEnded, ok="completed", failed="failed")
+        if stage.listened:
+            now = _now_ns()
+            waited = max(0.0, (now - (resumed.paused_at_ns or now)) / 1e9)
+            resume: dict[str, Any] = {"previous_span_id": resumed.segment_span_id, "waited_s": waited}
+            stage.start(_NONE, {**resume, "run_started_ns": state.started_ns}, now)
+        return stage
+    state.started_ns = started = _now_ns()
+    stage = Stage(seg.span, RunStarted, RunEnded, ok="completed", failed="failed")
+    if stage.listened:
+        fields: dict[str, Any] = {
+            "model": config.model.name,
+            "provider": config.model.provider,
+            "input": tuple(state.messages),
+            "metadata": state.metadata or None,
         }
-        return Stage(seg.span, RunResumed, RunEnded, {}, start_fields, ok="completed", failed="failed")
-    state.started_ns = _now_ns()
-    start_fields = {
-        "model": config.model.name,
-        "provider": config.model.provider,
-        "input": tuple(state.messages),
-        "metadata": state.metadata or None,
-    }
-    return Stage(
-        seg.span, RunStarted, RunEnded, {}, start_fields, ok="completed", failed="failed", at_ns=state.started_ns
-    )
+        stage.start(_NONE, fields, started)
+    return stage
 
 
 async def execute(seg: Segment, output_of: Output) -> RunResult:
@@ -84,7 +86,8 @@ async def execute(seg: Segment, output_of: Output) -> RunResult:
                     await _durable.finish_quietly(seg, "failed")
                 raise
             finally:
-                stage.end(usage=state.usage, turns=state.turn, output=output)
+                if stage.listened:
+                    stage.end(usage=state.usage, turns=state.turn, output=output)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
         if isinstance(exc, RunError) and exc.result is None:

@@ -29,6 +29,8 @@ from .exceptions import ModelBehaviorError, ModelError, TracedAgentError
 __all__ = ["call_model"]
 
 _ESTIMATE = CharEstimate()
+_perf = time.perf_counter
+_NO_USAGE = Usage()
 
 
 async def call_model(
@@ -50,14 +52,12 @@ async def call_model(
         else ()
     )
     span = seg.span.child()
-    shared = {"model": model.name, "provider": model.provider, "turn": state.turn, "purpose": purpose}
-    stage = Stage(
-        span,
-        ModelCallStarted,
-        ModelCallEnded,
-        shared,
-        {"messages": messages, "tools": tuple(spec.name for spec in tools)},
-    )
+    stage = Stage(span, ModelCallStarted, ModelCallEnded)
+    if stage.listened:
+        stage.start(
+            {"model": model.name, "provider": model.provider, "turn": state.turn, "purpose": purpose},
+            {"messages": messages, "tools": tuple(spec.name for spec in tools)},
+        )
     request = ModelRequest(
         messages,
         config.instructions if instructions is None else instructions,
@@ -80,7 +80,7 @@ async def call_model(
             try:
                 async for part in parts:
                     if first is None:
-                        first = _elapsed(stage)
+                        first = _perf() - stage.started
                     if type(part) is ModelResponse:
                         raw = part
                     elif stream is not None:
@@ -106,22 +106,19 @@ async def call_model(
             error = ModelError(f"model call to {model.provider}:{model.name} failed: {describe_error(exc)}")
             raise error from exc
         finally:
-            usage = response.usage if response is not None and response.usage is not None else Usage()
+            usage = response.usage if response is not None and response.usage is not None else _NO_USAGE
             state.usage = state.usage + usage
-            stage.end(
-                usage=usage,
-                finish_reason=response.finish_reason if response is not None else None,
-                response_model=response.response_model if response is not None else None,
-                time_to_first_token_s=first,
-                output=response.message if response is not None else None,
-            )
+            if stage.listened:
+                stage.end(
+                    usage=usage,
+                    finish_reason=response.finish_reason if response is not None else None,
+                    response_model=response.response_model if response is not None else None,
+                    time_to_first_token_s=first,
+                    output=response.message if response is not None else None,
+                )
     if stream is not None:
         stream(UsageUpdated(usage, state.usage))
     return response
-
-
-def _elapsed(stage: Stage) -> float:
-    return time.perf_counter() - stage.started
 
 
 def _calls_ok(calls: Sequence[ToolCall]) -> bool:

@@ -4,11 +4,13 @@ A :class:`Span` carries the header every event of its stage has (``run_id``, ``t
 ``parent_span_id``, ``agent``) and writes it once, in :meth:`Span.event`. A :class:`Stage` is a span with a
 start event and an end event, used as a ``with`` block::
 
-    with Stage(span, ModelCallStarted, ModelCallEnded, shared, start_fields) as stage:
-        ...                      # the stage's logic
-        stage.end(usage=usage)   # fields of the end event
+    with Stage(span, ModelCallStarted, ModelCallEnded) as stage:
+        if stage.listened:
+            stage.start(shared, start_fields)   # fields of both events, and of the start
+        ...                                      # the stage's logic
+        stage.end(usage=usage)                   # fields of the end event
 
-``__enter__`` fires the start event and makes the span current (so a sub-agent run, an OpenTelemetry span
+``start`` fires the start event; ``__enter__`` makes the span current (so a sub-agent run, an OpenTelemetry span
 opened by user code, an outgoing request all nest under it); ``__exit__`` fires exactly one end event, on
 success, error and cancellation alike, with the duration, the status (``stage.status``, or the failure
 status when an exception leaves the block) and the error. "Every start has exactly one end" is a property
@@ -38,7 +40,7 @@ _now_ns = time.time_ns
 class Span:
     """The ids of one stage and the dispatcher its events go to."""
 
-    __slots__ = ("agent", "d", "parent_span_id", "run_id", "span_id", "trace_id")
+    __slots__ = ("agent", "context", "d", "parent_span_id", "run_id", "span_id", "trace_id")
 
     def __init__(
         self,
@@ -54,15 +56,13 @@ class Span:
         self.trace_id = trace_id
         self.agent = agent
         self.parent_span_id = parent_span_id
-        self.span_id = span_id if span_id is not None else new_span_id()
+        self.span_id = span_id = span_id if span_id is not None else new_span_id()
+        #: What a child span or an outgoing request links to.
+        self.context = SpanContext(trace_id, span_id)
 
     def child(self) -> Span:
         """A new span under this one (a model or tool call under its segment)."""
         return Span(self.d, self.run_id, self.trace_id, self.agent, self.span_id)
-
-    @property
-    def context(self) -> SpanContext:
-        return SpanContext(self.trace_id, self.span_id)
 
     def event(self, cls: type[E], /, at_ns: int | None = None, **fields: Any) -> E:
         """An event of this span: the header from the span, the time (``at_ns``, else now), and ``fields``."""
@@ -84,7 +84,13 @@ class Span:
 
 
 class Stage:
-    """A span with a start event and exactly one end event (see the module docstring)."""
+    """A span with a start event and exactly one end event (see the module docstring).
+
+    ``listened`` says whether anyone gets its events (a plugin implementing the start or end hook, or
+    the observer); when nobody does, the stage builds no event at all, and the call site can skip
+    building their fields. :meth:`start` fires the start event with the fields the start and end share
+    (``shared``) and the start's own.
+    """
 
     __slots__ = (
         "_token",
@@ -92,9 +98,11 @@ class Stage:
         "end_fields",
         "error",
         "failed",
+        "listened",
         "observer",
         "shared",
         "span",
+        "start_cls",
         "started",
         "status",
     )
@@ -104,31 +112,46 @@ class Stage:
         span: Span,
         start_cls: type[Event],
         end_cls: type[Event],
-        shared: dict[str, Any],
-        start_fields: dict[str, Any] | None = None,
         *,
         observer: Callable[[Any], None] | None = None,
         ok: str = "ok",
         failed: str = "error",
-        at_ns: int | None = None,
     ) -> None:
         self.span = span
+        self.start_cls = start_cls
         self.end_cls = end_cls
-        self.shared = shared
         #: Also given the start and end events (the run's stream), when set.
         self.observer = observer
+        d = span.d
+        self.listened = bool(observer is not None or getattr(d, start_cls.hook) or getattr(d, end_cls.hook))
         self.status = ok
         self.failed = failed
         self.error: BaseException | None = None
+        self.shared: dict[str, Any] = _EMPTY
         self.end_fields: dict[str, Any] = {}
-        impls = getattr(span.d, start_cls.hook)
-        if impls or observer is not None:
-            event = span.event(start_cls, at_ns, **shared, **(start_fields or {}))
+        self.started = _perf()
+
+    def start(self, shared: dict[str, Any], fields: dict[str, Any], at_ns: int | None = None) -> None:
+        """Fire the start event: ``shared`` (also in the end event) and ``fields``, at ``at_ns`` or now."""
+        self.shared = shared
+        span = self.span
+        impls = getattr(span.d, self.start_cls.hook)
+        if impls or self.observer is not None:
+            # Span.event's header, written out: one keyword dict per event instead of three.
+            event = self.start_cls(
+                run_id=span.run_id,
+                trace_id=span.trace_id,
+                span_id=span.span_id,
+                parent_span_id=span.parent_span_id,
+                agent=span.agent,
+                timestamp_ns=_now_ns() if at_ns is None else at_ns,
+                **shared,
+                **fields,
+            )
             if impls:
                 span.d.emit(impls, event)
-            if observer is not None:
-                observer(event)
-        self.started = _perf()
+            if self.observer is not None:
+                self.observer(event)
 
     def end(self, **fields: Any) -> None:
         """Fields of the end event (they may be given in several calls)."""
@@ -149,13 +172,20 @@ class Stage:
                 self.status = self.failed
                 if self.error is None:
                     self.error = exc
+        if not self.listened:
+            return
         span = self.span
         impls = getattr(span.d, self.end_cls.hook)
         if not impls and self.observer is None:
             return
         error = self.error
-        event = span.event(
-            self.end_cls,
+        event = self.end_cls(
+            run_id=span.run_id,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
+            agent=span.agent,
+            timestamp_ns=_now_ns(),
             **self.shared,
             **self.end_fields,
             status=self.status,
@@ -166,3 +196,6 @@ class Stage:
             span.d.emit(impls, event)
         if self.observer is not None:
             self.observer(event)
+
+
+_EMPTY: dict[str, Any] = {}

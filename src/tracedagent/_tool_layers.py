@@ -14,6 +14,7 @@ Each layer after the approval takes the call and the next layer; :func:`run_laye
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -190,10 +191,12 @@ def retry_notifier(span: Span, kind: str, target: str) -> Callable[[int, float, 
 # -------------------------------------------------------------------------------------- composing
 
 
-async def _bulkhead_then_invoke(call: Invocation) -> str:
-    return await bulkhead_layer(call, invoke_layer)
+#: The bulkhead layer with the invoke layer as its next (a partial: no frame of its own).
+_after_breaker = functools.partial(bulkhead_layer, next=invoke_layer)
 
 
 async def run_layers(call: Invocation) -> str:
     """Pass ``call`` through the breaker, the bulkhead and the invoke layer, in that order."""
-    return await breaker_layer(call, _bulkhead_then_invoke)
+    if call.tool.breaker is None:
+        return await _after_breaker(call)
+    return await breaker_layer(call, _after_breaker)

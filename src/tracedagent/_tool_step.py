@@ -54,14 +54,9 @@ async def call_tool(seg: Segment, call: ToolCall) -> None:
     span = seg.span.child()
     content = ""
     try:
-        with Stage(
-            span,
-            ToolCallStarted,
-            ToolCallEnded,
-            {"tool": call.name, "call_id": call.id},
-            {"arguments": arguments},
-            observer=seg.stream,
-        ) as stage:
+        with Stage(span, ToolCallStarted, ToolCallEnded, observer=seg.stream) as stage:
+            if stage.listened:
+                stage.start({"tool": call.name, "call_id": call.id}, {"arguments": arguments})
             try:
                 if tool is None:
                     raise UnknownToolError(
@@ -96,8 +91,10 @@ async def call_tool(seg: Segment, call: ToolCall) -> None:
             except Exception as exc:
                 stage.status, stage.error = "error", exc
                 content = f"tool {call.name!r} failed: {describe_error(exc)}"
-            content = bounded(content, limit, "tool result" if stage.status == "ok" else "error message")
-            stage.end(result=content)
+            if len(content) > limit:
+                content = bounded(content, limit, "tool result" if stage.status == "ok" else "error message")
+            if stage.listened:
+                stage.end(result=content)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the telemetry of the call itself failed: the stage still ended once
