@@ -1,9 +1,10 @@
 """``QueueingTracer``: the base of sinks that export from a queue (the stdout, OTLP and LangSmith tracers).
 
-Every observer hook puts its event on ``self._put`` (usually an :class:`ExportPipeline`'s ``put``) and
-returns: O(1), no I/O. A subclass sets ``self._put`` in its ``__init__`` (before it is registered: the
-dispatcher calls ``_put`` directly for the hooks the subclass does not override) and does the work on the
-pipeline's worker; it overrides a hook (keeping ``@hookimpl``) only to do more on the loop's thread.
+Every observer hook puts its event on ``self._put`` (usually an :class:`ExportPipeline`'s ``put_event``,
+which takes or sheds whole traces, decided when a run segment starts) and returns: O(1), no I/O. A
+subclass sets ``self._put`` in its ``__init__`` (before it is registered: the dispatcher calls ``_put``
+directly for the hooks the subclass does not override) and does the work on the pipeline's worker; it
+overrides a hook (keeping ``@hookimpl``) only to do more on the loop's thread.
 """
 
 from __future__ import annotations

@@ -108,21 +108,27 @@ def test_a_hanging_server_costs_the_run_nothing_and_flush_and_shutdown_keep_thei
         assert returns(lambda: tracer.shutdown(0.5)) in (True, False)  # a second shutdown returns too
 
 
-def test_a_full_queue_drops_and_counts_and_memory_stays_bounded(
+def test_a_queue_too_small_for_a_run_counts_the_trace_as_broken_and_sheds_the_next(
     server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
 ) -> None:
+    """The pathological case, made on purpose: a queue of 4 (hard limit 8) and a worker that wakes only on
+    flush. The run is admitted (the queue is empty), and its events past the hard limit are dropped: that
+    trace is counted as broken, never silently. A run that starts meanwhile is shed whole."""
     point_at(server.url)
-    # A worker that wakes only on flush: the queue holds 4 events, the rest of the run's are dropped.
     tracer = make_tracer(max_queue=4, interval_s=3600.0)
-    result = calc_agent(tracer).run_sync("question")
+    assert calc_agent(tracer).run_sync("question").status == "completed"  # ten events
+    stats = tracer.stats()
+    assert (stats.queue_depth, stats.dropped, stats.traces_admitted, stats.traces_broken) == (8, 2, 1, 1)
 
-    assert result.status == "completed"
-    assert tracer.stats().queue_depth == 4
-    assert tracer.dropped == 10 - 4  # a run, two model calls and two tool calls: ten events
+    assert calc_agent(tracer).run_sync("question").status == "completed"
+    stats = tracer.stats()
+    assert (stats.queue_depth, stats.dropped, stats.traces_shed, stats.traces_broken) == (8, 12, 1, 1)
+
     assert returns(lambda: tracer.flush(GUARD_S)) is True
     runs = server.runs()
-    # The first four events (the run's and the first model call's starts and end, a tool start) made it.
-    assert sorted(r["run_type"] for r in runs.values()) == ["chain", "llm", "tool"]
+    # What arrived is the broken trace's first eight events: its chain never ends (it is counted broken).
+    (chain,) = [r for r in runs.values() if r["run_type"] == "chain"]
+    assert chain.get("end_time") is None
     assert tracer.orphaned == 0
 
 

@@ -13,7 +13,8 @@ import pytest
 from ls_support import API_KEY, SENTINEL, FakeClient, MakeTracer, calc_agent
 
 import tracedagent
-from tracedagent import ConfigurationError, RunStarted
+from tracedagent import Agent, ConfigurationError, RunStarted, tool
+from tracedagent.testing import ScriptedModel, Step
 from tracedagent_langsmith import LangSmithTracer, tracedagent_configure
 
 GUARD_S = 60.0
@@ -201,15 +202,15 @@ class BackloggedClient(FakeClient):
             self.tracing_queue.put(i)
 
 
-def test_past_the_sdk_backlog_the_worker_gives_batches_up_and_counts_them(make_tracer: MakeTracer) -> None:
+def test_past_the_sdk_backlog_new_traces_are_shed_whole(make_tracer: MakeTracer) -> None:
     client = BackloggedClient(backlog=5)
     tracer = make_tracer(client=client, max_sdk_backlog=5)
     calc_agent(tracer).run_sync("question")
     assert tracer.flush(GUARD_S)
     assert [kind for kind, _ in client.calls if kind != "flush"] == []  # nothing more was piled on the SDK
     stats = tracer.stats()
-    assert (stats.dropped, stats.exported, stats.failed) == (10, 0, 0)
-    assert tracer._builder._open == {}  # and nothing is remembered as open: the tree's memory stays flat
+    assert (stats.dropped, stats.exported, stats.failed, stats.traces_shed, stats.traces_admitted) == (10, 0, 0, 1, 0)
+    assert tracer._builder._open == {}  # nothing is remembered as open: the tree's memory stays flat
 
     while not client.tracing_queue.empty():  # the endpoint caught up
         client.tracing_queue.get()
@@ -217,6 +218,34 @@ def test_past_the_sdk_backlog_the_worker_gives_batches_up_and_counts_them(make_t
     assert tracer.flush(GUARD_S)
     assert len(client.runs()) == 5
     assert tracer.stats().exported == 10
+    assert tracer.stats().traces_admitted == 1
+
+
+def test_an_admitted_trace_goes_to_the_sdk_whole_however_far_behind_it_falls(make_tracer: MakeTracer) -> None:
+    """The SDK's backlog only decides new traces: a run admitted before the endpoint fell behind keeps
+    every event (nothing is given up in the middle of a trace)."""
+    client = BackloggedClient(backlog=0)
+
+    @tool
+    def slow_endpoint() -> str:
+        """The endpoint stops answering while this tool runs."""
+        for i in range(50):
+            client.tracing_queue.put(i)
+        return "done"
+
+    model = ScriptedModel([Step(tool_calls=[("slow_endpoint", {})]), "ok"], per_run=True)
+    tracer = make_tracer(client=client, max_sdk_backlog=5, interval_s=0.01)
+    agent = Agent("a", model, tools=[slow_endpoint], plugins=[tracer])
+    assert agent.run_sync("go").status == "completed"
+    assert tracer.flush(GUARD_S)
+    stats = tracer.stats()
+    assert (stats.dropped, stats.exported, stats.traces_admitted, stats.traces_shed) == (0, 8, 1, 0)
+    runs = client.runs()
+    assert sorted(r["run_type"] for r in runs.values()) == ["chain", "llm", "llm", "tool"]
+    assert all(r.get("end_time") is not None for r in runs.values())
+    assert agent.run_sync("go again").status == "completed"  # the SDK is 50 behind now: shed whole
+    assert tracer.flush(GUARD_S)
+    assert (tracer.stats().traces_shed, len(client.runs())) == (1, 4)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "100"])

@@ -61,6 +61,7 @@ DESIGN_TABLE: dict[str, tuple[str, frozenset[str]]] = {
     "tracedagent_plugin_errors_total": ("counter", frozenset({"plugin", "hook"})),
     "tracedagent_export_queue_depth": ("gauge", frozenset({"sink"})),
     "tracedagent_export_dropped_total": ("counter", frozenset({"sink"})),
+    "tracedagent_traces_shed_total": ("counter", frozenset({"sink"})),
 }
 
 #: gen_ai.client.operation.duration's explicit bucket boundaries (OpenTelemetry GenAI conventions).

@@ -479,6 +479,7 @@ def test_the_in_process_store_exposes_what_prometheus_client_objects_would(varie
 
     live = ("tracedagent_tool_inflight", "tracedagent_tool_queue_depth", "tracedagent_circuit_state")
     live += ("tracedagent_plugin_errors", "tracedagent_export_queue_depth", "tracedagent_export_dropped")
+    live += ("tracedagent_traces_shed",)
 
     def timeless(text: str) -> str:
         # The live collector's families are read from process-wide state at each scrape (the tools of

@@ -4,6 +4,7 @@ nothing but dropped lines."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 
@@ -78,28 +79,32 @@ async def test_hooks_only_queue_and_the_worker_writes(make_tracer):
     assert tracer.stats().exported == 28
 
 
-async def test_a_blocked_stream_does_not_block_the_run(make_tracer):
+async def test_a_blocked_stream_does_not_block_the_run_and_sheds_whole_runs(make_tracer):
     stream = BlockingStream()
-    tracer, _ = make_tracer(stream, format="json", max_queue=2)
+    # Room for one 28-event run and its reserve (16), not for a second run's reserve on top of it.
+    tracer, _ = make_tracer(stream, format="json", max_queue=40)
     try:
-        tracer.on_checkpoint(one_of_each()[6])
+        tracer.on_checkpoint(one_of_each()[6])  # outside any run: taken while the queue has room
         tracer.flush(timeout=0)  # wake the worker; it takes the event and hangs in write()
         assert stream.entered.wait(10)
 
-        recorder = RecordingTracer()
-        result = await busy_agent(tracer, recorder).run("go")
+        first, second = RecordingTracer(), RecordingTracer()
+        assert (await busy_agent(tracer, first).run("go")).status == "completed"
+        assert (await busy_agent(tracer, second).run("go")).status == "completed"
 
-        assert result.status == "completed"
-        total = len(recorder.events)
-        assert tracer.stats().queue_depth == 2
-        assert tracer.dropped == total - 2
-        stats = [s for s in tracedagent.export_stats() if s.sink == "stdout" and s.dropped == total - 2]
-        assert stats, "the drops show in tracedagent.export_stats()"
+        stats = tracer.stats()
+        assert stats.queue_depth == len(first.events) == 28  # the first run, whole
+        assert (stats.traces_admitted, stats.traces_shed, stats.traces_broken) == (1, 1, 0)
+        assert tracer.dropped == len(second.events)  # the second, shed whole
+        shown = [s for s in tracedagent.export_stats() if s.sink == "stdout" and s.traces_shed == 1]
+        assert shown, "the shed trace shows in tracedagent.export_stats()"
     finally:
         stream.release.set()
     assert tracedagent.flush()
-    names = [line.split('"event": "')[1].split('"')[0] for line in stream.getvalue().splitlines()]
-    assert names == ["checkpoint.save", "run.start", "model.start"]  # the first event, then what fitted
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "checkpoint.save"
+    assert {line["run_id"] for line in lines[1:]} == {first.events[0].run_id}
+    assert len(lines) == 29
 
 
 async def test_a_closed_pipe_stops_printing_quietly(make_tracer, caplog):

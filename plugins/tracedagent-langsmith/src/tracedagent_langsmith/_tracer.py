@@ -1,16 +1,18 @@
 """``LangSmithTracer``: hooks that queue events, a worker that turns them into LangSmith runs.
 
-The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue: a
-full queue drops and counts, it never blocks the run). On the pipeline's worker thread a
-:class:`~tracedagent_langsmith._tree.TraceBuilder` calls the SDK's ``create_run`` / ``update_run`` (one
-``create_run`` for a model or tool call that starts and ends within the batch), which serialise the run
-there and hand it to the SDK's own queue and background thread (batching, multipart, zstd, retries). A
-dead, slow or failing endpoint therefore costs the run nothing: the SDK's thread waits, its queue fills,
-then ours, and events are dropped and counted.
+The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue that
+takes or sheds whole traces, decided when a run starts or resumes; it never blocks the run). On the
+pipeline's worker thread a :class:`~tracedagent_langsmith._tree.TraceBuilder` calls the SDK's
+``create_run`` / ``update_run`` (one ``create_run`` for a model or tool call that starts and ends within
+the batch), which serialise the run there and hand it to the SDK's own queue and background thread
+(batching, multipart, zstd, retries). A dead, slow or failing endpoint therefore costs the run nothing:
+the SDK's thread waits and its backlog grows; that backlog counts in the pipeline's pressure, so new
+traces are shed whole (counted) while the traces already admitted still go to the SDK complete.
 
 ``tracedagent.flush(timeout)`` and ``shutdown(timeout)`` drain the queue and then flush the SDK client
 (``Client.flush``; ``Client.cleanup`` on shutdown, which also stops its threads), all within the timeout:
-the SDK call runs on a helper thread that is waited for no longer than what is left.
+the SDK call runs on a helper thread that is waited for no longer than what is left. At exit, when
+``TRACEDAGENT_EXIT_TIMEOUT`` ran out first, the SDK's uploads are given up (:meth:`_Pipeline.abandon`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class _Pipeline(ExportPipeline[Event]):
     ):
         super().__init__(SINK, export, **kw)
         self._after = after
+        self.tracer: Callable[[], LangSmithTracer | None] = lambda: None
 
     def flush(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -61,11 +64,14 @@ class _Pipeline(ExportPipeline[Event]):
 
     def shutdown(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if _exit_deadline is not None:  # at exit: the time left of the exit timeout, not a second one
-            deadline = _exit_deadline if deadline is None else min(deadline, _exit_deadline)
-        left = _left(deadline)
-        ok = super().shutdown(left)
+        ok = super().shutdown(timeout)
         return self._after(_left(deadline), True) and ok
+
+    def abandon(self) -> None:
+        """At exit, once the exit timeout is spent: give up what the SDK still holds."""
+        tracer = self.tracer()
+        if tracer is not None:
+            tracer._abandon_sdk()
 
 
 class LangSmithTracer(QueueingTracer):
@@ -79,9 +85,11 @@ class LangSmithTracer(QueueingTracer):
     and ``hide_outputs`` when given. ``project_name``: the LangSmith project (default
     ``LANGSMITH_PROJECT``, else ``default``). ``capture_content``: send message content; by default read
     from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or ``TRACEDAGENT_CAPTURE_CONTENT``.
-    ``max_queue`` bounds the events waiting for the worker (more are dropped and counted), and
-    ``max_sdk_backlog`` the runs waiting in the SDK's own queue (past it, the worker drops what it is given,
-    counted, instead of piling it up in the SDK while LangSmith does not answer);
+    ``max_queue`` is the admission bound: a run that starts while the events waiting and the runs the SDK
+    still holds, plus the room kept for the runs already admitted, would pass it is shed whole (counted);
+    admitted runs' events are held up to twice that, and every one of them goes to the SDK.
+    ``max_sdk_backlog``: while the SDK holds that many runs or more (LangSmith slow or down), every new
+    trace is shed, so the SDK's memory stays bounded without giving up parts of traces.
     ``interval_s`` is how often the worker hands what is waiting to the SDK. ``environ``: where the
     settings above are read (default ``os.environ``; the SDK reads the endpoint and the key itself).
     """
@@ -97,9 +105,9 @@ class LangSmithTracer(QueueingTracer):
         sampling_rate: float | None = None,
         hide_inputs: bool | None = None,
         hide_outputs: bool | None = None,
-        max_queue: int = 4096,
+        max_queue: int = 32_768,
         interval_s: float = 0.2,
-        max_sdk_backlog: int = 2048,
+        max_sdk_backlog: int = 10_000,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         settings = Settings.from_env(os.environ if environ is None else environ)
@@ -133,9 +141,11 @@ class LangSmithTracer(QueueingTracer):
         self.abandoned = False
         self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content)
         self._flusher: threading.Thread | None = None
-        self._pipeline = _Pipeline(self._export, self._flush_client, max_queue=max_queue, interval_s=interval_s)
-        self._put = self._pipeline.put
-        _tracers.add(self)
+        self._pipeline = _Pipeline(
+            self._export, self._flush_client, max_queue=max_queue, interval_s=interval_s, backlog=self.sdk_backlog
+        )
+        self._pipeline.tracer = weakref.ref(self)
+        self._put = self._pipeline.put_event
 
     def __repr__(self) -> str:
         content = "with content" if self.capture_content else "no content"
@@ -146,13 +156,33 @@ class LangSmithTracer(QueueingTracer):
     # ---------------------------------------------------------------- the pipeline's controls
 
     def stats(self) -> ExportStats:
-        """Events waiting, dropped (queue full), handed to the SDK, and failed."""
+        """Events waiting, dropped (of traces shed, or after shutdown), handed to the SDK, and failed;
+        traces admitted, shed and broken."""
         return self._pipeline.stats()
 
     @property
     def dropped(self) -> int:
-        """Events dropped because the queue was full (LangSmith or the SDK could not keep up)."""
+        """Events dropped: of traces shed because LangSmith or the SDK could not keep up."""
         return self._pipeline.dropped
+
+    def sdk_backlog(self) -> int:
+        """What the SDK client still holds, in runs (its queue, its compression buffer and, roughly, the
+        uploads in flight); ``max_queue`` itself while it holds ``max_sdk_backlog`` or more, so that new
+        traces are shed. Called at each run start on the run's thread: O(1), no waiting."""
+        client = self._client
+        if client is None:
+            return 0
+        held = 0
+        queue = getattr(client, "tracing_queue", None)
+        if queue is not None:
+            held += queue.qsize()
+        compressed = getattr(client, "compressed_traces", None)
+        if compressed is not None:
+            held += int(getattr(compressed, "trace_count", 0))
+        futures = getattr(client, "_futures", None)
+        if futures is not None:
+            held += _RUNS_PER_UPLOAD * len(futures)
+        return self._pipeline.max_queue if held >= self.max_sdk_backlog else held
 
     @property
     def orphaned(self) -> int:
@@ -197,15 +227,9 @@ class LangSmithTracer(QueueingTracer):
 
     def _export(self, batch: Sequence[Event]) -> None:
         builder = self._builder
-        client = builder.client = self._client_here()
-        # The SDK queues what it is given without a limit we set (10,000 items by default) and, when the
-        # endpoint is slow or dead, holds it all: past ``max_sdk_backlog`` waiting items the batch is
-        # given up here (counted as dropped), so a dead endpoint costs neither the worker's CPU nor memory.
-        backlog = getattr(client, "tracing_queue", None)
-        if backlog is not None and backlog.qsize() >= self.max_sdk_backlog:
-            builder.forget(batch)
-            self._pipeline.give_up(len(batch))
-            return
+        builder.client = self._client_here()
+        # Every event of an admitted trace goes to the SDK: what it holds counts in the admission of new
+        # traces (``sdk_backlog``), so a slow or dead endpoint sheds whole traces, never parts of them.
         builder.handle_batch(batch, self._event_failed)
 
     def _event_failed(self, event: Event) -> None:
@@ -294,35 +318,5 @@ def _refusing_adapter() -> Any:
     return Refuse()
 
 
-_tracers: weakref.WeakSet[LangSmithTracer] = weakref.WeakSet()
-
-
-def _exit_timeout() -> float:
-    try:
-        return max(0.0, float(os.environ.get("TRACEDAGENT_EXIT_TIMEOUT", "5")))
-    except ValueError:
-        return 5.0
-
-
-_exit_deadline: float | None = None
-
-
-def _before_threads_stop() -> None:
-    """At exit, before Python waits for non-daemon threads: hand what is queued to the SDK while its
-    threads still run (they stop, and send no more, once the main thread has finished). The shutdown
-    that ``tracedagent`` runs later, at exit, gets only what is left of ``TRACEDAGENT_EXIT_TIMEOUT``.
-    A tracer whose SDK client could not send everything in that time gives up on the rest
-    (:meth:`LangSmithTracer._abandon_sdk`), so the exit stays bounded."""
-    global _exit_deadline
-    _exit_deadline = deadline = time.monotonic() + _exit_timeout()
-    for tracer in list(_tracers):
-        if not tracer.flush(_left(deadline)):
-            tracer._abandon_sdk()
-
-
-_register = getattr(threading, "_register_atexit", None)
-if _register is not None:
-    try:
-        _register(_before_threads_stop)
-    except RuntimeError:  # imported while the interpreter shuts down
-        pass
+#: Runs counted for each upload the SDK has in flight (a batch; the SDK's default batch is 100 runs).
+_RUNS_PER_UPLOAD = 100

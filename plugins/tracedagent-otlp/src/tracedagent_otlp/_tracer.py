@@ -1,11 +1,13 @@
 """``OtlpTracer``: OpenTelemetry spans and GenAI metrics of every run, built off the hot path.
 
 The hooks do two cheap things: put the event on the tracer's :class:`tracedagent.ExportPipeline` (a
-bounded queue; full, it drops and counts) and, for spans that start or end, attach or detach the
-OpenTelemetry context that makes the core's span current (see :mod:`._context`). The pipeline's worker
-thread turns events into finished spans (:mod:`._spans`) and records the metrics. With its own exporter,
-the worker hands each batch of spans to the exporter itself; with the application's tracer provider, the
-spans go through that provider's processors like any other span.
+bounded queue that takes or sheds whole traces, decided when a run starts or resumes, from its depth and
+the sender's backlog) and, for spans that start or end, attach or detach the OpenTelemetry context that
+makes the core's span current (see :mod:`._context`). The pipeline's worker thread turns events into
+finished spans (:mod:`._spans`) and records the metrics. With its own exporter, the worker hands each
+batch of spans to a :class:`~._sender.SpanSender`, whose thread exports them (retries and a slow
+collector never hold span building); with the application's tracer provider, the spans go through that
+provider's processors like any other span.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import Tracer, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tracedagent import (
@@ -44,6 +46,7 @@ from . import _names as N
 from . import _providers, _settings
 from ._context import ContextBridge
 from ._metrics import GenAIMetrics
+from ._sender import SpanSender
 from ._sinks import ExporterSink, ProviderSink, SpanSink
 from ._spans import SpanBuilder
 
@@ -53,25 +56,65 @@ logger = logging.getLogger("tracedagent.otlp")
 
 
 class SpanExportFailed(Exception):
-    """The span exporter reported a failure (the collector is down, slow or refused the batch)."""
+    """The span exporter reported a failure (the collector is down, slow or refused the batch). Kept for
+    code that catches it: the sender counts failures (``OtlpTracer.spans_failed``) instead of raising."""
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class _Pipeline(ExportPipeline[Event]):
-    """The tracer's pipeline; shutting it down (``tracedagent.shutdown``) also stops the exporters, so a
-    collector that does not answer cannot keep a retry going after the deadline."""
+    """The tracer's pipeline. Flushing it also waits for the sender, within the same timeout; shutting it
+    down (``tracedagent.shutdown``) also stops the sender and the exporters, so a collector that does not
+    answer cannot keep a retry going after the deadline. Its stats count the events whose spans the sender
+    failed to export as failed."""
 
     def __init__(
-        self, export: Callable[[Sequence[Event]], None], on_stop: Callable[[float | None], None], **options: Any
+        self,
+        export: Callable[[Sequence[Event]], None],
+        on_stop: Callable[[float | None], None],
+        sender: SpanSender | None,
+        **options: Any,
     ) -> None:
-        super().__init__("otlp", export, **options)
+        super().__init__("otlp", export, backlog=None if sender is None else lambda: sender.backlog, **options)
         self._on_stop = on_stop
+        self.sender = sender
+
+    def flush(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = super().flush(timeout)
+        sender = self.sender
+        return (sender is None or sender.flush(_left(deadline))) and ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        started = time.monotonic()
+        deadline = None if timeout is None else time.monotonic() + timeout
         ok = super().shutdown(timeout)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        self._on_stop(left)
+        self._on_stop(_left(deadline))
         return ok
+
+    def abandon(self) -> None:
+        """At exit, past the exit timeout: end the exporter's retries (its thread is a daemon)."""
+        sender = self.sender
+        if sender is not None:
+            sender.close(0.0)
+
+    def stats(self) -> ExportStats:
+        stats = super().stats()
+        sender = self.sender
+        if sender is None or not sender.events_failed:
+            return stats
+        failed = min(sender.events_failed, stats.exported)
+        return ExportStats(
+            stats.sink,
+            stats.queue_depth,
+            stats.dropped,
+            stats.exported - failed,
+            stats.failed + failed,
+            stats.traces_admitted,
+            stats.traces_shed,
+            stats.traces_broken,
+        )
 
 
 class OtlpTracer(QueueingTracer):
@@ -88,8 +131,11 @@ class OtlpTracer(QueueingTracer):
     ``capture_content`` puts messages, tool arguments and results on the spans (default: from
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), each text cut to ``max_content`` characters
     (default: ``TRACEDAGENT_OTLP_MAX_CONTENT`` or 8192). ``propagate_context`` makes the core's spans
-    OpenTelemetry's current span inside model and tool calls. ``max_queue`` bounds the events waiting for
-    the worker (more are dropped and counted), ``max_pending`` the spans started and not yet ended.
+    OpenTelemetry's current span inside model and tool calls. ``max_queue`` is the admission bound: a run
+    that starts while the events waiting and the spans the sender holds, plus the room kept for the runs
+    already admitted, would pass it is shed whole (counted); admitted runs' events are held up to twice
+    that. ``max_batches`` bounds the batches of spans waiting for the exporter's thread, ``max_pending``
+    the spans started and not yet ended.
     With ``OTEL_SDK_DISABLED=true`` the tracer does nothing.
     """
 
@@ -105,10 +151,11 @@ class OtlpTracer(QueueingTracer):
         capture_content: bool | None = None,
         max_content: int | None = None,
         propagate_context: bool = True,
-        max_queue: int = 2048,
+        max_queue: int = 32_768,
         max_batch: int = 512,
         interval_s: float = 1.0,
         max_pending: int = 10_000,
+        max_batches: int = 4,
     ) -> None:
         environ = os.environ
         if span_exporter is not None and tracer_provider is not None:
@@ -120,6 +167,10 @@ class OtlpTracer(QueueingTracer):
             raise ConfigurationError(f"max_content must be a positive number of characters, not {max_content!r}")
         if not (isinstance(max_pending, int) and max_pending > 0):
             raise ConfigurationError(f"max_pending must be a positive integer, not {max_pending!r}")
+        if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+            raise ConfigurationError(f"max_batches must be a positive integer, not {max_batches!r}")
+        self.max_batches = max_batches
+        self._sender: SpanSender | None = None
         self._exporter: SpanExporter | None = None
         self._collector: ExporterSink | None = None
         self._stopped = False
@@ -128,22 +179,22 @@ class OtlpTracer(QueueingTracer):
         self.metrics: GenAIMetrics | None = None
         self.destination = "nowhere (OTEL_SDK_DISABLED is true)"
         self.metrics_destination = "off"
-        self.spans_exported = 0
-        self.spans_failed = 0
-        # After a failed export (the exporter has retried already) the exporter rests for a while: spans
-        # made meanwhile are counted as failed without calling it, so a dead collector costs the worker
-        # nothing and the queue keeps draining (no drops, no spans left half open).
+        # Read by the sender for its rests after a failed export (tests move it).
         self._clock: Callable[[], float] = time.monotonic
-        self._rest_until = 0.0
-        self._rest_s = 0.0
         self._bridge = ContextBridge() if propagate_context and self.enabled else None
         self._builder: SpanBuilder | None = None
         if self.enabled:
             self._setup(environ, span_exporter, tracer_provider, meter_provider, metrics, max_pending)
+        sender = self._made_sender()
         self._pipeline = _Pipeline(
-            self._export, self._stop, max_queue=max_queue, max_batch=max_batch, interval_s=interval_s
+            self._export, self._stop, sender, max_queue=max_queue, max_batch=max_batch, interval_s=interval_s
         )
-        self._put: Callable[[Event], bool] = self._pipeline.put if self.enabled else _drop
+        if sender is not None:
+            sender.start_thread = self._pipeline.start_helper
+        self._put: Callable[[Event], bool] = self._pipeline.put_event if self.enabled else _drop
+
+    def _made_sender(self) -> SpanSender | None:
+        return self._sender
 
     def _setup(
         self,
@@ -169,6 +220,12 @@ class OtlpTracer(QueueingTracer):
         sink: SpanSink
         if span_exporter is not None:
             self._exporter = span_exporter
+            self._sender = SpanSender(
+                span_exporter,
+                max_batches=self.max_batches,
+                clock=lambda: self._clock(),
+                destination=self.destination,
+            )
             # Made for its resource and sampler, read from OTEL_* as the SDK does; spans skip its tracer.
             tracer_provider = TracerProvider(shutdown_on_exit=False)
             scope = InstrumentationScope(N.SCOPE_NAME, N.SCOPE_VERSION, N.SCHEMA_URL)
@@ -269,13 +326,29 @@ class OtlpTracer(QueueingTracer):
     # ---------------------------------------------------------------- the pipeline's controls
 
     def stats(self) -> ExportStats:
-        """Events waiting, dropped (queue full), handled, and in batches whose export failed."""
+        """Events waiting, dropped (of traces shed, or after shutdown), handled, and in batches whose export
+        failed; traces admitted, shed and broken."""
         return self._pipeline.stats()
 
     @property
     def dropped(self) -> int:
-        """Events dropped because the queue was full (the collector could not keep up)."""
+        """Events dropped: of traces shed because the collector could not keep up (or after shutdown)."""
         return self._pipeline.dropped
+
+    @property
+    def spans_exported(self) -> int:
+        """Spans the exporter took."""
+        return self._sender.spans_exported if self._sender is not None else 0
+
+    @property
+    def spans_failed(self) -> int:
+        """Spans whose export failed (or that came while the exporter rested after a failure)."""
+        return self._sender.spans_failed if self._sender is not None else 0
+
+    @property
+    def sender_backlog(self) -> int:
+        """Spans waiting for the exporter's thread or being exported."""
+        return self._sender.backlog if self._sender is not None else 0
 
     @property
     def pending(self) -> int:
@@ -298,52 +371,30 @@ class OtlpTracer(QueueingTracer):
             return
         for event in batch:
             builder.handle(event)
-        collector, exporter = self._collector, self._exporter
-        if collector is None or exporter is None:
+        collector, sender = self._collector, self._sender
+        if collector is None or sender is None:
             return
         spans = collector.take()
-        if not spans:
-            return
-        if self._stopped:  # the shutdown deadline passed while this worker was still busy
-            self.spans_failed += len(spans)
-            raise SpanExportFailed(f"{len(spans)} spans ended after the tracer was shut down; not exported")
-        if self._rest_until and self._clock() < self._rest_until:
-            self.spans_failed += len(spans)
-            raise SpanExportFailed(
-                f"{len(spans)} spans not exported: the exporter to {self.destination} failed and rests until "
-                "its next try"
-            )
-        if exporter.export(spans) is not SpanExportResult.SUCCESS:
-            self.spans_failed += len(spans)
-            self._rest_s = min(_MAX_REST_S, max(_FIRST_REST_S, 2 * self._rest_s))
-            self._rest_until = self._clock() + self._rest_s
-            raise SpanExportFailed(f"the span exporter failed to export {len(spans)} spans to {self.destination}")
-        self._rest_until = self._rest_s = 0.0
-        self.spans_exported += len(spans)
+        if spans:
+            sender.submit(spans, len(batch))  # waits while the sender's queue is full: bounded memory
 
     def _stop(self, timeout: float | None) -> None:
         """After the worker stopped (or the shutdown deadline passed): stop what the tracer built."""
         if self._stopped:
             return
         self._stopped = True
-        exporter = self._exporter
-        if exporter is not None:
-            try:
-                exporter.shutdown()  # also ends a retry in progress against a collector that is down
-            except Exception:
-                logger.exception("tracedagent-otlp: the span exporter failed to shut down")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sender = self._sender
+        if sender is not None:
+            sender.close(timeout)  # shuts the exporter down too, ending a retry in progress
         own, self._own_meter_provider = self._own_meter_provider, None
         if own is not None:
-            millis = 30_000.0 if timeout is None else timeout * 1000
+            left = _left(deadline)
+            millis = 30_000.0 if left is None else left * 1000
             try:
                 own.shutdown(timeout_millis=millis)
             except Exception:
                 logger.exception("tracedagent-otlp: the meter provider failed to shut down")
-
-
-#: How long the exporter rests after a failed export: doubling from the first to the longest rest.
-_FIRST_REST_S = 1.0
-_MAX_REST_S = 30.0
 
 
 def _drop(event: Event) -> bool:

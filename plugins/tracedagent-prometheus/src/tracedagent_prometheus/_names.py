@@ -23,6 +23,7 @@ COMPACTION_TOKENS_REMOVED_TOTAL = "tracedagent_compaction_tokens_removed_total"
 PLUGIN_ERRORS_TOTAL = "tracedagent_plugin_errors_total"
 EXPORT_QUEUE_DEPTH = "tracedagent_export_queue_depth"
 EXPORT_DROPPED_TOTAL = "tracedagent_export_dropped_total"
+TRACES_SHED_TOTAL = "tracedagent_traces_shed_total"
 
 #: Every metric this plugin exposes (without the _total/_bucket suffixes the exposition adds).
 ALL = (
@@ -47,6 +48,7 @@ ALL = (
     PLUGIN_ERRORS_TOTAL,
     EXPORT_QUEUE_DEPTH,
     EXPORT_DROPPED_TOTAL,
+    TRACES_SHED_TOTAL,
 )
 
 #: The OpenTelemetry GenAI conventions' buckets for gen_ai.client.operation.duration (seconds).

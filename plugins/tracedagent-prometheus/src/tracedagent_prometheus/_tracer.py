@@ -172,19 +172,27 @@ class LiveCollector(Collector):
         depth = GaugeMetricFamily(N.EXPORT_QUEUE_DEPTH, "Items waiting in a sink's export queue.", labels=("sink",))
         dropped = CounterMetricFamily(
             N.EXPORT_DROPPED_TOTAL.removesuffix("_total"),
-            "Items a sink dropped because its queue was full.",
+            "Items a sink dropped: events of traces it shed, or past its queue's bound.",
+            labels=("sink",),
+        )
+        shed = CounterMetricFamily(
+            N.TRACES_SHED_TOTAL.removesuffix("_total"),
+            "Whole traces a sink did not take, decided when their run started or resumed (it was at capacity).",
             labels=("sink",),
         )
         per_sink: dict[str, list[int]] = {}
         for stats in tracedagent.export_stats():
-            values = per_sink.setdefault(stats.sink, [0, 0])
+            values = per_sink.setdefault(stats.sink, [0, 0, 0])
             values[0] += stats.queue_depth
             values[1] += stats.dropped
-        for sink, (waiting, lost) in sorted(per_sink.items()):
+            values[2] += stats.traces_shed
+        for sink, (waiting, lost, traces_shed) in sorted(per_sink.items()):
             depth.add_metric((sink,), waiting)
             dropped.add_metric((sink,), lost)
+            shed.add_metric((sink,), traces_shed)
         yield depth
         yield dropped
+        yield shed
 
 
 class PrometheusTracer:

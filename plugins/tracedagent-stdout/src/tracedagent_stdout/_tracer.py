@@ -1,7 +1,8 @@
 """``StdoutTracer``: one line per event, formatted on an export worker thread.
 
-The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue: a
-full queue drops and counts, it never blocks the run). The pipeline's worker turns each event into a
+The hooks only put the event on the tracer's :class:`tracedagent.ExportPipeline` (a bounded queue that
+takes or sheds whole traces, decided when a run starts or resumes; what it sheds is counted, and it never
+blocks the run). The pipeline's worker turns each event into a
 line with :func:`describe` and writes the batch to the stream in one call. Console lines go through a
 structlog logger of the tracer's own (the process's structlog configuration is neither used nor
 changed). JSON lines are the very lines structlog's ``JSONRenderer`` prints after ``add_log_level``
@@ -156,8 +157,10 @@ class StdoutTracer(QueueingTracer):
     read from ``TRACEDAGENT_LOG_FORMAT``. ``capture_content``: print message content and error
     messages; by default read from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or
     ``TRACEDAGENT_CAPTURE_CONTENT``. ``colors``: colour console lines; by default only on a TTY, with
-    structlog's ``NO_COLOR`` / ``FORCE_COLOR``. ``max_queue`` bounds the events waiting to be printed
-    (more are dropped and counted); ``interval_s`` is how often the worker prints what is waiting.
+    structlog's ``NO_COLOR`` / ``FORCE_COLOR``. ``max_queue`` is the admission bound: a run that starts
+    while the events waiting plus the room kept for the runs already admitted would pass it is shed whole
+    (counted); the events of admitted runs are held up to twice that. ``interval_s`` is how often the worker
+    prints what is waiting.
 
     Use it per agent (``Agent(..., plugins=[StdoutTracer()])``) or process-wide
     (``tracedagent.register(StdoutTracer())``, or ``TRACEDAGENT_STDOUT=1`` with the plugin installed).
@@ -172,7 +175,7 @@ class StdoutTracer(QueueingTracer):
         format: FormatChoice | None = None,
         capture_content: bool | None = None,
         colors: bool | None = None,
-        max_queue: int = 2048,
+        max_queue: int = 32_768,
         interval_s: float = 0.1,
     ) -> None:
         environ = os.environ
@@ -209,7 +212,7 @@ class StdoutTracer(QueueingTracer):
         self._pipeline: ExportPipeline[Event] = ExportPipeline(
             "stdout", self._export, max_queue=max_queue, interval_s=interval_s
         )
-        self._put = self._pipeline.put
+        self._put = self._pipeline.put_event
 
     def __repr__(self) -> str:
         content = "with content" if self.capture_content else "no content"
@@ -220,12 +223,13 @@ class StdoutTracer(QueueingTracer):
     # ---------------------------------------------------------------- the pipeline's controls
 
     def stats(self) -> ExportStats:
-        """Events waiting, dropped (queue full), printed, and lost to write errors."""
+        """Events waiting, dropped (traces shed, or the queue full), printed, lost to write errors, and
+        traces admitted, shed and broken."""
         return self._pipeline.stats()
 
     @property
     def dropped(self) -> int:
-        """Events dropped because the queue was full (the stream could not keep up)."""
+        """Events dropped: of traces shed because the stream could not keep up (or after shutdown)."""
         return self._pipeline.dropped
 
     def flush(self, timeout: float | None = 5.0) -> bool:

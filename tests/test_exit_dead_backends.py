@@ -1,0 +1,129 @@
+"""With every backend dead (the OTLP endpoint a black hole that accepts and never answers, LangSmith
+answering 503 after 2 s), the process exits within TRACEDAGENT_EXIT_TIMEOUT of its last run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+EXIT_TIMEOUT_S = 2.0
+#: Interpreter start-up is before the last run; this covers the interpreter's own teardown after the drain.
+TEARDOWN_S = 1.5
+GUARD_S = 30.0
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import langsmith
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    import tracedagent
+    from tracedagent import Agent, tool
+    from tracedagent.testing import ScriptedModel, Step
+    from tracedagent_langsmith import LangSmithTracer
+    from tracedagent_otlp import OtlpTracer
+
+    @tool
+    async def add(a: int, b: int) -> int:
+        \"\"\"Add.\"\"\"
+        return a + b
+
+    otlp = OtlpTracer(span_exporter=OTLPSpanExporter(endpoint=sys.argv[1] + "/v1/traces"), metrics=False,
+                      interval_s=0.05)
+    ls = LangSmithTracer(interval_s=0.05)
+    model = ScriptedModel([Step(tool_calls=[("add", {"a": 1, "b": 2})]), "3"], per_run=True)
+    agent = Agent("a", model, tools=[add], plugins=[otlp, ls])
+
+    async def main():
+        for block in range(3):
+            await asyncio.gather(*(agent.run(f"q{i}") for i in range(100)))
+            await asyncio.sleep(0.5)  # the exporters are busy with the dead backends meanwhile
+
+    asyncio.run(main())
+    print("last run done", flush=True)
+    """
+)
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A TCP listener that accepts connections (the kernel does, from its backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@pytest.fixture
+def slow_503() -> Iterator[str]:
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            stop.wait(2.0)
+            try:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass
+
+        do_GET = do_POST = do_PATCH = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(AssertionError, subprocess.TimeoutExpired),
+    reason="known open: with LangSmith answering 503 after 2 s the child still outlives the exit timeout "
+    "(the SDK's non-daemon threads keep draining and retrying after abandon); see the branch's hand-off note",
+)
+def test_the_process_exits_within_the_exit_timeout_of_its_last_run(black_hole: str, slow_503: str) -> None:
+    env = {
+        **os.environ,
+        "TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "TRACEDAGENT_EXIT_TIMEOUT": str(EXIT_TIMEOUT_S),
+        "LANGSMITH_TRACING": "true",
+        "LANGSMITH_ENDPOINT": slow_503,
+        "LANGSMITH_API_KEY": "lsv2_pt_test",
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, black_hole], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # blocks until the last run is done (or the child died)
+        last_run = time.monotonic()
+        assert line.strip() == "last run done", child.stderr.read() if child.stderr else ""
+        code = child.wait(GUARD_S)
+        took = time.monotonic() - last_run
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    print(f"exit took {took:.2f} s after the last run (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
+    assert code == 0
+    assert took < EXIT_TIMEOUT_S + TEARDOWN_S, f"the process took {took:.2f} s to exit after its last run"
