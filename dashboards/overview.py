@@ -170,9 +170,11 @@ def build() -> Dashboard:
             ),
             timeseries(
                 "Export drops",
-                "Items each sink dropped per second because its queue was full: telemetry lost, the run unharmed.",
+                "Events each sink dropped per second, and whole traces it shed at run start because it was behind "
+                "(a shed trace is absent, never broken): telemetry lost, the run unharmed.",
                 RATE,
-                ("{{sink}}", per_second(N.EXPORT_DROPPED_TOTAL, by=("sink",))),
+                ("{{sink}} events", per_second(N.EXPORT_DROPPED_TOTAL, by=("sink",))),
+                ("{{sink}} traces shed", per_second(N.TRACES_SHED_TOTAL, by=("sink",))),
                 width=8,
             ),
         ],

@@ -313,7 +313,8 @@ DEMO_TOOLS = ("book_seat", "exchange_rate", "fare_quote", "flight_status", "get_
 # (1) creates the demo's series at 0 when it loads (as Prometheus advises for known label sets), and
 # (2) holds the first model call until the test says go, after Prometheus has scraped those zeros;
 # it also (3) raises in on_run_start, so tracedagent_plugin_errors_total appears, and (4) feeds a sink
-# with a tiny queue that nothing drains until the demo flushes, so tracedagent_export_dropped_total grows.
+# with a tiny queue that nothing drains until the demo flushes, so tracedagent_export_dropped_total and
+# tracedagent_traces_shed_total grow.
 PROBE = textwrap.dedent(
     f'''
     """Dashboards test probe: zeroed series, a pause, a failing hook and a sink that drops."""
@@ -353,14 +354,14 @@ PROBE = textwrap.dedent(
 
     @tracedagent.hookimpl
     def on_run_start(event):
-        sink.put(event)
+        sink.put_event(event)  # by whole traces: past the first run the sink is full and sheds them
         raise RuntimeError("the dashboards probe fails here on purpose")
 
 
     @tracedagent.hookimpl
     def on_model_call_start(event):
         global paused
-        sink.put(event)
+        sink.put_event(event)
         if not paused:
             paused = True
             deadline = time.monotonic() + 60
