@@ -50,7 +50,7 @@ class Agent:
     def __init__(
         self,
         name: str,
-        model: Model,
+        model: Model | str,
         *,
         instructions: str | None = None,
         tools: Iterable[Tool] = (),

@@ -20,6 +20,7 @@ from ._compaction import CompactionStrategy
 from ._model import Model
 from ._tools import DEFAULT_MAX_RESULT_CHARS, Tool
 from .exceptions import ConfigurationError
+from .models import resolve_model
 
 __all__ = ["AgentConfig", "configure"]
 
@@ -49,7 +50,7 @@ class AgentConfig:
 
 def configure(
     name: str,
-    model: Model,
+    model: Model | str,
     *,
     instructions: str | None = None,
     tools: Iterable[Tool] = (),
@@ -66,10 +67,16 @@ def configure(
     that names the agent and says what is accepted."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"an agent needs a non-empty name, not {name!r}")
+    if isinstance(model, str):
+        try:
+            model = resolve_model(model)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"agent {name!r}: {exc}") from None
     if not isinstance(model, Model):
         raise ConfigurationError(
             f"agent {name!r}: model must implement the Model protocol (name, provider, stream()); "
-            f"got {type(model).__name__}. Use tracedagent.models or tracedagent.testing.ScriptedModel"
+            f"got {type(model).__name__}. Pass a \"provider:model\" string (\"openai:gpt-4o-mini\"), a model from "
+            "tracedagent.models, or tracedagent.testing.ScriptedModel"
         )
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
         raise ConfigurationError(f"agent {name!r}: max_turns must be a positive integer, not {max_turns!r}")

@@ -105,7 +105,8 @@ class Dispatcher:
             except Exception as exc:
                 record_error(name, event.hook, exc)
                 continue
-            if result is not None and inspect.isawaitable(result):
+            # None, or a queue's put() saying whether it took the event: the common answers, checked first.
+            if result is not None and result.__class__ is not bool and inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     result.close()
                 record_error(name, event.hook, None, coroutine=True)

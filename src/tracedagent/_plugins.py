@@ -82,8 +82,20 @@ def register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None 
             pm.unregister(plugin)
         if isinstance(exc, PluginError):
             raise
-        raise PluginError(f"plugin {unique!r} cannot be registered: {exc}. Hook names are {_HOOK_NAMES}") from exc
+        raise PluginError(f"plugin {unique!r} cannot be registered: {exc}. {_expected(plugin)}") from exc
     return unique
+
+
+def _signature(hook: str) -> str:
+    return f"{hook}({', '.join(inspect.signature(getattr(hookspecs, hook)).parameters)})"
+
+
+def _expected(plugin: object) -> str:
+    """What the hooks a plugin tried to implement take, or the hook names when none is right."""
+    tried = [name for name in hookspecs.ALL_HOOKS if callable(getattr(plugin, name, None))]
+    if tried:
+        return "Expected: " + ", ".join(_signature(name) for name in tried) + " (an implementation may take fewer)"
+    return f"Hook names are {_HOOK_NAMES}"
 
 
 def _split(value: str | None) -> list[str]:

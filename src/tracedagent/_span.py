@@ -111,7 +111,7 @@ class Stage:
         self,
         span: Span,
         start_cls: type[Event],
-        end_cls: type[Event],
+        end_cls: type[Event],  # an end event type: it has status, error and duration_s
         *,
         observer: Callable[[Any], None] | None = None,
         ok: str = "ok",
@@ -119,7 +119,7 @@ class Stage:
     ) -> None:
         self.span = span
         self.start_cls = start_cls
-        self.end_cls = end_cls
+        self.end_cls: Any = end_cls
         #: Also given the start and end events (the run's stream), when set.
         self.observer = observer
         d = span.d
