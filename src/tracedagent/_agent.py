@@ -153,6 +153,8 @@ class Agent:
         if self._dispatcher is None or self._dispatcher_version != version:
             self._dispatcher = Dispatcher([self._pm, _plugins.global_plugin_manager()])
             self._dispatcher_version = version
+            for loser, winner in self._dispatcher.shadowed:
+                _plugins.note_shadowed(loser, f"agent {self.name!r} has its own {winner!r} with the same settings")
         return self._dispatcher
 
     def _new_state(

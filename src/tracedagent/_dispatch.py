@@ -51,6 +51,21 @@ def _direct(function: Callable[..., Any], hook: str) -> Callable[..., Any]:
     return function
 
 
+def identity(plugin: object) -> Any:
+    """What makes two plugins the same tracer: ``(class, plugin.tracedagent_identity())`` when the plugin
+    has that method (a hashable value of its settings), else None (every object is its own). A plugin
+    given to an agent and an equal one registered process-wide are one: the agent's gets the events."""
+    method = getattr(plugin, "tracedagent_identity", None)
+    if not callable(method):
+        return None
+    try:
+        key = method()
+        hash(key)
+    except Exception:  # a broken identity makes the plugin its own, never a shadow of another
+        return None
+    return (type(plugin), key)
+
+
 class Dispatcher:
     """The implementations of every hook, snapshotted, and the calls that isolate their faults.
 
@@ -58,7 +73,7 @@ class Dispatcher:
     tuple before building an event, so a hook nobody implements costs one attribute read.
     """
 
-    __slots__ = (*hookspecs.OBSERVER_HOOKS, *hookspecs.DECIDER_HOOKS)
+    __slots__ = (*hookspecs.OBSERVER_HOOKS, *hookspecs.DECIDER_HOOKS, "shadowed")
 
     on_run_start: tuple[Impl, ...]
     on_run_end: tuple[Impl, ...]
@@ -76,9 +91,27 @@ class Dispatcher:
 
     def __init__(self, managers: Iterable[pluggy.PluginManager] = ()) -> None:
         managers = list(managers)
+        #: (plugin left out, plugin that gets the events instead): the same tracer, with the same settings,
+        #: given to an agent and registered process-wide (see :func:`identity`).
+        self.shadowed: list[tuple[str, str]] = []
+        shadowed: set[int] = set()
+        winners: dict[Any, str] = {}
+        for index, pm in enumerate(managers):
+            mine: dict[Any, str] = {}
+            for name, plugin in pm.list_name_plugin():
+                key = identity(plugin)
+                if key is None:
+                    continue
+                if key in winners and index > 0:
+                    shadowed.add(id(plugin))
+                    self.shadowed.append((name, winners[key]))
+                else:
+                    mine.setdefault(key, name)
+            for key, name in mine.items():
+                winners.setdefault(key, name)
         for hook in (*hookspecs.OBSERVER_HOOKS, *hookspecs.DECIDER_HOOKS):
             impls: list[Impl] = []
-            seen: set[int] = set()
+            seen: set[int] = set(shadowed)
             for pm in managers:
                 caller = getattr(pm.hook, hook, None)
                 if caller is None:

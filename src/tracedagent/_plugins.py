@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ __all__ = [
     "registry_version",
     "unregister",
 ]
+
+logger = logging.getLogger("tracedagent")
 
 ENV_PLUGINS = "TRACEDAGENT_PLUGINS"
 ENV_DISABLE = "TRACEDAGENT_DISABLE_PLUGINS"
@@ -273,6 +276,16 @@ def global_plugin_manager() -> pluggy.PluginManager:
 
 def new_plugin_manager() -> pluggy.PluginManager:
     return _new_plugin_manager()
+
+
+def note_shadowed(name: str, why: str) -> None:
+    """A process-wide plugin an agent's own equal plugin replaces for that agent's runs: say so in
+    ``tracedagent plugins`` and in the log, once."""
+    info = _registry.info.get(name)
+    if info is None or why in info.status:
+        return
+    info.status = f"{info.status}; not used for one agent: {why}, which gets its events"
+    logger.info("plugin %r is not called for one agent's runs: %s, which gets each event once", name, why)
 
 
 def list_plugins() -> list[PluginInfo]:

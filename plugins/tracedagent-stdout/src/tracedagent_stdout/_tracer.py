@@ -218,6 +218,11 @@ class StdoutTracer(QueueingTracer):
         content = "with content" if self.capture_content else "no content"
         return f"<StdoutTracer {self.format} to {self.stream!r}, {content}>"
 
+    def tracedagent_identity(self) -> tuple[int, str, bool, bool]:
+        """Two tracers printing the same lines to the same stream are one: an agent's own and the
+        process-wide one (``TRACEDAGENT_STDOUT=1``) print each event once, from the agent's."""
+        return (id(self.stream), self.format, self.capture_content, self.colors)
+
     # ------------------------------------------------------------------ hooks: O(1), no I/O
 
     # ---------------------------------------------------------------- the pipeline's controls
