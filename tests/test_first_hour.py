@@ -62,5 +62,5 @@ def test_an_unknown_hook_lists_the_hook_names() -> None:
         def on_run_begin(self, event: object) -> None:
             return None
 
-    with pytest.raises(PluginError, match="unknown hook 'on_run_begin'.*on_run_start"):
+    with pytest.raises(PluginError, match=r"unknown hook 'on_run_begin'.*on_run_start"):
         Agent("a", ScriptedModel(["x"]), plugins=[Typo()])
