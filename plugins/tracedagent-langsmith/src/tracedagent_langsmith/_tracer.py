@@ -85,7 +85,11 @@ class LangSmithTracer(QueueingTracer):
     ``anonymizer``, sampling rate... apply); by default the tracer makes one, on its worker thread, from
     the SDK's variables (``LANGSMITH_ENDPOINT``, ``LANGSMITH_API_KEY``, ``LANGSMITH_TRACING_SAMPLING_RATE``,
     ``LANGSMITH_HIDE_INPUTS``, ``LANGSMITH_HIDE_OUTPUTS``), or from ``sampling_rate``, ``hide_inputs``
-    and ``hide_outputs`` when given. ``project_name``: the LangSmith project (default
+    and ``hide_outputs`` when given. The tracer's own client has bounded retries and is given up at the
+    exit deadline (``TRACEDAGENT_EXIT_TIMEOUT``, see :mod:`._transport`); a client you pass in is yours and
+    is not touched: its upload threads are not daemons, so a dead endpoint can hold your process past the
+    exit timeout unless you bound it (``LANGSMITH_USE_DAEMON=true``, a ``retry_config``, or your own
+    ``client.cleanup(timeout)``). ``project_name``: the LangSmith project (default
     ``LANGSMITH_PROJECT``, else ``default``). ``capture_content``: send message content; by default read
     from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or ``TRACEDAGENT_CAPTURE_CONTENT``.
     ``max_queue`` is the admission bound: a run that starts while the events waiting and the runs the SDK
