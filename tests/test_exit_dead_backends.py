@@ -1,5 +1,9 @@
-"""With every backend dead (the OTLP endpoint a black hole that accepts and never answers, LangSmith
-answering 503 after 2 s), the process exits within TRACEDAGENT_EXIT_TIMEOUT of its last run."""
+"""The process exits within TRACEDAGENT_EXIT_TIMEOUT of its last run, whatever its backends do: with
+every backend dead (the OTLP endpoint a black hole that accepts and never answers, LangSmith answering
+503 after 2 s), with both refusing connections, and with both answering at once.
+
+The child's stderr is read while it runs: the langsmith SDK logs every failed upload, and a child
+blocked on a full stderr pipe would not exit however well its exporters behave."""
 
 from __future__ import annotations
 
@@ -95,35 +99,90 @@ def slow_503() -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, subprocess.TimeoutExpired),
-    reason="known open: with LangSmith answering 503 after 2 s the child still outlives the exit timeout "
-    "(the SDK's non-daemon threads keep draining and retrying after abandon); see the branch's hand-off note",
-)
-def test_the_process_exits_within_the_exit_timeout_of_its_last_run(black_hole: str, slow_503: str) -> None:
+@pytest.fixture
+def refused() -> str:
+    """An address where nothing listens: connections are refused at once."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    """A collector and a LangSmith stand-in that take everything at once (200, ``{}``)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = do_PATCH = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _exit_after_last_run(otlp: str, langsmith: str) -> tuple[int, float, str]:
+    """Run the child; return its exit code, the seconds from its last run to its exit, and its stderr."""
     env = {
         **os.environ,
         "TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD": "1",
         "TRACEDAGENT_EXIT_TIMEOUT": str(EXIT_TIMEOUT_S),
         "LANGSMITH_TRACING": "true",
-        "LANGSMITH_ENDPOINT": slow_503,
+        "LANGSMITH_ENDPOINT": langsmith,
         "LANGSMITH_API_KEY": "lsv2_pt_test",
     }
     child = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, black_hole], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SCRIPT, otlp], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    errors: list[str] = []
+    assert child.stderr is not None
+    reader = threading.Thread(target=lambda: errors.append(child.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         assert child.stdout is not None
         line = child.stdout.readline()  # blocks until the last run is done (or the child died)
         last_run = time.monotonic()
-        assert line.strip() == "last run done", child.stderr.read() if child.stderr else ""
+        if line.strip() != "last run done":
+            child.wait(GUARD_S)
+            reader.join(GUARD_S)
+            pytest.fail(f"the child did not finish its runs: {line!r}\n{''.join(errors)[-4000:]}")
         code = child.wait(GUARD_S)
         took = time.monotonic() - last_run
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    print(f"exit took {took:.2f} s after the last run (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
-    assert code == 0
+    reader.join(GUARD_S)
+    return code, took, "".join(errors)
+
+
+@pytest.mark.parametrize("backends", ["black hole and slow 503", "refused", "answering"])
+def test_the_process_exits_within_the_exit_timeout_of_its_last_run(
+    backends: str, request: pytest.FixtureRequest
+) -> None:
+    if backends == "black hole and slow 503":
+        otlp, langsmith = request.getfixturevalue("black_hole"), request.getfixturevalue("slow_503")
+    elif backends == "refused":
+        otlp = langsmith = request.getfixturevalue("refused")
+    else:
+        otlp = langsmith = request.getfixturevalue("answering")
+    code, took, errors = _exit_after_last_run(otlp, langsmith)
+    print(f"{backends}: exit took {took:.2f} s after the last run (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
+    assert code == 0, errors[-4000:]
     assert took < EXIT_TIMEOUT_S + TEARDOWN_S, f"the process took {took:.2f} s to exit after its last run"

@@ -430,7 +430,9 @@ class ExportPipeline(Generic[T]):
     def abandon(self) -> None:
         """Called at exit when ``TRACEDAGENT_EXIT_TIMEOUT`` ran out before this pipeline drained: a sink
         whose backend still holds items (an SDK's own queue and threads) overrides it to give them up, so
-        the process can exit. The default does nothing (the worker is a daemon thread)."""
+        the process can exit. It must return at once (the exit deadline has passed) and leave no thread
+        that is not a daemon waiting on the backend. The default does nothing (the worker is a daemon
+        thread)."""
 
     def _after_fork(self) -> None:
         self._reset()
@@ -440,11 +442,17 @@ def _each(action: str, timeout: float | None) -> bool:
     """Call ``action`` (flush or shutdown) of every pipeline at once, each on a helper thread, and wait
     for them all within the one ``timeout``: a sink whose backend does not answer cannot take the time of
     the others."""
+    return not _unfinished(action, timeout)
+
+
+def _unfinished(action: str, timeout: float | None) -> list[ExportPipeline[Any]]:
+    """:func:`_each`, returning the pipelines that did not finish in time (helper threads are daemons:
+    one still waiting at the deadline is left to wait, and holds nothing)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with _pipelines_lock:
         pipelines = list(_pipelines)
     if len(pipelines) <= 1:
-        return all(getattr(p, action)(timeout) for p in pipelines)
+        return [p for p in pipelines if not getattr(p, action)(timeout)]
     results: dict[int, bool] = {}
 
     def run(pipeline: ExportPipeline[Any]) -> None:
@@ -461,7 +469,7 @@ def _each(action: str, timeout: float | None) -> bool:
         if left is not None and not left <= _MAX_WAIT_S:
             left = None
         thread.join(left)
-    return all(results.get(id(p), False) for p in pipelines)
+    return [p for p in pipelines if not results.get(id(p), False)]
 
 
 def flush(timeout: float | None = 5.0) -> bool:
@@ -507,16 +515,16 @@ def _before_threads_stop() -> None:
     """At exit, once the main thread is done and before Python joins the threads that are not daemons (an
     SDK's sender): drain every sink while those threads still send, all within ``TRACEDAGENT_EXIT_TIMEOUT``.
     A pipeline still busy at the deadline is told to :meth:`~ExportPipeline.abandon` what its backend
-    holds, so that no thread of it keeps the process alive."""
+    holds, at once, so that no thread of it keeps the process alive; this thread waits for nothing more.
+    (``abandon`` must not block: the exit bound is only as hard as the slowest ``abandon``.)"""
     global _exit_deadline
     timeout = _exit_timeout()
     _exit_deadline = time.monotonic() + timeout
-    if flush(timeout):
+    late = _unfinished("flush", timeout)
+    if not late:
         _exit_deadline = None  # all sent: the shutdown at exit gets its own timeout for what comes later
         return
-    with _pipelines_lock:
-        pipelines = list(_pipelines)
-    for pipeline in pipelines:
+    for pipeline in late:  # only those still busy: a sink that finished keeps what it holds going
         try:
             pipeline.abandon()
         except Exception:

@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracedagent import (
     ConfigurationError,
@@ -35,6 +35,9 @@ from tracedagent import (
 
 from ._settings import Settings
 from ._tree import RunClient, TraceBuilder
+
+if TYPE_CHECKING:  # requests is imported with the SDK, when the client is made
+    from ._transport import ExitBoundAdapter
 
 __all__ = ["LangSmithTracer"]
 
@@ -82,7 +85,11 @@ class LangSmithTracer(QueueingTracer):
     ``anonymizer``, sampling rate... apply); by default the tracer makes one, on its worker thread, from
     the SDK's variables (``LANGSMITH_ENDPOINT``, ``LANGSMITH_API_KEY``, ``LANGSMITH_TRACING_SAMPLING_RATE``,
     ``LANGSMITH_HIDE_INPUTS``, ``LANGSMITH_HIDE_OUTPUTS``), or from ``sampling_rate``, ``hide_inputs``
-    and ``hide_outputs`` when given. ``project_name``: the LangSmith project (default
+    and ``hide_outputs`` when given. The tracer's own client has bounded retries and is given up at the
+    exit deadline (``TRACEDAGENT_EXIT_TIMEOUT``, see :mod:`._transport`); a client you pass in is yours and
+    is not touched: its upload threads are not daemons, so a dead endpoint can hold your process past the
+    exit timeout unless you bound it (``LANGSMITH_USE_DAEMON=true``, a ``retry_config``, or your own
+    ``client.cleanup(timeout)``). ``project_name``: the LangSmith project (default
     ``LANGSMITH_PROJECT``, else ``default``). ``capture_content``: send message content; by default read
     from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` or ``TRACEDAGENT_CAPTURE_CONTENT``.
     ``max_queue`` is the admission bound: a run that starts while the events waiting and the runs the SDK
@@ -131,6 +138,8 @@ class LangSmithTracer(QueueingTracer):
         self.hide_outputs = settings.hide_outputs if hide_outputs is None else bool(hide_outputs)
         self._given_client = client
         self._client: Any = client
+        #: The transport of the client this tracer made (None with a client of the application's).
+        self._adapter: ExitBoundAdapter | None = None
         self._client_pid = os.getpid()
         #: Requests the SDK reported as failed (its ``tracing_error_callback``; our own client only).
         self.send_failures = 0
@@ -213,12 +222,20 @@ class LangSmithTracer(QueueingTracer):
         if self._client is None or self._client_pid != pid:
             from langsmith import Client
 
+            from ._transport import TIMEOUT_MS, bounded_retry, exit_bound_session, wrap_client_adapter
+
+            session, adapter = exit_bound_session()
             self._client = Client(
                 tracing_sampling_rate=self.sampling_rate,
                 hide_inputs=self.hide_inputs,
                 hide_outputs=self.hide_outputs,
                 tracing_error_callback=self._send_failed,
+                session=session,
+                retry_config=bounded_retry(),
+                timeout_ms=TIMEOUT_MS,
             )
+            wrap_client_adapter(session, adapter)
+            self._adapter = adapter
             self._client_pid = pid
         return self._client  # type: ignore[no-any-return]
 
@@ -268,24 +285,23 @@ class LangSmithTracer(QueueingTracer):
         return not flusher.is_alive()
 
     def _abandon_sdk(self) -> None:
-        """At exit, once the exit timeout is spent: make the uploads the SDK still holds fail at once.
+        """At exit, once the exit timeout is spent: give up what the SDK still holds, at once.
 
-        Python waits at exit for the SDK's threads (they are not daemons), and against an unreachable
-        endpoint each of its batches takes seconds of retries. Only a client this tracer made is touched:
-        its background threads are told to stop (the SDK's own ``cleanup`` flag) and its session refuses
-        every new request, so the wait ends after the request in flight. What was not sent is counted
-        in ``send_failures`` by the SDK's error callback and logged once here."""
-        client = self._client
-        if client is None or self._given_client is not None or self._client_pid != os.getpid():
+        Python waits at exit for the SDK's threads (they are not daemons), and against an endpoint that
+        does not answer each upload holds its thread for seconds of timeouts and retries. Only a client
+        this tracer made is touched: its transport (:class:`~._transport.ExitBoundAdapter`) releases the
+        SDK threads waiting in a request and fails every later request at once, and ``Client.cleanup(0)``
+        tells its threads to stop; they then finish their queue, every upload failing at once (counted
+        in ``send_failures`` by the SDK's error callback), and the process exits. Logged once here."""
+        client, adapter = self._client, self._adapter
+        if client is None or adapter is None or self._given_client is not None or self._client_pid != os.getpid():
             return
-        session = getattr(client, "session", None)
-        if session is None:
-            return
-        refuse = _refusing_adapter()
-        session.mount("http://", refuse)
-        session.mount("https://", refuse)
-        client._manual_cleanup = True
+        adapter.abandon()
         self.abandoned = True
+        try:
+            client.cleanup(timeout=0)  # no drain: only the SDK's flag that stops its threads
+        except Exception:
+            logger.debug("LangSmith: Client.cleanup(0) failed at exit", exc_info=True)
         logger.warning(
             "LangSmith: the endpoint did not take the last runs within TRACEDAGENT_EXIT_TIMEOUT; what the "
             "SDK still holds is dropped so that the process can exit"
@@ -297,25 +313,6 @@ def _quietly(action: Callable[[], object]) -> None:
         action()
     except Exception:
         logger.debug("LangSmith: flushing the SDK client failed", exc_info=True)
-
-
-# --------------------------------------------------------------------------------- at process exit
-
-
-def _refusing_adapter() -> Any:
-    import requests
-
-    class Refuse(requests.adapters.BaseAdapter):
-        """A transport that refuses every request: the process is exiting and the endpoint is not
-        answering."""
-
-        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            raise requests.ConnectionError("tracedagent: the process is exiting; LangSmith upload given up")
-
-        def close(self) -> None:
-            pass
-
-    return Refuse()
 
 
 #: Runs counted for each upload the SDK has in flight (a batch; the SDK's default batch is 100 runs).

@@ -68,16 +68,17 @@ def application_meter_provider() -> ApiMeterProvider | None:
 
 
 def span_exporter_from_env(environ: Mapping[str, str]) -> SpanExporter:
-    """An OTLP span exporter configured by the ``OTEL_EXPORTER_OTLP_*`` variables."""
+    """An OTLP span exporter configured by the ``OTEL_EXPORTER_OTLP_*`` variables. Without a timeout
+    variable its timeout is cut to ``TRACEDAGENT_EXIT_TIMEOUT`` (:func:`_settings.export_timeout_from_env`)."""
     if _settings.protocol_from_env(environ) == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
         except ImportError as exc:
             raise ConfigurationError(f"OTLP over gRPC was asked for but is not installed; {_GRPC_HINT}") from exc
-        return GrpcExporter()
+        return GrpcExporter(timeout=_settings.export_timeout_from_env(environ))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    return HttpExporter()
+    return HttpExporter(timeout=_settings.export_timeout_from_env(environ))
 
 
 def _metric_exporter_from_env(environ: Mapping[str, str]) -> MetricExporter:
@@ -88,10 +89,10 @@ def _metric_exporter_from_env(environ: Mapping[str, str]) -> MetricExporter:
             raise ConfigurationError(
                 f"OTLP metrics over gRPC were asked for but are not installed; {_GRPC_HINT}"
             ) from exc
-        return GrpcExporter()
+        return GrpcExporter(timeout=_settings.export_timeout_from_env(environ, "metrics"))
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter()
+    return HttpExporter(timeout=_settings.export_timeout_from_env(environ, "metrics"))
 
 
 def meter_provider_from_env(environ: Mapping[str, str], resource: Resource) -> MeterProvider | None:

@@ -113,8 +113,29 @@ class SpanSender:
 
     def close(self, timeout: float | None = None) -> bool:
         """Export what is queued within ``timeout``, then stop: later batches fail at once, and the
-        exporter is shut down (which also ends a retry in progress). True if all was exported in time."""
+        exporter is shut down (which also ends a retry in progress). True if all was exported in time.
+        A second call (or one after :meth:`abandon`) returns at once."""
+        if self._closed:
+            return not self._batches and not self._inflight_spans
         ok = self.flush(timeout)
+        dropped = self._close()
+        try:
+            self.exporter.shutdown()
+        except Exception:
+            logger.exception("tracedagent-otlp: the span exporter failed to shut down")
+        return ok and not dropped
+
+    def abandon(self) -> None:
+        """At exit, past the deadline: stop at once. Queued batches fail, later ones too, and the
+        exporter is shut down on a daemon thread that nobody waits for (an exporter's ``shutdown`` may
+        wait for the export in flight: the stock gRPC exporter's does), which ends its retries; the
+        sender's thread is a daemon, so an export still in flight holds nothing."""
+        if self._closed:
+            return
+        self._close()
+        _daemon(self._shutdown_exporter, "tracedagent-otlp-abandon")
+
+    def _close(self) -> list[tuple[Sequence[Any], int]]:
         with self._cond:
             self._closed = True
             dropped = list(self._batches)
@@ -123,11 +144,13 @@ class SpanSender:
             self._cond.notify_all()
         for spans, events in dropped:
             self._failed(spans, events, "the shutdown deadline passed before they were exported")
+        return dropped
+
+    def _shutdown_exporter(self) -> None:
         try:
             self.exporter.shutdown()
         except Exception:
-            logger.exception("tracedagent-otlp: the span exporter failed to shut down")
-        return ok and not dropped
+            logger.debug("tracedagent-otlp: the span exporter failed to shut down", exc_info=True)
 
     # ------------------------------------------------------------------------- the sender's thread
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from tracedagent import ConfigurationError
@@ -11,6 +12,7 @@ from . import _names as N
 __all__ = [
     "capture_from_env",
     "endpoint_from_env",
+    "export_timeout_from_env",
     "fast_encoder_from_env",
     "is_true",
     "max_content_from_env",
@@ -20,6 +22,13 @@ __all__ = [
 ]
 
 _CAPTURE_ON = ("1", "true", "yes", "on", "span_only", "span_and_event")
+
+#: The OpenTelemetry exporters' own default timeout for one export, retries included (seconds).
+OTEL_DEFAULT_TIMEOUT_S = 10.0
+#: ``TRACEDAGENT_EXIT_TIMEOUT``'s default in the core (seconds).
+DEFAULT_EXIT_TIMEOUT_S = 5.0
+#: The shortest export timeout the plugin gives its own exporters (a shorter one fails healthy exports).
+MIN_EXPORT_TIMEOUT_S = 1.0
 
 
 def is_true(value: str | None) -> bool:
@@ -105,3 +114,21 @@ def metrics_from_env(environ: Mapping[str, str]) -> bool:
     """Whether ``OTEL_METRICS_EXPORTER`` names ``otlp`` (asked for explicitly: metrics are opt-in here)."""
     names = (environ.get(N.ENV_METRICS_EXPORTER) or "").lower().replace(";", ",").split(",")
     return "otlp" in (name.strip() for name in names)
+
+
+def export_timeout_from_env(environ: Mapping[str, str], signal: str = "traces") -> float | None:
+    """The timeout (seconds, retries included) for an exporter the plugin builds from ``OTEL_*``: None
+    when ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]TIMEOUT`` is set (the exporter reads it itself), else
+    the OpenTelemetry default (10 s) cut to ``TRACEDAGENT_EXIT_TIMEOUT`` (at least 1 s), so that one
+    export to a dead or silent collector ends by itself within the exit timeout."""
+    specific = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" if signal == "traces" else "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"
+    if (environ.get(specific) or "").strip() or (environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") or "").strip():
+        return None
+    raw = (environ.get("TRACEDAGENT_EXIT_TIMEOUT") or "").strip()
+    try:
+        exit_timeout = float(raw) if raw else DEFAULT_EXIT_TIMEOUT_S
+    except ValueError:
+        exit_timeout = DEFAULT_EXIT_TIMEOUT_S  # the core warns about it at exit and uses its default
+    if not math.isfinite(exit_timeout):  # nan, inf: the core uses its default too
+        exit_timeout = DEFAULT_EXIT_TIMEOUT_S
+    return max(MIN_EXPORT_TIMEOUT_S, min(OTEL_DEFAULT_TIMEOUT_S, exit_timeout))

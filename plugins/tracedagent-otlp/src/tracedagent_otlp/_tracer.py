@@ -94,10 +94,11 @@ class _Pipeline(ExportPipeline[Event]):
         return ok
 
     def abandon(self) -> None:
-        """At exit, past the exit timeout: end the exporter's retries (its thread is a daemon)."""
+        """At exit, past the exit timeout: give up the sender's batches and end the exporter's retries,
+        without waiting (the sender's thread is a daemon; see :meth:`SpanSender.abandon`)."""
         sender = self.sender
         if sender is not None:
-            sender.close(0.0)
+            sender.abandon()
 
     def stats(self) -> ExportStats:
         stats = super().stats()
