@@ -126,7 +126,7 @@ class ExportPipeline(Generic[T]):
         max_queue: int = 2048,
         max_batch: int = 512,
         interval_s: float = 1.0,
-        reserve: int = 16,
+        reserve: int = 12,
         hard_limit: int | None = None,
         backlog: Callable[[], int] | None = None,
     ) -> None:

@@ -81,8 +81,8 @@ async def test_hooks_only_queue_and_the_worker_writes(make_tracer):
 
 async def test_a_blocked_stream_does_not_block_the_run_and_sheds_whole_runs(make_tracer):
     stream = BlockingStream()
-    # Room for one 28-event run and its reserve (16), not for a second run's reserve on top of it.
-    tracer, _ = make_tracer(stream, format="json", max_queue=40)
+    # Room for one 28-event run and its reserve (12), not for a second run's reserve on top of it.
+    tracer, _ = make_tracer(stream, format="json", max_queue=39)
     try:
         tracer.on_checkpoint(one_of_each()[6])  # outside any run: taken while the queue has room
         tracer.flush(timeout=0)  # wake the worker; it takes the event and hangs in write()

@@ -112,9 +112,9 @@ class LangSmithTracer(QueueingTracer):
         sampling_rate: float | None = None,
         hide_inputs: bool | None = None,
         hide_outputs: bool | None = None,
-        max_queue: int = 32_768,
+        max_queue: int = 65_536,
         interval_s: float = 0.2,
-        max_sdk_backlog: int = 10_000,
+        max_sdk_backlog: int = 20_000,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         settings = Settings.from_env(os.environ if environ is None else environ)

@@ -152,7 +152,7 @@ class OtlpTracer(QueueingTracer):
         capture_content: bool | None = None,
         max_content: int | None = None,
         propagate_context: bool = True,
-        max_queue: int = 32_768,
+        max_queue: int = 65_536,
         max_batch: int = 512,
         interval_s: float = 1.0,
         max_pending: int = 10_000,

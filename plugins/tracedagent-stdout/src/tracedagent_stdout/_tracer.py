@@ -175,7 +175,7 @@ class StdoutTracer(QueueingTracer):
         format: FormatChoice | None = None,
         capture_content: bool | None = None,
         colors: bool | None = None,
-        max_queue: int = 32_768,
+        max_queue: int = 65_536,
         interval_s: float = 0.1,
     ) -> None:
         environ = os.environ
