@@ -29,6 +29,7 @@ from . import _plugins
 from ._agent import Agent
 from ._approval import Approval
 from ._checkpoint import Checkpoint, CheckpointStore, InMemoryCheckpointStore, list_paused
+from ._demo_scenes import SCENE_RUNS, scenes_text
 from ._events import Interruption
 from ._export import flush
 from ._plugin_errors import CAPTURE_VARIABLES, capture_content
@@ -82,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the built-in demo agent offline and print its events")
-    demo.add_argument("--runs", type=_positive_int, default=6, help="how many runs (default 6)")
+    demo.add_argument(
+        "--runs",
+        type=_positive_int,
+        default=6,
+        help=f"how many trip questions to run (default 6); the demo adds {SCENE_RUNS} scene runs that show one "
+        f"stage each ({scenes_text()}), so the summary counts N+{SCENE_RUNS} runs",
+    )
     demo.add_argument("--concurrency", type=_positive_int, default=3, help="runs at once (default 3)")
     demo.add_argument(
         "--linger",
