@@ -20,7 +20,7 @@ import asyncio
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -266,10 +266,10 @@ def _paused(target: str, agent: Agent, result: RunResult) -> int:
     return EXIT_PAUSED
 
 
-def _outcome(target: str, agent: Agent, run: Any) -> int:
+def _outcome(target: str, agent: Agent, run: Coroutine[Any, Any, RunResult]) -> int:
     """Run ``run`` (a coroutine giving a :class:`RunResult`); print what it gives; the exit code."""
     try:
-        result: RunResult = asyncio.run(run)
+        result = asyncio.run(run)
     except RunError as exc:
         run_id = exc.result.run_id if exc.result is not None else None
         print(f"run {run_id} failed: {exc}" if run_id else f"run failed: {exc}", file=sys.stderr)
