@@ -6,7 +6,8 @@ happen in the store, off the event loop's thread for the SQLite store.
 
 Stores: :class:`SQLiteCheckpointStore` (stdlib ``sqlite3``, WAL, one writer thread, each write one
 transaction, the file readable by its owner only) and :class:`InMemoryCheckpointStore`. Both also keep
-sessions: the messages of a conversation under a session id.
+sessions: the messages of a conversation under a session id, and list their paused runs
+(:meth:`list_paused`, what ``tracedagent runs`` shows).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "InMemoryCheckpointStore",
+    "PausedRunLister",
     "SQLiteCheckpointStore",
+    "list_paused",
 ]
 
 #: A checkpoint is a saved :class:`RunState`: the run's state object itself, not a copy of its fields.
@@ -75,6 +78,30 @@ class CheckpointStore(Protocol):
     async def load_session(self, session_id: str) -> list[Message]: ...
 
 
+@runtime_checkable
+class PausedRunLister(Protocol):
+    """A store that can list its paused runs (``tracedagent runs``). Both built-in stores can; it is a
+    protocol of its own so that a store of the user's own with only :class:`CheckpointStore`'s methods
+    stays a store."""
+
+    async def list_paused(self, agent: str | None = None) -> list[Checkpoint]: ...
+
+
+async def list_paused(store: CheckpointStore, agent: str | None = None) -> list[Checkpoint]:
+    """The paused runs in ``store`` (of ``agent`` only, if given), oldest pause first, or a
+    :class:`ConfigurationError` saying that the store cannot list them."""
+    if not isinstance(store, PausedRunLister):
+        raise ConfigurationError(
+            f"checkpoint store {store!r} cannot list its paused runs: give it an "
+            "`async def list_paused(self, agent=None) -> list[Checkpoint]` method"
+        )
+    return await store.list_paused(agent)
+
+
+def _paused_order(checkpoint: Checkpoint) -> tuple[int, str]:
+    return (checkpoint.paused_at_ns or 0, checkpoint.run_id)
+
+
 class InMemoryCheckpointStore:
     """Checkpoints in this process's memory (encoded, so they behave exactly like durable ones)."""
 
@@ -95,6 +122,12 @@ class InMemoryCheckpointStore:
 
     async def delete(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
+
+    async def list_paused(self, agent: str | None = None) -> list[Checkpoint]:
+        """The checkpoints with status ``interrupted`` (of ``agent`` only, if given), oldest pause first."""
+        found = [Checkpoint.decode(run_id, data) for run_id, data in list(self._runs.items())]
+        paused = [c for c in found if c.status == "interrupted" and (agent is None or c.agent == agent)]
+        return sorted(paused, key=_paused_order)
 
     async def save_session(self, session_id: str, messages: Sequence[Message]) -> None:
         self._sessions[session_id] = encode_session(messages)
@@ -121,6 +154,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     updated_ns INTEGER NOT NULL,
     data BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS checkpoints_by_status ON checkpoints (status, agent);
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     updated_ns INTEGER NOT NULL,
@@ -217,6 +251,21 @@ class SQLiteCheckpointStore:
                 connection.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
 
         await self._call(remove, run_id)
+
+    async def list_paused(self, agent: str | None = None) -> list[Checkpoint]:
+        """The checkpoints with status ``interrupted`` (of ``agent`` only, if given), oldest pause first;
+        the status column and its index find them without reading the others."""
+
+        def read() -> list[tuple[str, bytes]]:
+            sql = "SELECT run_id, data FROM checkpoints WHERE status = 'interrupted'"
+            params: tuple[str, ...] = ()
+            if agent is not None:
+                sql, params = sql + " AND agent = ?", (agent,)
+            rows = self._connection().execute(sql, params).fetchall()
+            return [(str(run_id), _blob(data)) for run_id, data in rows]
+
+        found = [Checkpoint.decode(run_id, data) for run_id, data in await self._call(read)]
+        return sorted(found, key=_paused_order)
 
     async def save_session(self, session_id: str, messages: Sequence[Message]) -> None:
         snapshot = tuple(messages)

@@ -2,8 +2,11 @@
 
 The demo agent is a small "trip desk": it looks up the weather of two cities at once (two tool calls
 in one turn, run concurrently), checks a flight with a tool that fails for one flight code (the model
-is told and carries on), and answers. One extra run starts from a long earlier conversation, so the
-context is compacted (summarised by the model) before the first model call. The model is scripted
+is told and carries on), and answers; ``--runs`` says how many such questions. On top of them come the
+scene runs (:data:`._demo_scenes.SCENES`), each showing one stage: a run from a long earlier conversation,
+compacted (summarised by the model) before its first model call; a booking that pauses for approval and
+is resumed; a burst of quotes refused by backpressure; a flaky service retried; and a seat map outage
+that opens a circuit breaker and closes it again. The summary counts both. The model is scripted
 (:class:`FunctionModel`), so the demo needs no network and no key.
 
 The event stream goes through the stdout tracer (``TRACEDAGENT_STDOUT`` defaults to on here); other
@@ -25,6 +28,7 @@ from typing import TextIO
 from . import _plugins
 from ._agent import Agent
 from ._compaction import Summarize
+from ._demo_scenes import SCENE_RUNS, scenes_text
 from ._events import CircuitStateChanged, ModelCallEnded, RunEnded, ToolCallEnded
 from ._export import flush
 from ._messages import Message, ToolCall, Usage
@@ -237,9 +241,13 @@ class DemoSummary:
     circuit: list[str] = field(default_factory=list)
     retries: int = 0
     wall_s: float = 0.0
+    #: How many trip questions ``--runs`` asked; the rest of the runs are the scenes (:data:`SCENES`).
+    asked: int | None = None
 
     def render(self) -> str:
         rows = [("runs", ", ".join(f"{k} {v}" for k, v in sorted(self.runs.items())) or "none")]
+        if self.asked is not None:
+            rows.append(("  of which", f"{self.asked} asked with --runs, {SCENE_RUNS} scene runs ({scenes_text()})"))
         rows.append(("model calls", ", ".join(f"{k} {v}" for k, v in sorted(self.model_calls.items())) or "none"))
         rows.append(
             (
@@ -365,7 +373,7 @@ def run_demo(
         print(
             "(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out
         )
-    summary = DemoSummary()
+    summary = DemoSummary(asked=runs)
     counter = _SummaryCounter(summary)
     name = _plugins.register(counter, "demo-summary")
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from . import hookspecs
 from ._dispatch import Dispatcher
 from ._plugin_context import PluginContext
 from ._plugin_errors import record_error
-from .exceptions import PluginError
+from .exceptions import PluginError, TracedAgentError
 
 __all__ = [
     "PluginInfo",
@@ -212,6 +212,8 @@ class _Registry:
                 continue
             try:
                 module = importlib.import_module(item)
+            except TracedAgentError as exc:  # it was found and refused to load: its own message says why
+                raise PluginError(f"{ENV_PLUGINS} names {item!r}, which cannot load: {exc}") from exc
             except Exception as exc:
                 raise PluginError(
                     f"{ENV_PLUGINS} names {item!r}, which is neither an installed plugin "

@@ -31,11 +31,17 @@ ENV_EVENT_LOG = "TRACEDAGENT_EVENT_LOG"
 _path = os.environ.get(ENV_EVENT_LOG, "").strip()
 if not _path:
     raise ConfigurationError(
-        f"tracedagent.testing.event_log writes to the file {ENV_EVENT_LOG} names; set it to a path "
-        f"(for example {ENV_EVENT_LOG}=/tmp/events.jsonl)"
+        f"{ENV_EVENT_LOG} is not set: the tracedagent.testing.event_log plugin writes every event to the file "
+        f"it names; set it to a path (for example {ENV_EVENT_LOG}=/tmp/events.jsonl)"
     )
 _lock = threading.Lock()
-_out = open(_path, "a", encoding="utf-8")  # noqa: SIM115  (open for the process's life)
+try:
+    _out = open(_path, "a", encoding="utf-8")  # noqa: SIM115  (open for the process's life)
+except OSError as exc:
+    raise ConfigurationError(
+        f"{ENV_EVENT_LOG}={_path!r} cannot be opened for appending ({exc.strerror or exc}); set it to a path "
+        "in a directory this process can write"
+    ) from None
 
 
 def line_of(event: Event) -> dict[str, Any]:
