@@ -254,7 +254,7 @@ def test_every_metric_named_exists_in_the_prometheus_plugin() -> None:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not installed (Debian package prometheus; CI installs it)")
+        pytest.skip("promtool is not installed: apt-get install -y prometheus (it brings promtool; CI installs it)")
     return path
 
 
@@ -451,7 +451,7 @@ def check_has_data(api: PrometheusAPI, where: str, expr: str) -> None:
 def test_every_panel_has_data_from_a_real_prometheus_scraping_the_demo(tmp_path: Path) -> None:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
-        pytest.skip("prometheus is not installed (Debian package prometheus; CI installs it)")
+        pytest.skip("prometheus is not installed: apt-get install -y prometheus (CI installs it)")
     pytest.importorskip("tracedagent_prometheus")
     metrics_port, web_port = free_port(), free_port()
     (tmp_path / "dashboard_probe.py").write_text(PROBE)

@@ -210,7 +210,7 @@ def start_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
     """Start redis-server on loopback (no persistence) and wait until it answers."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install -y redis-server); .ci/run installs it")
+        pytest.skip("redis-server is not installed: apt-get install -y redis-server (CI installs it)")
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(
         [*args, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder

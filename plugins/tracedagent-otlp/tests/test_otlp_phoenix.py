@@ -95,9 +95,16 @@ def _phoenix() -> str | None:
 
 def _skip_reason() -> str | None:
     if _phoenix() is None:
-        return "Arize Phoenix is not installed (pip install arize-phoenix, or set PHOENIX_BIN)"
+        venv = Path(sys.prefix).parent / "phoenix-venv"  # where _phoenix() looks, as .ci/run installs it
+        return (
+            f"Arize Phoenix is not installed: python3 -m venv {venv} && {venv}/bin/pip install arize-phoenix "
+            "(or set PHOENIX_BIN; CI installs it)"
+        )
     if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare and ip (util-linux, iproute2) to give Phoenix a loopback-only network"
+        return (
+            "needs unshare and ip to give Phoenix a loopback-only network: apt-get install -y util-linux iproute2 "
+            "(CI installs them)"
+        )
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"cannot make a network namespace here (unshare -rn: {probe.stderr.strip()})"

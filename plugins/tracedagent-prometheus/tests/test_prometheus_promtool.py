@@ -14,7 +14,8 @@ from tracedagent.testing import ScriptedModel
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not on PATH (Debian package `prometheus`; CI installs it)"
+    PROMTOOL is None,
+    reason="promtool is not installed: apt-get install -y prometheus (it brings promtool; CI installs it)",
 )
 
 

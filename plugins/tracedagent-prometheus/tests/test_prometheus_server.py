@@ -116,7 +116,7 @@ def test_promtool_finds_no_problem_in_what_the_demo_serves(demo):
     """The exposition as served, with prometheus-client's process and runtime metrics beside ours."""
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool is not on PATH (Debian package `prometheus`; CI installs it)")
+        pytest.skip("promtool is not installed: apt-get install -y prometheus (it brings promtool; CI installs it)")
     with urllib.request.urlopen(demo.url, timeout=10) as response:
         text = response.read().decode()
     assert "tracedagent_tool_rejections_total{" in text
@@ -199,7 +199,7 @@ class Prometheus:
 @pytest.fixture
 def prometheus(demo: Demo, tmp_path: Path) -> Iterator[Prometheus]:
     if PROMETHEUS is None:
-        pytest.skip("prometheus is not on PATH (Debian package `prometheus`; CI installs it)")
+        pytest.skip("prometheus is not installed: apt-get install -y prometheus (CI installs it)")
     server = Prometheus(tmp_path, demo.port)
     try:
         wait_until(server.target_scraped, "prometheus to scrape the demo's /metrics", timeout=30)

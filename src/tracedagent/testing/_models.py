@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,34 @@ class Step:
         return self._calls
 
 
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+
+
+def _shows(step: Step, message: Message) -> bool:
+    """Whether ``message`` (an assistant turn of the conversation) is what ``step`` answers."""
+    if (step.text or None) != (message.content or None):
+        return False
+    ours, theirs = step.calls(), message.tool_calls
+    return len(ours) == len(theirs) and all(
+        a.name == b.name and _arguments(a) == _arguments(b) for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def _turns_of_this_run(messages: Sequence[Message]) -> list[Message]:
+    """The assistant turns since the last user message: what this run has already answered."""
+    turns: list[Message] = []
+    for message in messages:
+        if message.role == "user":
+            turns.clear()
+        elif message.role == "assistant":
+            turns.append(message)
+    return turns
+
+
 class ScriptExhausted(AssertionError):
     """The scripted model was called more times than it has steps."""
 
@@ -112,6 +141,12 @@ class ScriptedModel:
     Each model call plays the next step. With ``per_run=True`` every run plays the script from the
     start (so concurrent runs each get the whole script). :meth:`assert_all_used` checks that no step
     was left unplayed.
+
+    The script follows the conversation it is given: when a run this model has not seen yet arrives with
+    assistant turns already made (a run resumed in another process, which imported the same script), the
+    steps those turns show are counted as played and the next step answers. So one script serves the
+    process that starts a run and the one that resumes it. A script whose next steps do not match those
+    turns (one written for the resumed part only) plays from where it is, as before.
     """
 
     def __init__(
@@ -129,6 +164,7 @@ class ScriptedModel:
         self._lock = threading.Lock()
         self._cursor = 0
         self._cursors: dict[str, int] = {}
+        self._seen: set[str] = set()
         self.requests: list[ModelRequest] = []
 
     @property
@@ -139,13 +175,31 @@ class ScriptedModel:
     def provider(self) -> str:
         return self._provider
 
+    def _caught_up(self, start: int, request: ModelRequest) -> int:
+        """Where the script stands for a run first seen here: past the steps its conversation shows."""
+        position = start
+        for turn in _turns_of_this_run(request.messages):
+            while position < len(self.steps) and self.steps[position].error is not None:
+                position += 1  # an error step leaves no turn behind (the call was retried)
+            if position >= len(self.steps) or not _shows(self.steps[position], turn):
+                return start
+            position += 1
+        return position
+
     def _next(self, request: ModelRequest) -> Step:
         with self._lock:
             self.requests.append(request)
+            first_sight = request.run_id not in self._seen
+            if first_sight:
+                self._seen.add(request.run_id)
             if self.per_run:
                 index = self._cursors.get(request.run_id, 0)
+                if first_sight:
+                    index = self._caught_up(index, request)
                 self._cursors[request.run_id] = index + 1
             else:
+                if first_sight:
+                    self._cursor = self._caught_up(self._cursor, request)
                 index = self._cursor
                 self._cursor += 1
         if index >= len(self.steps):
