@@ -20,7 +20,7 @@ def blocks() -> list[tuple[str, str]]:
     text = README.read_text()
     found = []
     for match in re.finditer(r"```python\n(.*?)```", text, re.S):
-        heading = [h for h in re.findall(r"(?m)^## (.+)$", text[: match.start()])][-1]
+        heading = re.findall(r"(?m)^## (.+)$", text[: match.start()])[-1]
         found.append((heading, match.group(1)))
     return found
 
