@@ -22,6 +22,7 @@ from ._ids import _current, new_trace_id
 from ._loop import execute
 from ._messages import Message
 from ._model import Model
+from ._otel import current_parent
 from ._result import RunResult
 from ._segment import Segment
 from ._state import RunState
@@ -177,8 +178,9 @@ class Agent:
             raise UserError(f"run() input must be a str, a Message or a list of Message, not {type(input).__name__}")
         if not history:
             raise UserError("run() needs something to answer: pass a prompt or messages")
-        # A run started inside another run's tool joins that trace as a child of the tool's span.
-        parent = _current.get()
+        # A run started inside another run's tool joins that trace as a child of the tool's span; one
+        # started inside the application's OpenTelemetry span joins the application's trace.
+        parent = _current.get() or current_parent()
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         state = RunState(new_trace_id(), trace_id, self.config.name, messages=history, metadata=metadata or {})
         return state, parent.span_id if parent is not None else None

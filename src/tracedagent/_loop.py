@@ -65,6 +65,7 @@ async def execute(seg: Segment, output_of: Output) -> RunResult:
     state = seg.state
     output: str | None = None
     stage = _open(seg)
+    stage.baggage = (seg.config.name, state.session_id)
     # A run started inside an approved tool must not see that approval as its own tools' approval.
     granted = _granted.set(False)
     try:

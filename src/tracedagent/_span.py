@@ -20,11 +20,13 @@ of the ``with``, not of care at each call site.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _otel
 from ._dispatch import Dispatcher
 from ._events import ErrorInfo, Event
 from ._ids import SpanContext, _current, new_span_id
@@ -34,6 +36,7 @@ __all__ = ["Span", "Stage"]
 E = TypeVar("E", bound=Event)
 
 _perf = time.perf_counter
+_modules = sys.modules
 _now_ns = time.time_ns
 
 
@@ -93,7 +96,9 @@ class Stage:
     """
 
     __slots__ = (
+        "_otel",
         "_token",
+        "baggage",
         "end_cls",
         "end_fields",
         "error",
@@ -129,6 +134,8 @@ class Stage:
         self.error: BaseException | None = None
         self.shared: dict[str, Any] = _EMPTY
         self.end_fields: dict[str, Any] = {}
+        #: For a run segment: (agent, conversation id), set as OpenTelemetry baggage while it runs.
+        self.baggage: tuple[str, str | None] | None = None
         self.started = _perf()
 
     def start(self, shared: dict[str, Any], fields: dict[str, Any], at_ns: int | None = None) -> None:
@@ -158,13 +165,24 @@ class Stage:
         self.end_fields.update(fields)
 
     def __enter__(self) -> Stage:
-        self._token = _current.set(self.span.context)
+        span = self.span
+        self._token = _current.set(span.context)
+        if "opentelemetry.trace" in _modules:  # the application uses OpenTelemetry: nest its spans here
+            baggage = self.baggage
+            if baggage is None:
+                self._otel = _otel.enter(span.trace_id, span.span_id)
+            else:
+                self._otel = _otel.enter(span.trace_id, span.span_id, *baggage)
+        else:
+            self._otel = None
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _current.reset(self._token)
+        if self._otel is not None:
+            _otel.leave(self._otel)
         if exc is not None:
             if isinstance(exc, asyncio.CancelledError):
                 self.status = "cancelled"
