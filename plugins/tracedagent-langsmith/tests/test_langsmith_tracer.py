@@ -252,3 +252,23 @@ def test_an_admitted_trace_goes_to_the_sdk_whole_however_far_behind_it_falls(mak
 def test_a_bad_sdk_backlog_is_a_configuration_error(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_sdk_backlog must be a positive integer"):
         LangSmithTracer(client=FakeClient(), max_sdk_backlog=bad)
+
+
+def test_a_flush_hands_the_sdk_every_held_run_even_one_held_for_less_than_hold_s() -> None:
+    client = FakeClient()
+    tracer = LangSmithTracer(client=client, interval_s=3600.0, hold_s=3600.0)
+    try:
+        tracer.on_run_start(
+            RunStarted(run_id="r", trace_id="1" * 32, span_id="2" * 16, parent_span_id=None, agent="a", timestamp_ns=1)
+        )
+        assert tracer.flush(GUARD_S)
+        assert [kind for kind, _ in client.calls] == ["create", "flush"]  # the open root, as running
+        assert "end_time" not in client.calls[0][1]
+    finally:
+        tracer.shutdown(GUARD_S)
+
+
+@pytest.mark.parametrize("bad", [-1, True, float("inf"), "1"])
+def test_a_bad_hold_s_is_a_configuration_error(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="hold_s must be a number of seconds"):
+        LangSmithTracer(client=FakeClient(), hold_s=bad)
