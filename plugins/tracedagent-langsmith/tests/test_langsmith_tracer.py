@@ -137,7 +137,7 @@ def test_a_hook_only_queues_the_event() -> None:
     assert [kind for kind, _ in client.calls] == ["create", "flush"]
 
 
-def test_the_worker_hands_its_batch_to_the_builder_so_a_call_that_finished_in_it_is_one_create() -> None:
+def test_the_worker_hands_its_batch_to_the_builder_so_a_run_that_finished_in_it_is_one_create() -> None:
     client = FakeClient()
     tracer = LangSmithTracer(client=client, interval_s=3600.0)  # the run's events wait for the flush: one batch
     try:
@@ -146,8 +146,8 @@ def test_the_worker_hands_its_batch_to_the_builder_so_a_call_that_finished_in_it
         kinds = [kind for kind, _ in client.calls]
     finally:
         tracer.shutdown(GUARD_S)
-    # the root, then each model and tool call with its end, then the root's patch; then the SDK's flush
-    assert kinds == ["create"] * 5 + ["update", "flush"]
+    # the root with its end, then each model and tool call with its end; then the SDK's flush
+    assert kinds == ["create"] * 5 + ["flush"]
     assert len(client.runs()) == 5
     assert tracer.failed == 0
 
@@ -158,7 +158,7 @@ def test_every_sdk_call_happens_off_the_runs_thread_and_flush_reaches_the_client
     calc_agent(tracer).run_sync("question")
     assert tracer.flush(GUARD_S)
 
-    assert client.threads["create"] | client.threads["update"] == {"tracedagent-export-langsmith"}
+    assert client.threads["create"] | client.threads.get("update", set()) == {"tracedagent-export-langsmith"}
     assert client.threads["flush"] == {"tracedagent-langsmith-flush"}
     assert [kind for kind, _ in client.calls][-1] == "flush"  # after everything queued was handed over
     assert len(client.runs()) == 5
@@ -252,3 +252,23 @@ def test_an_admitted_trace_goes_to_the_sdk_whole_however_far_behind_it_falls(mak
 def test_a_bad_sdk_backlog_is_a_configuration_error(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_sdk_backlog must be a positive integer"):
         LangSmithTracer(client=FakeClient(), max_sdk_backlog=bad)
+
+
+def test_a_flush_hands_the_sdk_every_held_run_even_one_held_for_less_than_hold_s() -> None:
+    client = FakeClient()
+    tracer = LangSmithTracer(client=client, interval_s=3600.0, hold_s=3600.0)
+    try:
+        tracer.on_run_start(
+            RunStarted(run_id="r", trace_id="1" * 32, span_id="2" * 16, parent_span_id=None, agent="a", timestamp_ns=1)
+        )
+        assert tracer.flush(GUARD_S)
+        assert [kind for kind, _ in client.calls] == ["create", "flush"]  # the open root, as running
+        assert "end_time" not in client.calls[0][1]
+    finally:
+        tracer.shutdown(GUARD_S)
+
+
+@pytest.mark.parametrize("bad", [-1, True, float("inf"), "1"])
+def test_a_bad_hold_s_is_a_configuration_error(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="hold_s must be a number of seconds"):
+        LangSmithTracer(client=FakeClient(), hold_s=bad)

@@ -415,7 +415,7 @@ def test_a_call_that_starts_and_ends_in_one_batch_is_one_create_that_carries_its
 
     assert failed == []
     calls = [kind for kind, _ in client.calls]
-    assert calls == ["create"] * 5 + ["update"]  # the root's patch: the root is never held
+    assert calls == ["create"] * 5  # the root too: it ended in the batch
     for call in [*recorder.of_type(ModelCallStarted), *recorder.of_type(ToolCallStarted)]:
         ((kind, run),) = calls_of(client, span_uuid(call.trace_id, call.span_id))
         assert kind == "create"
@@ -427,7 +427,11 @@ def test_a_call_that_starts_and_ends_in_one_batch_is_one_create_that_carries_its
     tools = {r["name"]: r for r in by_type(client.runs(), "tool")}
     assert tools["broken"]["error"] == "ValueError"
     assert "error" not in tools["lookup"]  # nothing null is sent
-    assert [kind for kind, _ in calls_of(client, root_id)] == ["create", "update"]
+    ((kind, root),) = calls_of(client, root_id)
+    assert kind == "create"
+    assert root["outputs"]["status"] == "completed"
+    assert root["end_time"] >= root["start_time"]
+    assert client.calls[0][1]["id"] == root_id  # parents first
 
 
 def test_a_call_whose_end_comes_in_a_later_batch_is_created_as_running_then_patched() -> None:
@@ -454,7 +458,7 @@ def test_a_call_whose_end_comes_in_a_later_batch_is_created_as_running_then_patc
     assert_well_formed(client.runs())
 
 
-def test_a_held_tool_run_is_created_before_a_run_started_inside_it() -> None:
+def test_a_run_started_inside_a_held_tool_waits_for_it_and_goes_out_after_it() -> None:
     recorder = RecordingTracer()
     inner = Agent("inner", ScriptedModel(["inner answer"]), plugins=[recorder])
 
@@ -469,9 +473,22 @@ def test_a_held_tool_run_is_created_before_a_run_started_inside_it() -> None:
     _, client, _ = feed_batches([recorder.events])
 
     assert_parents_first(client)
-    # It had to go out before its end came, so its end is a patch.
+    # Everything ended in the batch: every run (the inner agent's root too) is one create with its end.
+    assert {kind for kind, _ in client.calls} == {"create"}
+    assert len(client.calls) == len(client.runs()) == 6
     delegate_id = span_uuid(delegate_start.trace_id, delegate_start.span_id)
+    (inner_start,) = [e for e in recorder.of_type(RunStarted) if e.parent_span_id is not None]
+    inner_root = nested_root_uuid(inner_start.trace_id, inner_start.run_id)
+    order = [fields["id"] for _, fields in client.calls]
+    assert order.index(delegate_id) < order.index(inner_root)
+    assert_well_formed(client.runs())
+
+    # Cut the batch inside the inner run: the delegate run must go out (as running) before it.
+    cut = recorder.events.index(inner_start) + 1
+    _, client, _ = feed_batches([recorder.events[:cut], recorder.events[cut:]])
+    assert_parents_first(client)
     assert [kind for kind, _ in calls_of(client, delegate_id)] == ["create", "update"]
+    assert client.runs() == feed(recorder.events)[1].runs()
     assert_well_formed(client.runs())
 
 
@@ -530,3 +547,100 @@ def test_a_one_call_run_the_sdk_refuses_counts_both_its_events_and_a_refused_hel
     _, _, failed = feed_batches([events[:cut]], client=FakeClient(fail=True))
     assert failed[-1] is events[cut - 1]  # the held create, sent when the batch was done
     assert sorted(map(id, failed)) == sorted(map(id, events[:cut]))
+
+
+# ------------------------------------------------------------------ holding a run across batches (hold_s)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def held_builder(hold_s: float) -> tuple[TraceBuilder, FakeClient, FakeClock]:
+    client, clock = FakeClient(), FakeClock()
+    return TraceBuilder(client, project="tests", hold_s=hold_s, clock=clock), client, clock
+
+
+def test_a_run_whose_end_comes_in_a_later_batch_within_hold_s_is_one_create_that_carries_its_end() -> None:
+    events = calc_events().events
+    cut = next(i for i, e in enumerate(events) if isinstance(e, ToolCallStarted)) + 1
+    builder, client, clock = held_builder(5.0)
+    builder.handle_batch(events[:cut], [].append)
+    # The root and the open tool wait; the model call that ended waits for its parent, the root.
+    assert client.calls == []
+    assert builder.held == 3  # the root, the model call (ended, waiting for the root) and the tool
+    clock.now += 1.0
+    builder.release(everything=False)
+    assert client.calls == []  # not held for hold_s yet
+    builder.handle_batch(events[cut:], [].append)
+    assert {kind for kind, _ in client.calls} == {"create"}
+    assert len(client.calls) == 5
+    assert client.runs() == feed(events)[1].runs()
+    assert_parents_first(client)
+    assert_well_formed(client.runs())
+
+
+def test_a_run_held_for_hold_s_goes_out_as_running_and_its_end_is_a_patch() -> None:
+    events = calc_events().events
+    cut = next(i for i, e in enumerate(events) if isinstance(e, ToolCallStarted)) + 1
+    tool_start = events[cut - 1]
+    builder, client, clock = held_builder(5.0)
+    builder.handle_batch(events[:cut], [].append)
+    clock.now += 5.0
+    builder.release(everything=False)
+    # The root as running, the ended model call(s) with their end, the tool as running; parents first.
+    root = client.calls[0][1]
+    assert (root["run_type"], "end_time" in root) == ("chain", False)
+    tool_id = span_uuid(tool_start.trace_id, tool_start.span_id)
+    ((kind, tool_run),) = calls_of(client, tool_id)
+    assert (kind, "end_time" in tool_run) == ("create", False)
+    assert all("end_time" in fields for _, fields in client.calls[1:-1])  # the model calls, ended
+    assert builder.held == 0
+    builder.handle_batch(events[cut:], [].append)
+    assert [kind for kind, _ in calls_of(client, tool_id)] == ["create", "update"]
+    assert [kind for kind, _ in calls_of(client, root["id"])] == ["create", "update"]
+    assert client.runs() == feed(events)[1].runs()
+    assert_parents_first(client)
+
+
+def test_release_of_everything_sends_every_held_run_at_once() -> None:
+    events = calc_events().events
+    builder, client, _ = held_builder(3600.0)
+    builder.handle_batch(events[:1], [].append)
+    assert client.calls == []
+    builder.release(everything=True)
+    assert [kind for kind, _ in client.calls] == ["create"]
+    assert builder.held == 0
+    builder.handle_batch(events[1:], [].append)
+    builder.release(everything=True)
+    assert client.runs() == feed(events)[1].runs()
+
+
+def test_with_hold_s_batches_of_any_size_send_the_same_runs_with_fewer_calls() -> None:
+    for name, events in _scenarios().items():
+        one_by_one, before = feed(events)
+        for size in (1, 2, 3, 5, 8):
+            builder, client, _ = held_builder(3600.0)
+            failed: list[Event] = []
+            for batch in in_batches(events, size):
+                builder.handle_batch(batch, failed.append)
+            builder.release(everything=True)
+            assert client.runs() == before.runs(), (name, size)
+            assert (builder.orphaned, failed) == (one_by_one.orphaned, []), (name, size)
+            assert_parents_first(client)
+            assert len(client.calls) <= len(before.calls), (name, size)
+
+
+def test_a_held_run_the_sdk_refuses_later_counts_its_start_and_its_end() -> None:
+    events = calc_events().events
+    builder, _, _ = held_builder(3600.0)
+    builder.client = FakeClient(fail=True)
+    failed: list[Event] = []
+    for batch in in_batches(events, 3):
+        builder.handle_batch(batch, failed.append)
+    builder.release(everything=True)
+    assert sorted(map(id, failed)) == sorted(map(id, events))  # every event once

@@ -51,22 +51,42 @@ def _left(deadline: float | None) -> float | None:
 
 
 class _Pipeline(ExportPipeline[Event]):
-    """The tracer's queue and worker; flushing it also flushes the SDK, within the same timeout."""
+    """The tracer's queue and worker; flushing it also flushes the SDK, within the same timeout.
+
+    Each time the worker has drained the queue (at least every ``interval_s``) it calls ``release``:
+    the runs the builder held back long enough go to the SDK, and after a flush or shutdown was asked
+    for, every held run does (the drain that serves the request releases them all)."""
 
     def __init__(
-        self, export: Callable[[Sequence[Event]], None], after: Callable[[float | None, bool], bool], **kw: Any
+        self,
+        export: Callable[[Sequence[Event]], None],
+        after: Callable[[float | None, bool], bool],
+        release: Callable[[bool], None],
+        **kw: Any,
     ):
         super().__init__(SINK, export, **kw)
         self._after = after
+        self._release = release
+        self._release_asked = 0
+        self._released = 0
         self.tracer: Callable[[], LangSmithTracer | None] = lambda: None
+
+    def _drain(self) -> None:
+        asked = self._release_asked  # read first: a flush asked for from here on is served by this drain
+        super()._drain()
+        everything = asked != self._released
+        self._released = asked
+        self._release(everything)
 
     def flush(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._release_asked += 1
         ok = super().flush(timeout)
         return self._after(_left(deadline), False) and ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._release_asked += 1
         ok = super().shutdown(timeout)
         return self._after(_left(deadline), True) and ok
 
@@ -97,7 +117,10 @@ class LangSmithTracer(QueueingTracer):
     admitted runs' events are held up to twice that, and every one of them goes to the SDK.
     ``max_sdk_backlog``: while the SDK holds that many runs or more (LangSmith slow or down), every new
     trace is shed, so the SDK's memory stays bounded without giving up parts of traces.
-    ``interval_s`` is how often the worker hands what is waiting to the SDK. ``environ``: where the
+    ``interval_s`` is how often the worker hands what is waiting to the SDK. ``hold_s``: how long the
+    worker may hold a run back in wait for its end, so that it goes to the SDK as one operation instead
+    of a create and a patch (a run still open then is sent as running; a flush sends every held run).
+    ``environ``: where the
     settings above are read (default ``os.environ``; the SDK reads the endpoint and the key itself).
     """
 
@@ -115,6 +138,7 @@ class LangSmithTracer(QueueingTracer):
         max_queue: int = 65_536,
         interval_s: float = 0.2,
         max_sdk_backlog: int = 20_000,
+        hold_s: float = 1.0,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         settings = Settings.from_env(os.environ if environ is None else environ)
@@ -148,10 +172,17 @@ class LangSmithTracer(QueueingTracer):
         self._failure_logged = False
         #: True once the tracer gave up on what the SDK still held, at exit (see ``_abandon_sdk``).
         self.abandoned = False
-        self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content)
+        if isinstance(hold_s, bool) or not isinstance(hold_s, int | float) or not 0 <= hold_s < float("inf"):
+            raise ConfigurationError(f"LangSmithTracer hold_s must be a number of seconds >= 0, not {hold_s!r}")
+        self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content, hold_s=hold_s)
         self._flusher: threading.Thread | None = None
         self._pipeline = _Pipeline(
-            self._export, self._flush_client, max_queue=max_queue, interval_s=interval_s, backlog=self.sdk_backlog
+            self._export,
+            self._flush_client,
+            self._release_held,
+            max_queue=max_queue,
+            interval_s=interval_s,
+            backlog=self.sdk_backlog,
         )
         self._pipeline.tracer = weakref.ref(self)
         self._put = self._pipeline.put_event
@@ -181,7 +212,7 @@ class LangSmithTracer(QueueingTracer):
         client = self._client
         if client is None:
             return 0
-        held = 0
+        held = self._builder.held
         queue = getattr(client, "tracing_queue", None)
         if queue is not None:
             held += queue.qsize()
@@ -248,6 +279,17 @@ class LangSmithTracer(QueueingTracer):
         # Every event of an admitted trace goes to the SDK: what it holds counts in the admission of new
         # traces (``sdk_backlog``), so a slow or dead endpoint sheds whole traces, never parts of them.
         builder.handle_batch(batch, self._event_failed)
+
+    def _release_held(self, everything: bool) -> None:
+        """On the worker, after each drain: hand the SDK the runs held long enough (or all of them)."""
+        if self._client is None:
+            return  # no event yet, so nothing held
+        builder = self._builder
+        builder.client = self._client_here()
+        try:
+            builder.release(everything)
+        except Exception:
+            logger.exception("LangSmith: could not hand the held runs to the SDK")
 
     def _event_failed(self, event: Event) -> None:
         """Count an event the SDK could not take (called in the ``except`` block); log the first."""

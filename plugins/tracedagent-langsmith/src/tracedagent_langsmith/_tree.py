@@ -21,18 +21,22 @@ start time (``RunResumed.run_started_ns``), so a segment resumed in another proc
 Point-in-time events (interrupt, resume, compaction, checkpoint, breaker change, retry) become LangSmith
 run events on the run of their span; a run's events go out with the patch that ends it.
 
-A batch of events (:meth:`TraceBuilder.handle_batch`, what the export worker hands over) holds back the
-create of each model and tool run until its end: when the end is in the same batch the run goes out as one
-``create_run`` that carries the end too (the SDK serialises and compresses one operation instead of two);
-a run still open when the batch is done is created then, so a long call shows as running meanwhile. A held
-run is created before anything that hangs from it (a run started inside a tool), so a parent always goes
-out before its children. The agent run's root and resumed segments are never held.
+Within :meth:`TraceBuilder.handle_batch` (what the export worker calls) the create of every run is held
+back until its end, so a run that ends soon goes out as one ``create_run`` that carries its end (the SDK
+serialises, encodes and compresses one operation instead of two: the SDK's work per operation is what
+bounds this sink). A held run's children wait with it, so that a run still goes out before anything that
+hangs from it: when the agent run's root ends, it and every call that ended under it go out together,
+parents first, one ``create_run`` each. A run is held for at most ``hold_s`` seconds (then it is created as
+running, so a long call shows as running meanwhile, and its end is a patch), and every held run goes out
+at a flush (:meth:`TraceBuilder.release`). With ``hold_s=0`` what is still open is created at the end of
+each batch. Resumed segments are never held (they join a root that may live in another process).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -96,29 +100,39 @@ class _Run:
     root: _Run | None = None
     #: A root only: this process has patched it already (a later patch must not overtake that one).
     patched: bool = False
-    #: A model or tool run whose create is held back until its end or the end of the batch.
+    #: The run it hangs from, when this process made that one (a held child waits for it).
+    parent: _Run | None = None
+    #: A run whose create is held back (see the module's docstring): what the create will say.
     held: _Held | None = None
+    #: While held: held runs that hang from it, in start order, waiting for it to go out first.
+    waiting: list[_Run] | None = None
 
 
 @dataclass(slots=True, eq=False)
 class _Held:
-    """What a held-back ``create_run`` of a model or tool run says, and the start event it came from."""
+    """What a held-back ``create_run`` says, the start event it came from and when it was held; once
+    the run ended, the end's fields and event too."""
 
     name: str
     run_type: str
     inputs: JSON
     event: Event
+    since: float
+    end: JSON | None = None
+    end_event: Event | None = None
 
 
 def _reraise(event: Event) -> None:
-    raise  # only ever called in an except block (outside a batch no run is held: never called at all)
+    raise  # only ever called in an except block: before the first batch, when no run can be held
 
 
 class TraceBuilder:
     """Turns a stream of tracedagent events into ``create_run`` / ``update_run`` calls.
 
     ``client`` is read before every call, so the owner may swap it (after a fork). ``project`` is the
-    LangSmith project (None: the SDK's default). ``capture`` includes message content. Memory is bounded:
+    LangSmith project (None: the SDK's default). ``capture`` includes message content. ``hold_s``: how
+    long a run's create may be held back in wait for its end (0: until the end of its batch); ``clock``
+    tells the time for it (seconds, monotonic). Memory is bounded:
     at most ``max_open`` spans are remembered while open (the oldest is forgotten past it) and the roots of
     the last ``max_runs`` agent runs, so that a run resumed in this process finds its root.
     """
@@ -132,6 +146,8 @@ class TraceBuilder:
         max_open: int = 65_536,
         max_runs: int = 4_096,
         barrier_timeout_s: float = 2.0,
+        hold_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.project = project
@@ -139,12 +155,16 @@ class TraceBuilder:
         self.max_open = max_open
         self.max_runs = max_runs
         self.barrier_timeout_s = barrier_timeout_s
+        self.hold_s = hold_s
+        self._clock = clock
         #: Events that could not be placed: their parent run is unknown here (its start was dropped by
         #: a full queue, forgotten, or it was created by another process and cannot be derived).
         self.orphaned = 0
         self._open: dict[str, _Run] = {}
-        #: Inside :meth:`handle_batch`: model and tool runs whose create is held back, in start order.
-        self._held: list[_Run] | None = None
+        #: True inside :meth:`handle_batch`: new runs are held back (outside it they go out at once).
+        self._holding = False
+        #: Runs whose create is (or was: sent ones are skipped) held back, in the order they were held.
+        self._pending: collections.deque[_Run] = collections.deque()
         self._failed: Callable[[Event], object] = _reraise
         self._roots: collections.OrderedDict[tuple[str, str], _Run] = collections.OrderedDict()
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -177,15 +197,16 @@ class TraceBuilder:
                 open_.pop(event.span_id, None)
 
     def handle_batch(self, events: Iterable[Event], failed: Callable[[Event], object]) -> None:
-        """Send what ``events`` change in LangSmith, with a model or tool run whose start and end are both
-        in ``events`` sent as one ``create_run``. Runs still open at the end are created then.
+        """Send what ``events`` change in LangSmith, holding back each run's create in wait for its end
+        (see the module's docstring); then send what has been held for ``hold_s`` (with ``hold_s=0``:
+        everything still held).
 
         An event whose run could not be sent (the SDK raised) is passed to ``failed``, called inside the
-        ``except`` block; the other events go on. A one-call run that fails counts both its events."""
+        ``except`` block; the other events go on. A one-call run that fails counts both its events.
+        ``failed`` is kept for the held runs that go out later (:meth:`release`)."""
         handlers = self._handlers
-        held: list[_Run] = []
-        self._held = held
         self._failed = failed
+        self._holding = True
         try:
             for event in events:
                 handler = handlers.get(type(event))
@@ -196,13 +217,27 @@ class TraceBuilder:
                 except Exception:
                     failed(event)
         finally:
-            self._held = None
-            try:
-                for run in held:
-                    if run.held is not None:
-                        self._send_held(run)
-            finally:
-                self._failed = _reraise
+            self._holding = False
+            self.release(everything=self.hold_s <= 0)
+
+    @property
+    def held(self) -> int:
+        """Runs whose create is held back now, at most (O(1): read by the admission of new traces)."""
+        return len(self._pending)
+
+    def release(self, everything: bool = True) -> None:
+        """Send the runs held back for ``hold_s`` or more (``everything``: every held run), as they
+        stand: ended ones as one ``create_run`` with their end, open ones as running. Parents first."""
+        pending = self._pending
+        due = self._clock() - self.hold_s
+        while pending:
+            run = pending[0]
+            held = run.held
+            if held is not None and not everything and held.since > due:
+                break
+            pending.popleft()
+            if held is not None:
+                self._ensure_sent(run)
 
     # ------------------------------------------------------------------------------------ the tree
 
@@ -218,13 +253,13 @@ class TraceBuilder:
             )
 
     def _child(self, kind: Kind, run_id: uuid.UUID, parent: _Run, timestamp_ns: int, extra: JSON | None) -> _Run:
-        if parent.held is not None:  # a run started inside a tool: the tool run goes out first
-            self._send_held(parent)
         # A child never starts before its parent (clock steps would make LangSmith refuse the order).
         start = max(time_of(timestamp_ns), parent.start)
-        return _Run(
+        run = _Run(
             kind, run_id, parent.trace_id, dotted_order(parent.dotted_order, start, run_id), parent.id, start, extra
         )
+        run.parent = parent
+        return run
 
     def _remember_open(self, span_id: str, run: _Run) -> None:
         open_ = self._open
@@ -246,6 +281,9 @@ class TraceBuilder:
         return client
 
     def _create(self, run: _Run, name: str, run_type: str, inputs: JSON, **fields: Any) -> None:
+        parent = run.parent
+        if parent is not None and parent.held is not None:  # the run it hangs from goes out first
+            self._ensure_sent(parent)
         self._client().create_run(
             name,
             inputs,
@@ -260,24 +298,67 @@ class TraceBuilder:
             **fields,
         )
 
-    def _create_call(self, run: _Run, name: str, run_type: str, inputs: JSON, event: Event) -> None:
-        """Create a model or tool run; inside a batch, hold the create back (see the module's docstring)."""
-        held = self._held
-        if held is None:
+    def _create_held(self, run: _Run, name: str, run_type: str, inputs: JSON, event: Event) -> None:
+        """Create a run; inside a batch, hold the create back (see the module's docstring)."""
+        if not self._holding:
             self._create(run, name, run_type, inputs)
-        else:
-            run.held = _Held(name, run_type, inputs, event)
-            held.append(run)
+            return
+        run.held = _Held(name, run_type, inputs, event, self._clock())
+        parent = run.parent
+        if parent is not None and parent.held is not None:
+            if parent.waiting is None:
+                parent.waiting = [run]
+            else:
+                parent.waiting.append(run)
+        self._pending.append(run)
+
+    def _ended_held(self, run: _Run, end: JSON, event: Event) -> None:
+        """A held run ended: it goes out now as one create with its end, unless it waits for its parent
+        (then it goes out right after that one)."""
+        held = run.held
+        assert held is not None
+        held.end = end
+        held.end_event = event
+        parent = run.parent
+        if parent is None or parent.held is None:
+            self._send_held(run)
+
+    def _ensure_sent(self, run: _Run) -> None:
+        """Send ``run``'s held create now (and first the held runs it hangs from)."""
+        parent = run.parent
+        if parent is not None and parent.held is not None:
+            self._ensure_sent(parent)  # sends ``run`` too if it had ended
+        if run.held is not None:
+            self._send_held(run)
 
     def _send_held(self, run: _Run) -> None:
-        """Create a held run as started (its end is not in the batch, or a child needs it now)."""
+        """Create a held run as it stands (with its end, if it ended), then the held runs that waited
+        for it and ended (the open ones stay held on their own). A failure counts the run's events."""
         held = run.held
         assert held is not None
         run.held = None
         try:
-            self._create(run, held.name, held.run_type, held.inputs)
+            self._create(run, held.name, held.run_type, held.inputs, **(held.end or {}))
         except Exception:
-            self._failed(held.event)
+            self._failed(held.event)  # the start is lost with it ...
+            if held.end_event is not None:
+                self._failed(held.end_event)  # ... and the end it carried
+        waiting = run.waiting
+        if waiting is not None:
+            run.waiting = None
+            for child in waiting:
+                if child.held is not None and child.held.end is not None:
+                    self._send_held(child)
+
+    @staticmethod
+    def _end_fields(run: _Run, timestamp_ns: int, outputs: JSON, error: str | None) -> JSON:
+        """What a held run's create says of its end: what :meth:`_end` would patch (nothing null)."""
+        fields: JSON = {"end_time": max(time_of(timestamp_ns), run.start), "outputs": outputs}
+        if error is not None:
+            fields["error"] = error
+        if run.events:
+            fields["events"] = list(run.events)
+        return fields
 
     def _end(self, run: _Run, timestamp_ns: int, outputs: JSON, error: str | None, *, full: bool = True) -> None:
         """Patch ``run`` as ended. ``full=False`` leaves its metadata and events as they are."""
@@ -320,7 +401,7 @@ class TraceBuilder:
             root = self._child("root", run_id, parent, event.timestamp_ns, {"metadata": metadata})
         self._remember_open(event.span_id, root)
         self._remember_root((event.trace_id, event.run_id), root)
-        self._create(root, event.agent, "chain", p.run_inputs(event, self.capture))
+        self._create_held(root, event.agent, "chain", p.run_inputs(event, self.capture), event)
 
     def _root_of(self, event: RunResumed) -> _Run | None:
         root = self._roots.get((event.trace_id, event.run_id))
@@ -369,12 +450,19 @@ class TraceBuilder:
         if run.kind == "segment" and run.root is not None:
             self._end(run, event.timestamp_ns, outputs, error)
             root = run.root
-        self._patch_root(root, event.timestamp_ns, outputs, error, full=root is run)
+        self._patch_root(root, event.timestamp_ns, outputs, error, full=root is run, event=event)
 
-    def _patch_root(self, root: _Run, timestamp_ns: int, outputs: JSON, error: str | None, *, full: bool) -> None:
+    def _patch_root(
+        self, root: _Run, timestamp_ns: int, outputs: JSON, error: str | None, *, full: bool, event: RunEnded
+    ) -> None:
         """The root shows the run's latest state. Patches of one run id are not ordered by the SDK (its
         queue orders by ``dotted_order`` only, and batches go out in parallel), so before a second patch
-        of the same root the SDK is flushed (bounded) and the earlier patch cannot land last."""
+        of the same root the SDK is flushed (bounded) and the earlier patch cannot land last. A root still
+        held goes out as one create with its end (what the patch would set)."""
+        if root.held is not None:
+            root.patched = True
+            self._ended_held(root, self._end_fields(root, timestamp_ns, outputs, error), event)
+            return
         if root.patched:
             try:
                 self._client().flush(self.barrier_timeout_s)
@@ -410,18 +498,8 @@ class TraceBuilder:
             if held is None:
                 self._end(run, event.timestamp_ns, outputs, error)
                 return
-            # Started in this batch and not sent yet: one create with the end (what the patch would set).
-            run.held = None
-            fields: JSON = {"end_time": max(time_of(event.timestamp_ns), run.start), "outputs": outputs}
-            if error is not None:
-                fields["error"] = error
-            if run.events:
-                fields["events"] = list(run.events)
-            try:
-                self._create(run, held.name, held.run_type, held.inputs, **fields)
-            except Exception:
-                self._failed(held.event)  # the start is lost with it
-                raise
+            # Not sent yet: one create with the end (what the patch would set).
+            self._ended_held(run, self._end_fields(run, event.timestamp_ns, outputs, error), event)
             return
         # The start was dropped (a full queue) or forgotten: send the whole run now, from its end.
         parent = self._open.get(event.parent_span_id or "")
@@ -439,7 +517,7 @@ class TraceBuilder:
     def _model_started(self, event: ModelCallStarted) -> None:
         run = self._call_started(event, "llm", p.model_metadata(event))
         if run is not None:
-            self._create_call(run, event.model, "llm", p.model_inputs(event, self.capture), event)
+            self._create_held(run, event.model, "llm", p.model_inputs(event, self.capture), event)
 
     def _model_ended(self, event: ModelCallEnded) -> None:
         end = p.model_end_metadata(event)
@@ -449,7 +527,7 @@ class TraceBuilder:
     def _tool_started(self, event: ToolCallStarted) -> None:
         run = self._call_started(event, "tool", {"tool_call_id": event.call_id})
         if run is not None:
-            self._create_call(
+            self._create_held(
                 run, event.tool, "tool", p.tool_inputs(event.call_id, event.arguments, self.capture), event
             )
 
