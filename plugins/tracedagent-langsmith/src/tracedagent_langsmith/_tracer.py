@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,9 @@ from tracedagent import (
     ExportPipeline,
     ExportStats,
     QueueingTracer,
+    RunStarted,
+    current_span,
+    hookimpl,
 )
 
 from ._settings import Settings
@@ -192,6 +197,27 @@ class LangSmithTracer(QueueingTracer):
         return f"<LangSmithTracer project={self.project_name!r}, {content}>"
 
     # ------------------------------------------------------------------ hooks: O(1), no I/O
+
+    @hookimpl
+    def on_run_start(self, event: RunStarted) -> None:
+        """Note the LangSmith run this run was started in (``@traceable``, ``langsmith.trace``): a
+        context-variable read on the run's thread; the worker hangs the run's chain under it."""
+        if current_span() is None:  # not inside one of our own tools: maybe inside the application's run
+            helpers = sys.modules.get("langsmith.run_helpers")  # imported by the application's @traceable
+            try:
+                outer = helpers.get_current_run_tree() if helpers is not None else None
+            except Exception:  # a run tree of someone else's that misbehaves: a trace of our own
+                outer = None
+            if outer is not None:
+                try:
+                    self._builder.outer[event.span_id] = (
+                        uuid.UUID(str(outer.id)),
+                        uuid.UUID(str(outer.trace_id)),
+                        str(outer.dotted_order),
+                    )
+                except (AttributeError, TypeError, ValueError):
+                    pass
+        self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls
 

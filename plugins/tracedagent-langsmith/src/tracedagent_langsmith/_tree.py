@@ -60,7 +60,7 @@ from tracedagent import (
 )
 
 from . import _payloads as p
-from ._ids import dotted_order, root_uuid, span_uuid, time_of, trace_uuid
+from ._ids import dotted_order, nested_root_uuid, root_uuid, span_uuid, time_of, trace_uuid
 
 __all__ = ["RunClient", "TraceBuilder"]
 
@@ -167,6 +167,9 @@ class TraceBuilder:
         self._pending: collections.deque[_Run] = collections.deque()
         self._failed: Callable[[Event], object] = _reraise
         self._roots: collections.OrderedDict[tuple[str, str], _Run] = collections.OrderedDict()
+        #: LangSmith runs a run was started inside (``@traceable``, ``langsmith.trace``), by the run's first
+        #: segment span id: (run id, trace id, dotted order), noted on the run's thread by the tracer.
+        self.outer: dict[str, tuple[uuid.UUID, uuid.UUID, str]] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunStarted: self._run_started,
             RunResumed: self._run_resumed,
@@ -378,11 +381,25 @@ class TraceBuilder:
 
     def _run_started(self, event: RunStarted) -> None:
         parent: _Run | None = None
-        if event.parent_span_id is not None:  # started inside another run's tool
+        outer = self.outer.pop(event.span_id, None)
+        if event.parent_span_id is not None:  # inside another run's tool, or an application's span
             parent = self._open.get(event.parent_span_id)
-            if parent is None:
-                self._orphan(event)
-                return
+        if parent is None and event.parent_span_id is not None:
+            # Not one of ours (an application's OpenTelemetry span: the run carries its trace id). A sink
+            # takes whole traces, so a parent of ours is never missing: this run is a root of its own,
+            # under the LangSmith run it was started in, if any.
+            run_id = nested_root_uuid(event.trace_id, event.run_id)
+            start = time_of(event.timestamp_ns)
+            if outer is not None:
+                outer_id, outer_trace, outer_order = outer
+                root = _Run("root", run_id, outer_trace, dotted_order(outer_order, start, run_id), outer_id, start)
+            else:
+                root = _Run("root", run_id, run_id, dotted_order(None, start, run_id), None, start)
+            root.extra = {"metadata": self._root_metadata(event)}
+            self._remember_open(event.span_id, root)
+            self._remember_root((event.trace_id, event.run_id), root)
+            self._create_held(root, event.agent, "chain", p.run_inputs(event, self.capture), event)
+            return
         run_id = root_uuid(event.trace_id, event.run_id, event.parent_span_id)
         metadata: JSON = dict(event.metadata or {})
         metadata.update(
@@ -393,7 +410,13 @@ class TraceBuilder:
             tracedagent_trace_id=event.trace_id,
             tracedagent_span_id=event.span_id,
         )
-        if parent is None:
+        if parent is None and outer is not None:  # inside @traceable: a child of that run, in its trace
+            outer_id, outer_trace, outer_order = outer
+            run_id = nested_root_uuid(event.trace_id, event.run_id)
+            start = time_of(event.timestamp_ns)
+            root = _Run("root", run_id, outer_trace, dotted_order(outer_order, start, run_id), outer_id, start)
+            root.extra = {"metadata": metadata}
+        elif parent is None:
             start = time_of(event.timestamp_ns)
             root = _Run("root", run_id, trace_uuid(event.trace_id), dotted_order(None, start, run_id), None, start)
             root.extra = {"metadata": metadata}
@@ -407,12 +430,26 @@ class TraceBuilder:
         root = self._roots.get((event.trace_id, event.run_id))
         if root is None and event.parent_span_id is None and event.run_started_ns is not None:
             # Created by another process: a top-level run's root is addressable from the trace id and
-            # the run's start time alone.
+            # the run's start time alone. (A run with a parent, in another run's tool or in an
+            # application's span, is not: its resumed segments in another process are counted orphans.)
             run_id = trace_uuid(event.trace_id)
             start = time_of(event.run_started_ns)
             root = _Run("root", run_id, run_id, dotted_order(None, start, run_id), None, start)
             self._remember_root((event.trace_id, event.run_id), root)
         return root
+
+    @staticmethod
+    def _root_metadata(event: RunStarted) -> JSON:
+        metadata: JSON = dict(event.metadata or {})
+        metadata.update(
+            agent=event.agent,
+            model=event.model,
+            provider=event.provider,
+            tracedagent_run_id=event.run_id,
+            tracedagent_trace_id=event.trace_id,
+            tracedagent_span_id=event.span_id,
+        )
+        return metadata
 
     def _run_resumed(self, event: RunResumed) -> None:
         root = self._root_of(event)
