@@ -37,6 +37,7 @@ def test_the_readme_has_examples_for_every_capability() -> None:
         "Approvals, checkpoints and resume",
         "Resilience per tool",
         "Context compaction",
+        "Inside your application's trace",
         "Writing a plugin",
     ):
         assert wanted in headings
