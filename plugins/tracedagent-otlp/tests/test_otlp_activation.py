@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace as trace_api
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedagent_otlp
 from tracedagent import ConfigurationError
 from tracedagent_otlp import OtlpTracer
+from tracedagent_otlp._http import OtlpHttpSender
 
 
 class StubContext:
@@ -52,7 +52,7 @@ def test_active_with_an_endpoint(context: Any, monkeypatch: pytest.MonkeyPatch, 
     ((tracer, name),) = context.registered
     assert isinstance(tracer, OtlpTracer)
     assert name == "otlp-tracer"
-    assert isinstance(tracer._exporter, HttpExporter)
+    assert isinstance(tracer._exporter, OtlpHttpSender)  # its own send path, not the SDK's exporter
 
 
 def test_active_with_the_application_tracer_provider(context: Any) -> None:

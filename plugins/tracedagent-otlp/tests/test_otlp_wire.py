@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent import futures
@@ -36,8 +37,9 @@ import tracedagent
 from tracedagent import Agent, DropOldest, InMemoryCheckpointStore, Message, ModelError, ModelRequest, tool
 from tracedagent.resilience import CircuitBreaker, RetryPolicy
 from tracedagent.testing import FunctionModel, ScriptedModel, Step
-from tracedagent_otlp import OtlpTracer
+from tracedagent_otlp import OtlpTracer, _providers
 from tracedagent_otlp import names as N
+from tracedagent_otlp._http import OtlpHttpSender
 from tracedagent_otlp._sinks import ExporterSink, SpanRecord, readable_span
 from tracedagent_otlp._wire import EncodedBatch, FastPath, probe_records
 
@@ -86,6 +88,7 @@ def record(attributes: dict[str, Any], **changes: Any) -> SpanRecord:
         "status": None,
         "start_ns": 1_700_000_000_000_000_000,
         "end_ns": 1_700_000_000_500_000_000,
+        "remote": False,
     }
     fields.update(changes)
     return tuple(fields.values())  # type: ignore[return-value]
@@ -132,6 +135,7 @@ def test_every_attribute_value_type_encodes_as_the_sdk_does(value: Any) -> None:
         record({"k": value}),
         record({"k": value}, events=[("e", {"k": value}, 5)]),
         record({}, status=Status(StatusCode.ERROR, "boom"), parent_id=None),
+        record({"k": value}, remote=True),
     ]
     assert fast.encode(records) == sdk_bytes(records, resource)
     assert fast.encode(records) == sdk_bytes(records, resource)  # again, from the caches
@@ -150,8 +154,7 @@ def test_a_value_the_fast_path_cannot_write_goes_to_the_sdks_encoder(value: Any)
     with pytest.raises((TypeError, ValueError, UnicodeEncodeError, OverflowError)):
         fast.encode(records)
     batch = fast.batch(records)
-    request = batch.request(encode_spans)
-    assert request.SerializePartialToString() == sdk_bytes(records, resource)
+    assert batch.encoded() == sdk_bytes(records, resource)
 
 
 def test_a_batch_is_a_sequence_of_readable_spans_and_keeps_its_request_for_a_retry() -> None:
@@ -162,23 +165,20 @@ def test_a_batch_is_a_sequence_of_readable_spans_and_keeps_its_request_for_a_ret
     assert all(isinstance(span, ReadableSpan) for span in batch)
     assert batch[1].parent is None
     assert batch[0].attributes == {"a": 1}
-    first = batch.request(encode_spans)
-    assert batch.request(encode_spans) is first
-    assert isinstance(first, ExportTraceServiceRequest)
+    first = batch.encoded()
+    assert batch.encoded() is first
+    assert ExportTraceServiceRequest.FromString(first).resource_spans
 
 
 # ------------------------------------------------------------------------------- which exporters
 
 
-class _SubclassedExporter(OTLPSpanExporter):
-    pass
-
-
-def test_only_the_stock_otlp_exporters_get_the_fast_path() -> None:
+def test_only_the_plugins_own_exporter_gets_the_fast_path() -> None:
     resource = Resource.create({})
+    own = OtlpHttpSender("http://127.0.0.1:9/v1/traces")
+    assert ExporterSink(resource, ALWAYS_ON, SCOPE, own).fast is not None
     stock = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
-    assert ExporterSink(resource, ALWAYS_ON, SCOPE, stock).fast is not None
-    for other in (InMemorySpanExporter(), _SubclassedExporter(endpoint="http://127.0.0.1:9/v1/traces"), None):
+    for other in (InMemorySpanExporter(), stock, None):
         sink = ExporterSink(resource, ALWAYS_ON, SCOPE, other)
         assert sink.fast is None
         sink.emit("s", SpanKind.INTERNAL, 1, 2, None, SAMPLED, {"a": 1}, [], [], None, 1, 2)
@@ -187,21 +187,19 @@ def test_only_the_stock_otlp_exporters_get_the_fast_path() -> None:
         assert isinstance(spans[0], ReadableSpan)
 
 
-def test_the_exporter_module_encodes_anything_else_as_the_sdk_does() -> None:
+def test_no_other_librarys_module_is_changed() -> None:
+    """The SDK exporter module's encode_spans is the SDK's, whatever the plugin builds."""
+    before = http_module.encode_spans
     resource = Resource.create({})
+    ExporterSink(resource, ALWAYS_ON, SCOPE, OtlpHttpSender("http://127.0.0.1:9/v1/traces"))
     ExporterSink(resource, ALWAYS_ON, SCOPE, OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
-    assert getattr(http_module.encode_spans, "_tracedagent_fast_path", False)
-    spans = [readable_span(r, resource, SCOPE) for r in probe_records()]
-    assert http_module.encode_spans(spans) == encode_spans(spans)
+    assert http_module.encode_spans is before is encode_spans
 
 
-def test_no_fast_path_when_the_bytes_would_differ_or_the_encoder_was_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_fast_path_when_the_bytes_would_differ(monkeypatch: pytest.MonkeyPatch) -> None:
     resource = Resource.create({})
-    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    exporter = OtlpHttpSender("http://127.0.0.1:9/v1/traces")
     monkeypatch.setattr(FastPath, "matches_the_sdk", lambda self, records: False)
-    assert ExporterSink(resource, ALWAYS_ON, SCOPE, exporter).fast is None
-    monkeypatch.undo()
-    monkeypatch.setattr(http_module, "encode_spans", lambda spans: encode_spans(spans))
     assert ExporterSink(resource, ALWAYS_ON, SCOPE, exporter).fast is None
 
 
@@ -337,14 +335,29 @@ def received_spans(requests: Sequence[ExportTraceServiceRequest], expected: Expo
 
 
 @pytest.mark.parametrize("content", [False, True])
+@pytest.mark.parametrize("exporter_kind", ["own", "own from OTEL_*", "the SDK's, passed in"])
 async def test_runs_reach_an_http_collector_as_the_sdk_encoder_would_send_them(
-    make_tracer: MakeTracer, collector: _Collector, content: bool
+    make_tracer: MakeTracer,
+    collector: _Collector,
+    content: bool,
+    exporter_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    exporter = OTLPSpanExporter(endpoint=collector.url, headers={"x-team": "agents"}, compression=Compression.Gzip)
+    exporter: Any
+    if exporter_kind == "own":
+        exporter = OtlpHttpSender(collector.url, headers={"x-team": "agents"}, compression="gzip")
+    elif exporter_kind == "own from OTEL_*":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=agents")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        exporter = _providers.span_exporter_from_env(os.environ)
+        assert isinstance(exporter, OtlpHttpSender)
+    else:
+        exporter = OTLPSpanExporter(endpoint=collector.url, headers={"x-team": "agents"}, compression=Compression.Gzip)
     fast, _ = make_tracer(span_exporter=exporter, capture_content=content, metrics=False)
     reference, memory = make_tracer(capture_content=content, metrics=False)
     assert fast._collector is not None
-    assert fast._collector.fast is not None
+    assert (fast._collector.fast is not None) == isinstance(exporter, OtlpHttpSender)
     assert reference._collector is not None
     assert reference._collector.fast is None
     await every_kind_of_run([fast, reference])
@@ -374,7 +387,7 @@ def test_a_collector_that_refuses_is_a_failed_export_as_before(make_tracer: Make
 
     c = Refusing()
     c.close()  # nothing listens any more: connection refused
-    exporter = OTLPSpanExporter(endpoint=c.url, timeout=0.5)
+    exporter = OtlpHttpSender(c.url, timeout=0.5)
     tracer, _ = make_tracer(span_exporter=exporter, metrics=False)
     assert tracer._collector is not None
     assert tracer._collector.fast is not None
@@ -383,6 +396,8 @@ def test_a_collector_that_refuses_is_a_failed_export_as_before(make_tracer: Make
     batch = sink.take()
     assert isinstance(batch, EncodedBatch)
     assert exporter.export(batch) is SpanExportResult.FAILURE
+    assert exporter.failures == 1
+    assert "refused" in str(exporter.last_error)
 
 
 @pytest.mark.skipif(
@@ -409,7 +424,7 @@ async def test_runs_reach_a_grpc_collector_as_the_sdk_encoder_would_send_them(ma
         fast, _ = make_tracer(span_exporter=exporter, capture_content=True, metrics=False)
         reference, memory = make_tracer(capture_content=True, metrics=False)
         assert fast._collector is not None
-        assert fast._collector.fast is not None
+        assert fast._collector.fast is None  # the SDK's exporter, passed in: the SDK's encoder
         await every_kind_of_run([fast, reference])
         assert fast.flush(10.0)
         assert reference.flush(10.0)

@@ -90,6 +90,10 @@ MIME_JSON = "application/json"
 # ------------------------------------------------------------------------- tracedagent's own
 
 TD_RUN_ID = "tracedagent.run_id"
+#: The core's span and trace id of a span made through an application's provider, when the provider chose
+#: other ids (it picks its own span ids; the trace id is the core's whenever the run has a parent).
+TD_SPAN_ID = "tracedagent.span_id"
+TD_TRACE_ID = "tracedagent.trace_id"
 #: The core's status of the segment or call: completed, interrupted, ok, denied, timeout...
 TD_STATUS = "tracedagent.status"
 TD_CANCELLED = "tracedagent.cancelled"

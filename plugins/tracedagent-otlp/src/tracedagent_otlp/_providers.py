@@ -3,8 +3,8 @@
 An application that set a tracer provider (``trace.set_tracer_provider``, or ``opentelemetry-instrument``)
 gets tracedagent's spans through it: its sampler, span limits, resource and every span processor apply.
 Otherwise the plugin builds an OTLP span exporter from the standard variables (endpoint, headers,
-timeout, compression, certificates are read by the exporter itself; ``OTEL_SERVICE_NAME`` and
-``OTEL_RESOURCE_ATTRIBUTES`` make the resource) over HTTP/protobuf, or gRPC with
+timeout, compression, certificates; ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` make the
+resource): over HTTP/protobuf its own sender (:mod:`._http`), or the SDK's gRPC exporter with
 ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` and the ``grpc`` extra installed.
 """
 
@@ -68,17 +68,19 @@ def application_meter_provider() -> ApiMeterProvider | None:
 
 
 def span_exporter_from_env(environ: Mapping[str, str]) -> SpanExporter:
-    """An OTLP span exporter configured by the ``OTEL_EXPORTER_OTLP_*`` variables. Without a timeout
-    variable its timeout is cut to ``TRACEDAGENT_EXIT_TIMEOUT`` (:func:`_settings.export_timeout_from_env`)."""
+    """An OTLP span exporter configured by the ``OTEL_EXPORTER_OTLP_*`` variables: over HTTP the plugin's
+    own :class:`~._http.OtlpHttpSender` (its fast encoder, its retries, no log lines), over gRPC the
+    SDK's exporter. Without a timeout variable its timeout is cut to ``TRACEDAGENT_EXIT_TIMEOUT``
+    (:func:`_settings.export_timeout_from_env`)."""
     if _settings.protocol_from_env(environ) == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
         except ImportError as exc:
             raise ConfigurationError(f"OTLP over gRPC was asked for but is not installed; {_GRPC_HINT}") from exc
         return GrpcExporter(timeout=_settings.export_timeout_from_env(environ))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    from ._http import OtlpHttpSender
 
-    return HttpExporter(timeout=_settings.export_timeout_from_env(environ))
+    return OtlpHttpSender.from_env(environ)
 
 
 def _metric_exporter_from_env(environ: Mapping[str, str]) -> MetricExporter:

@@ -65,6 +65,7 @@ class SpanSender:
         self.events_failed = 0
         self._rest_until = 0.0
         self._rest_s = 0.0
+        self._final = False
         self._failure_logged = False
         #: Starts the sender's thread (the tracer's pipeline marks it as an export thread).
         self.start_thread: Callable[[Callable[[], object], str], threading.Thread] = _daemon
@@ -117,6 +118,7 @@ class SpanSender:
         A second call (or one after :meth:`abandon`) returns at once."""
         if self._closed:
             return not self._batches and not self._inflight_spans
+        self.last_attempt()
         ok = self.flush(timeout)
         dropped = self._close()
         try:
@@ -134,6 +136,17 @@ class SpanSender:
             return
         self._close()
         _daemon(self._shutdown_exporter, "tracedagent-otlp-abandon")
+
+    def last_attempt(self) -> None:
+        """Shutting down: each batch left gets one try, without the rests or the exporter's backoff
+        (an exporter that has ``last_attempt``, as the plugin's own has, is told so)."""
+        self._final = True
+        last_attempt = getattr(self.exporter, "last_attempt", None)
+        if last_attempt is not None:
+            try:
+                last_attempt()
+            except Exception:
+                logger.debug("tracedagent-otlp: the span exporter's last_attempt failed", exc_info=True)
 
     def _close(self) -> list[tuple[Sequence[Any], int]]:
         with self._cond:
@@ -177,7 +190,7 @@ class SpanSender:
         if self._closed:
             self._failed(spans, events, "the tracer was shut down")
             return
-        if self._rest_until and self.clock() < self._rest_until:
+        if self._rest_until and not self._final and self.clock() < self._rest_until:
             self._failed(spans, events, f"the exporter to {self.destination} failed and rests until its next try")
             return
         try:
@@ -188,7 +201,9 @@ class SpanSender:
         if result is not SpanExportResult.SUCCESS:
             self._rest_s = min(MAX_REST_S, max(FIRST_REST_S, 2 * self._rest_s))
             self._rest_until = self.clock() + self._rest_s
-            self._failed(spans, events, f"the span exporter failed to export them to {self.destination}")
+            why = getattr(self.exporter, "last_error", None)
+            said = f"the span exporter failed to export them to {self.destination}" + (f" ({why})" if why else "")
+            self._failed(spans, events, said)
             return
         self._rest_until = self._rest_s = 0.0
         self.spans_exported += len(spans)

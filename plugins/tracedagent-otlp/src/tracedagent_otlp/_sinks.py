@@ -1,24 +1,27 @@
-"""The two ways a finished span, with the core's ids and times, leaves the export worker.
+"""The two ways a finished span leaves the export worker.
 
-* :class:`ExporterSink`, when the plugin exports on its own: the spans of sampled traces are kept as
-  plain tuples and handed to the span exporter as one batch. For the stock OTLP exporters (HTTP or
-  gRPC, the plugin's own or one passed in) the batch's protobuf request is written by :mod:`._wire`
-  straight from those tuples (the SDK's encoder builds a Python protobuf object for every span,
-  attribute and value: three quarters of the worker's time); any other exporter gets
-  :class:`~opentelemetry.sdk.trace.ReadableSpan` objects built directly (the SDK's ``Tracer`` costs
-  twenty times that). The resource and sampler are those of a ``TracerProvider`` made from the
-  ``OTEL_*`` variables.
-* :class:`ProviderSink`, when the application set a tracer provider: the span is made through the SDK's
-  public ``Tracer`` API, ``start_span(start_time=...)`` then ``end(end_time=...)``, so the provider's
-  sampler, span limits, resource and every span processor (``on_start`` and ``on_end``) apply as to any
-  span. The one thing the API cannot take is a span id; the tracer's ``IdGenerator`` (a public
-  attribute of the SDK tracer) is wrapped in :class:`CoreIds`, which hands out the ids set for the span
-  being built on this thread, and random ids to anyone else.
+* :class:`ExporterSink`, when the plugin exports on its own: the spans of sampled traces, with the core's
+  own ids and times, are kept as plain tuples and handed to the span exporter as one batch. For the
+  plugin's own OTLP/HTTP exporter (:class:`~._http.OtlpHttpSender`, built from ``OTEL_*``) the batch's
+  protobuf bytes are written by :mod:`._wire` straight from those tuples (the SDK's encoder builds a
+  Python protobuf object for every span, attribute and value: three quarters of the worker's time); any
+  other exporter gets :class:`~opentelemetry.sdk.trace.ReadableSpan` objects built directly. The resource
+  and sampler are those of a ``TracerProvider`` made from the ``OTEL_*`` variables.
+* :class:`ProviderSink`, when the application set a tracer provider (globally, or
+  ``OtlpTracer(tracer_provider=...)``): each span is made through the SDK's public ``Tracer`` API, so the
+  provider's sampler, id generator, span limits, resource and every span processor apply as to any span.
+  The span is started when its start event reaches the worker (``start_span(start_time=...)``) and ended
+  at its end event (``end(end_time=...)``). The provider picks the span ids, as it does for every span:
+  nothing is set on the provider, its tracer or its id generator. A map from the core's span ids to the
+  SDK's span contexts makes each child the child of its parent's SDK span, and a parent that is not one
+  of ours (the application's span a run was started in) is given to the SDK as a remote parent, so the
+  ``invoke_agent`` span is its child in its trace. What that costs is in the README ("The application's
+  tracer provider").
 """
 
 from __future__ import annotations
 
-import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +30,17 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Tracer
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes
+
+from . import _names as N
 
 if TYPE_CHECKING:
     from ._wire import FastPath
 
-__all__ = ["CoreIds", "ExporterSink", "ProviderSink", "SpanRecord", "SpanSink", "readable_span"]
+__all__ = ["ExporterSink", "ProviderSink", "SpanRecord", "SpanSink", "readable_span"]
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -45,8 +49,9 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 SpanEvent = tuple[str, Attributes, int]
 
 #: A sampled span as :class:`ExporterSink` keeps it: name, kind, trace id, span id, parent's span id
-#: (None: a root), attributes, events, links, status (None: unset), start and end in nanoseconds. Its
-#: context and its parent's are local and sampled.
+#: (None: a root), attributes, events, links, status (None: unset), start and end in nanoseconds, and
+#: whether the parent is remote (another process's span, such as the application's). Its context is
+#: local and sampled.
 SpanRecord = tuple[
     str,
     SpanKind,
@@ -59,20 +64,31 @@ SpanRecord = tuple[
     Status | None,
     int,
     int,
+    bool,
 ]
-
-#: The exporters whose batches :mod:`._wire` encodes (exactly these classes, not subclasses): (module,
-#: class). Their module is imported by then, and with it the SDK's encoder and protobuf.
-STOCK_EXPORTERS = (
-    ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
-    ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
-)
 
 
 class SpanSink:
-    """Where the builder puts a finished span."""
+    """Where the builder puts a span: told when it starts (:meth:`opened`), given it whole when it ends."""
 
     sampler: Sampler
+
+    def opened(
+        self,
+        name: str,
+        kind: SpanKind,
+        trace_id: int,
+        span_id: int,
+        parent_id: int | None,
+        remote: bool,
+        start_ns: int,
+        follows: int | None = None,
+    ) -> None:
+        """A span started (``remote``: its parent is not one of ours; ``follows``: the segment a resumed
+        segment continues)."""
+
+    def forget(self, span_id: int) -> None:
+        """A started span whose end will never be handled (its entry was dropped)."""
 
     def emit(
         self,
@@ -88,9 +104,10 @@ class SpanSink:
         status: Status | None,
         start_ns: int,
         end_ns: int,
+        remote: bool = False,
     ) -> None:
-        """One span, in the core's ids (``parent_id`` None for a root; contexts are local) with the trace's
-        sampling ``flags``; times in nanoseconds; ``status`` None when unset."""
+        """One span, in the core's ids (``parent_id`` None for a root; ``remote`` when the parent is not
+        ours) with the trace's sampling ``flags``; times in nanoseconds; ``status`` None when unset."""
         raise NotImplementedError
 
 
@@ -109,8 +126,9 @@ class _HashedResource(Resource):
 
 class ExporterSink(SpanSink):
     """Keeps the spans of sampled traces until :meth:`take` hands them over as one batch; unsampled traces
-    are dropped. For a stock OTLP exporter (``exporter``) the batch is encoded by :mod:`._wire`, which
-    writes the request's protobuf bytes itself; for any other exporter it is a list of ``ReadableSpan``."""
+    are dropped. For the plugin's own OTLP exporter (one that ``takes_encoded_batches``) the batch is
+    encoded by :mod:`._wire`, which writes the request's protobuf bytes itself; for any other exporter it
+    is a list of ``ReadableSpan``."""
 
     def __init__(
         self,
@@ -126,11 +144,10 @@ class ExporterSink(SpanSink):
         self.scope = scope
         self.spans: list[SpanRecord] = []
         self.fast: FastPath | None = None
-        cls = type(exporter)
-        if fast and exporter is not None and (cls.__module__, cls.__qualname__) in STOCK_EXPORTERS:
+        if fast and getattr(exporter, "takes_encoded_batches", False):
             from ._wire import FastPath, probe_records
 
-            self.fast = FastPath.for_exporter(exporter, self.resource, scope, probe_records())
+            self.fast = FastPath.checked(self.resource, scope, probe_records())
 
     def emit(
         self,
@@ -146,10 +163,11 @@ class ExporterSink(SpanSink):
         status: Status | None,
         start_ns: int,
         end_ns: int,
+        remote: bool = False,
     ) -> None:
         if flags.sampled:
             self.spans.append(
-                (name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns)
+                (name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns, remote)
             )
 
     def take(self) -> Sequence[ReadableSpan]:
@@ -163,11 +181,11 @@ class ExporterSink(SpanSink):
 
 def readable_span(record: SpanRecord, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
     """The ``ReadableSpan`` of a record, as a span exporter takes it."""
-    name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns = record
+    name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns, remote = record
     return ReadableSpan(
         name,
         SpanContext(trace_id, span_id, False, _SAMPLED),
-        None if parent_id is None else SpanContext(trace_id, parent_id, False, _SAMPLED),
+        None if parent_id is None else SpanContext(trace_id, parent_id, remote, _SAMPLED),
         resource,
         attributes,
         tuple(Event(event_name, event_attrs, timestamp) for event_name, event_attrs, timestamp in events),
@@ -181,45 +199,58 @@ def readable_span(record: SpanRecord, resource: Resource, scope: Instrumentation
     )
 
 
-class CoreIds(IdGenerator):
-    """An ``IdGenerator`` that returns the ids set with :meth:`use` for the next span made on this thread,
-    and the wrapped generator's random ids everywhere else."""
-
-    def __init__(self, fallback: IdGenerator) -> None:
-        self.fallback = fallback
-        self._local = threading.local()
-
-    def use(self, trace_id: int, span_id: int) -> None:
-        local = self._local
-        local.trace_id = trace_id
-        local.span_id = span_id
-
-    def generate_span_id(self) -> int:
-        local = self._local
-        value: int = getattr(local, "span_id", 0)
-        if value:
-            local.span_id = 0
-            return value
-        return self.fallback.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        local = self._local
-        value: int = getattr(local, "trace_id", 0)
-        if value:
-            local.trace_id = 0
-            return value
-        return self.fallback.generate_trace_id()
-
-
 class ProviderSink(SpanSink):
-    """Makes each span through an SDK tracer, so the application's provider handles it like its own."""
+    """Makes each span through an SDK tracer of the application's provider, which picks its ids; keeps
+    the map from the core's span ids to the SDK's span contexts (at most ``max_spans``, the oldest go
+    first) so that children, links and resumed segments find their SDK parent."""
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, max_spans: int = 20_000) -> None:
         self.tracer = tracer
-        self.sampler = tracer.sampler
-        ids = tracer.id_generator
-        self.ids = ids if isinstance(ids, CoreIds) else CoreIds(ids)
-        tracer.id_generator = self.ids
+        self.sampler = ALWAYS_ON  # the provider's sampler decides in start_span, parents first
+        self.max_spans = max_spans
+        #: core span id -> the SDK span started for it and not yet ended.
+        self._open: dict[int, Span] = {}
+        #: core span id -> the SDK span context made for it (open or ended).
+        self._contexts: OrderedDict[int, SpanContext] = OrderedDict()
+
+    def sdk_context(self, span_id: int) -> SpanContext | None:
+        """The SDK span context made for the core's span ``span_id``, if it is still known."""
+        return self._contexts.get(span_id)
+
+    def _parent(self, trace_id: int, parent_id: int | None) -> Context:
+        parent_context = Context()  # not the worker's context: only the span's parent
+        if parent_id is None:
+            return parent_context
+        known = self._contexts.get(parent_id)
+        # A parent that is not ours (the application's span the run started in, or a span of another
+        # process) keeps the core's ids, which are its own: a remote parent.
+        parent = known if known is not None else SpanContext(trace_id, parent_id, True, _SAMPLED)
+        return trace_api.set_span_in_context(NonRecordingSpan(parent), parent_context)
+
+    def opened(
+        self,
+        name: str,
+        kind: SpanKind,
+        trace_id: int,
+        span_id: int,
+        parent_id: int | None,
+        remote: bool,
+        start_ns: int,
+        follows: int | None = None,
+    ) -> None:
+        if parent_id is None and follows is not None and follows in self._contexts:
+            # A resumed run with no parent: the provider would start a new trace (it picks a root's trace
+            # id), so the segment goes under the segment it continues, in that segment's trace.
+            parent_id = follows
+        span = self.tracer.start_span(name, self._parent(trace_id, parent_id), kind, None, None, start_ns)
+        self._open[span_id] = span
+        contexts = self._contexts
+        contexts[span_id] = span.get_span_context()
+        if len(contexts) > self.max_spans:
+            contexts.popitem(last=False)
+
+    def forget(self, span_id: int) -> None:
+        self._open.pop(span_id, None)
 
     def emit(
         self,
@@ -235,13 +266,28 @@ class ProviderSink(SpanSink):
         status: Status | None,
         start_ns: int,
         end_ns: int,
+        remote: bool = False,
     ) -> None:
-        parent_context = Context()  # not the worker's context: only the core's parent
-        if parent_id is not None:
-            parent = NonRecordingSpan(SpanContext(trace_id, parent_id, False, flags))
-            parent_context = trace_api.set_span_in_context(parent, parent_context)
-        self.ids.use(trace_id, span_id)
-        span = self.tracer.start_span(name, parent_context, kind, attributes, links, start_ns)
+        span = self._open.pop(span_id, None)
+        if span is None:  # its start was not seen (dropped): made now, from its start time
+            self.opened(name, kind, trace_id, span_id, parent_id, remote, start_ns)
+            span = self._open.pop(span_id)
+        if not span.is_recording():  # sampled out by the provider's sampler
+            return
+        span.update_name(name)
+        span.set_attributes(attributes)
+        # The core's ids, which the run's events, stdout and LangSmith carry, when the provider chose others.
+        context = span.get_span_context()
+        if context.span_id != span_id:
+            span.set_attribute(N.TD_SPAN_ID, f"{span_id:016x}")
+        if context.trace_id != trace_id:
+            span.set_attribute(N.TD_TRACE_ID, f"{trace_id:032x}")
+        for link in links:
+            # A link to a segment of ours points at its SDK span; one that is unknown is left out (its
+            # core span id stays in the link's attribute, tracedagent.previous_span_id, on the span).
+            linked = self._contexts.get(link.context.span_id)
+            if linked is not None:
+                span.add_link(linked, link.attributes)
         for event_name, event_attrs, timestamp in events:
             span.add_event(event_name, event_attrs, timestamp)
         if status is not None:

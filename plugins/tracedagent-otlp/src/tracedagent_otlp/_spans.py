@@ -5,7 +5,10 @@ pending until the end event with the same ``span_id`` arrives; events that belon
 compaction, checkpoint, breaker change, retry) are added to its pending entry. At the end event the span
 is made in one go, with the core's own ids and timestamps (its trace id, its span id, its parent's span
 id, start = the start event's ``timestamp_ns``, end = the end event's), and handed to a sink
-(:mod:`._sinks`): straight to the exporter, or through the application's tracer provider.
+(:mod:`._sinks`): straight to the exporter, or through the application's tracer provider (which is also
+told when each span starts, so that it makes parents before their children). A run segment whose parent
+is not a span of ours (the application's current span when the run started) gets that parent as a
+remote parent: the ``invoke_agent`` span is its child, in its trace.
 
 A start whose end never arrives stays pending; at most ``max_pending`` are kept (the oldest are dropped
 and counted). An end whose start was dropped still makes its span, with the start time worked out from
@@ -61,10 +64,11 @@ _TOOL_FAILURES = frozenset({"error", "timeout", "rejected", "circuit_open"})
 class _Open:
     """A span whose end has not arrived: its start event and the events that happened on it."""
 
-    __slots__ = ("events", "start")
+    __slots__ = ("events", "remote", "start")
 
-    def __init__(self, start: Event | None) -> None:
+    def __init__(self, start: Event | None, remote: bool = False) -> None:
         self.start = start
+        self.remote = remote  # its parent is not one of ours: the application's span, or another process's
         self.events: list[Event] = []
 
 
@@ -137,9 +141,34 @@ class SpanBuilder:
     def _start(self, event: Event) -> None:
         pending = self._pending
         if len(pending) >= self.max_pending:
-            pending.popitem(last=False)
+            dropped, _ = pending.popitem(last=False)
+            self.sink.forget(int(dropped, 16))
             self.evicted += 1
-        pending[event.span_id] = _Open(event)
+        parent = event.parent_span_id
+        follows = None
+        if isinstance(event, (RunStarted, RunResumed)):
+            # A segment's parent is ours when it is a span of ours still open (a tool whose code runs the
+            # agent); otherwise it is the application's span (or another process's): remote.
+            remote = parent is not None and parent not in pending
+            name, kind = N.agent_span_name(event.agent), SpanKind.INTERNAL
+            if isinstance(event, RunResumed) and event.previous_span_id:
+                follows = int(event.previous_span_id, 16)
+        elif isinstance(event, ModelCallStarted):
+            remote, name, kind = False, N.chat_span_name(event.model), SpanKind.CLIENT
+        else:
+            assert isinstance(event, ToolCallStarted)
+            remote, name, kind = False, N.tool_span_name(event.tool), SpanKind.INTERNAL
+        pending[event.span_id] = _Open(event, remote)
+        self.sink.opened(
+            name,
+            kind,
+            int(event.trace_id, 16),
+            int(event.span_id, 16),
+            None if parent is None else int(parent, 16),
+            remote,
+            event.timestamp_ns,
+            follows,
+        )
         if isinstance(event, RunStarted):
             runs = self._runs
             runs[event.run_id] = (event.model, event.provider)
@@ -311,6 +340,7 @@ class SpanBuilder:
             status,
             start_ns,
             end.timestamp_ns,
+            entry.remote,
         )
 
     def _trace_flags(self, trace_id: int) -> TraceFlags:

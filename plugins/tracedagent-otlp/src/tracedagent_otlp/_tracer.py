@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -83,8 +84,11 @@ class _Pipeline(ExportPipeline[Event]):
 
     def flush(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        ok = super().flush(timeout)
         sender = self.sender
+        if sender is not None and not threading.main_thread().is_alive():
+            # The drain at exit (the main thread is done): what is left gets one try, without backoff.
+            sender.last_attempt()
+        ok = super().flush(timeout)
         return (sender is None or sender.flush(_left(deadline))) and ok
 
     def shutdown(self, timeout: float | None = None) -> bool:

@@ -16,32 +16,26 @@ path is not used. A batch that the fast path cannot encode (a value of an unexpe
 is not UTF-8, a number out of range) goes to the SDK's encoder as ``ReadableSpan`` objects, so it fails,
 logs or drops an attribute exactly as it would have.
 
-The exporter is not bypassed: its ``export()`` runs as always (endpoint, headers, compression, timeout,
-retries, size limit, its own metrics, its result). Only the module-level ``encode_spans`` name the
-exporter's module calls is replaced, by a function that hands a :class:`EncodedBatch` its prepared
-request and passes anything else to the encoder that was there.
+Only the plugin's own exporter (:class:`~._http.OtlpHttpSender`, the one it builds from ``OTEL_*``) takes
+these batches: it posts :meth:`EncodedBatch.encoded`. Nothing here changes another library's module:
+an exporter the application passes in, and the application's own exporters, encode with the SDK.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from struct import Struct
-from types import ModuleType
 from typing import Any, overload
 
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as _sdk_encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
-from ._sinks import _SAMPLED, _UNSET, STOCK_EXPORTERS, SpanEvent, SpanRecord, readable_span
+from ._sinks import _SAMPLED, _UNSET, SpanEvent, SpanRecord, readable_span
 
 __all__ = ["EncodedBatch", "FastPath", "probe_records"]
 
@@ -102,6 +96,7 @@ _TRUE = b"\x10\x01"
 _FALSE = b"\x10\x00"
 _UNSET_STATUS = b"\x7a\x00"  # the SDK always sets the status message, empty when unset
 _LOCAL_FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)
+_REMOTE_FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)  # the parent is another process's
 
 
 class _Writer:
@@ -232,7 +227,7 @@ class _Writer:
 
     def span(self, record: SpanRecord) -> bytes:
         """A ``ScopeSpans.spans`` field (tag, size, ``Span``) for one span."""
-        name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns = record
+        name, kind, trace_id, span_id, parent_id, attributes, events, links, status, start_ns, end_ns, remote = record
         parts = [b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")]
         if parent_id is not None:
             parts.append(b"\x22\x08" + parent_id.to_bytes(8, "big"))
@@ -270,7 +265,7 @@ class _Writer:
             code = status.status_code.value
             body = self._string(b"\x12", status.description or "") + (b"\x18" + _varint(code) if code else b"")
             parts.append(b"\x7a" + _size(len(body)) + body)
-        parts.append(_LOCAL_FLAGS)
+        parts.append(_REMOTE_FLAGS if remote else _LOCAL_FLAGS)
         span = b"".join(parts)
         return b"\x12" + _size(len(span)) + span
 
@@ -313,19 +308,11 @@ class FastPath:
         return EncodedBatch(self, records)
 
     @classmethod
-    def for_exporter(
-        cls, exporter: SpanExporter, resource: Resource, scope: InstrumentationScope, probe: Sequence[SpanRecord]
-    ) -> FastPath | None:
-        """A fast path for ``exporter`` if it is a stock OTLP span exporter (not a subclass) whose module
-        still calls the SDK's ``encode_spans``, and if the bytes match the SDK's for ``probe``."""
-        module = _stock_module(exporter)
-        if module is None:
-            return None
+    def checked(cls, resource: Resource, scope: InstrumentationScope, probe: Sequence[SpanRecord]) -> FastPath | None:
+        """A fast path for ``resource`` and ``scope`` if its bytes match the SDK's for ``probe``."""
         fast = cls(resource, scope)
         if not fast.matches_the_sdk(probe):
             logger.debug("tracedagent-otlp: the OTLP encoder differs from this SDK's; using the SDK's")
-            return None
-        if not _install(module):
             return None
         return fast
 
@@ -363,11 +350,15 @@ def probe_records() -> list[SpanRecord]:
         ("tracedagent.interrupt", {"ids": ("a", "b")}, 1),
     ]
     local = SpanContext(trace_id, root, False, _SAMPLED)
+    ok = Status(StatusCode.OK)
     links = [Link(remote, {"tracedagent.previous_span_id": "1f067aa0ba902b70"}), Link(local), Link(local, {})]
     invoke = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a", "tracedagent.turns": 3}
+    start, end = 1 << 60, (1 << 60) + 9
     return [
-        ("invoke_agent a", SpanKind.INTERNAL, trace_id, root, None, invoke, (), (), None, 1 << 60, (1 << 60) + 9),
-        ("invoke_agent a", SpanKind.INTERNAL, trace_id, root, None, invoke, (), (), None, 1 << 60, (1 << 60) + 9),
+        ("invoke_agent a", SpanKind.INTERNAL, trace_id, root, None, invoke, (), (), None, start, end, False),
+        ("invoke_agent a", SpanKind.INTERNAL, trace_id, root, None, invoke, (), (), None, start, end, False),
+        # a run started inside an application's span: its parent is remote
+        ("invoke_agent b", SpanKind.INTERNAL, trace_id, other, 0x1F067AA0BA902B70, invoke, (), (), None, 3, 4, True),
         (
             "chat gpt-x",
             SpanKind.CLIENT,
@@ -380,25 +371,26 @@ def probe_records() -> list[SpanRecord]:
             Status(StatusCode.ERROR, "Timeout: " + long_text),
             1,
             2,
+            False,
         ),
-        ("", SpanKind.SERVER, 1, other, 0, {}, (), (), Status(StatusCode.ERROR), 0, 0),
-        ("execute_tool t", SpanKind.PRODUCER, trace_id, other, child, {"a": 1}, (), (), Status(StatusCode.OK), 5, 6),
-        ("x", SpanKind.CONSUMER, trace_id, root, child, {"a": 1}, (), (), _UNSET, 5, 1 << 63),
+        ("", SpanKind.SERVER, 1, other, 0, {}, (), (), Status(StatusCode.ERROR), 0, 0, False),
+        ("execute_tool t", SpanKind.PRODUCER, trace_id, other, child, {"a": 1}, (), (), ok, 5, 6, False),
+        ("x", SpanKind.CONSUMER, trace_id, root, child, {"a": 1}, (), (), _UNSET, 5, 1 << 63, False),
     ]
 
 
 class EncodedBatch(Sequence[ReadableSpan]):
-    """A batch for a stock OTLP exporter: its ``encode_spans`` takes :meth:`request`. As a sequence it
-    holds the batch's ``ReadableSpan`` objects, made when first asked for (the stock exporters only take
-    its length), so that anything else reading it sees the spans."""
+    """A batch for the plugin's own exporter, which posts :meth:`encoded`. As a sequence it holds the
+    batch's ``ReadableSpan`` objects, made when first asked for, so that anything else reading it sees
+    the spans."""
 
-    __slots__ = ("_fast", "_readable", "_records", "_request")
+    __slots__ = ("_data", "_fast", "_readable", "_records")
 
     def __init__(self, fast: FastPath, records: list[SpanRecord]) -> None:
         self._fast = fast
         self._records = records
         self._readable: list[ReadableSpan] | None = None
-        self._request: ExportTraceServiceRequest | None = None
+        self._data: bytes | None = None
 
     def __len__(self) -> int:
         return len(self._records)
@@ -421,55 +413,13 @@ class EncodedBatch(Sequence[ReadableSpan]):
     def __iter__(self) -> Iterator[ReadableSpan]:
         return iter(self.spans())
 
-    def request(self, sdk_encode: Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest]) -> Any:
-        """The batch's ``ExportTraceServiceRequest`` (the same object if asked again, as on a retry)."""
-        if self._request is None:
+    def encoded(self) -> bytes:
+        """The batch's ``ExportTraceServiceRequest`` as protobuf bytes (the same bytes if asked again, as
+        on a retry). A batch the fast path cannot write is encoded by the SDK's ``encode_spans``, which
+        fails, logs or drops an attribute exactly as it would have."""
+        if self._data is None:
             try:
-                data = self._fast.encode(self._records)
+                self._data = self._fast.encode(self._records)
             except Exception:
-                # Something the fast path does not write: the SDK's encoder does what it always does.
-                return sdk_encode(self.spans())
-            self._request = ExportTraceServiceRequest.FromString(data)
-        return self._request
-
-
-# ------------------------------------------------------------------ the exporter modules' encode_spans
-
-_install_lock = threading.Lock()
-
-
-def _stock_module(exporter: SpanExporter) -> ModuleType | None:
-    cls = type(exporter)
-    for module_name, class_name in STOCK_EXPORTERS:
-        if cls.__module__ == module_name and cls.__qualname__ == class_name:
-            module = sys.modules.get(module_name)
-            if module is not None and getattr(module, class_name, None) is cls:
-                return module
-    return None
-
-
-def _install(module: ModuleType) -> bool:
-    """Make ``module.encode_spans`` the function that knows :class:`EncodedBatch`; True when it is."""
-    with _install_lock:
-        current = getattr(module, "encode_spans", None)
-        if getattr(current, "_tracedagent_fast_path", False):
-            return True
-        if current is not _sdk_encode_spans:  # someone else's encoder: leave it be
-            return False
-        module.encode_spans = _encoder_for(current)  # type: ignore[attr-defined]
-        return True
-
-
-def _encoder_for(
-    sdk_encode: Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest],
-) -> Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest]:
-    def encode_spans(sdk_spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        if type(sdk_spans) is EncodedBatch:
-            request: ExportTraceServiceRequest = sdk_spans.request(sdk_encode)
-            return request
-        return sdk_encode(sdk_spans)
-
-    encode_spans._tracedagent_fast_path = True  # type: ignore[attr-defined]
-    encode_spans.__wrapped__ = sdk_encode  # type: ignore[attr-defined]
-    encode_spans.__doc__ = "The SDK's encode_spans, with tracedagent-otlp's batches encoded by tracedagent-otlp."
-    return encode_spans
+                self._data = _sdk_encode_spans(self.spans()).SerializePartialToString()
+        return self._data
