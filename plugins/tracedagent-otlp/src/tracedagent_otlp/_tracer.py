@@ -32,20 +32,11 @@ from tracedagent import (
     Event,
     ExportPipeline,
     ExportStats,
-    ModelCallEnded,
-    ModelCallStarted,
     QueueingTracer,
-    RunEnded,
-    RunResumed,
-    RunStarted,
-    ToolCallEnded,
-    ToolCallStarted,
-    hookimpl,
 )
 
 from . import _names as N
 from . import _providers, _settings
-from ._context import ContextBridge
 from ._metrics import GenAIMetrics
 from ._sender import SpanSender
 from ._sinks import ExporterSink, ProviderSink, SpanSink
@@ -135,8 +126,8 @@ class OtlpTracer(QueueingTracer):
 
     ``capture_content`` puts messages, tool arguments and results on the spans (default: from
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), each text cut to ``max_content`` characters
-    (default: ``TRACEDAGENT_OTLP_MAX_CONTENT`` or 8192). ``propagate_context`` makes the core's spans
-    OpenTelemetry's current span inside model and tool calls. ``max_queue`` is the admission bound: a run
+    (default: ``TRACEDAGENT_OTLP_MAX_CONTENT`` or 8192). (Inside model and tool calls the core makes the
+    stage's span OpenTelemetry's current span, with or without this tracer.) ``max_queue`` is the admission bound: a run
     that starts while the events waiting and the spans the sender holds, plus the room kept for the runs
     already admitted, would pass it is shed whole (counted); admitted runs' events are held up to twice
     that. ``max_batches`` bounds the batches of spans waiting for the exporter's thread, ``max_pending``
@@ -155,7 +146,6 @@ class OtlpTracer(QueueingTracer):
         metrics: bool = True,
         capture_content: bool | None = None,
         max_content: int | None = None,
-        propagate_context: bool = True,
         max_queue: int = 65_536,
         max_batch: int = 512,
         interval_s: float = 1.0,
@@ -186,7 +176,6 @@ class OtlpTracer(QueueingTracer):
         self.metrics_destination = "off"
         # Read by the sender for its rests after a failed export (tests move it).
         self._clock: Callable[[], float] = time.monotonic
-        self._bridge = ContextBridge() if propagate_context and self.enabled else None
         self._builder: SpanBuilder | None = None
         if self.enabled:
             self._setup(environ, span_exporter, tracer_provider, meter_provider, metrics, max_pending)
@@ -286,47 +275,8 @@ class OtlpTracer(QueueingTracer):
 
     # ------------------------------------------------------------------ hooks: O(1), no I/O
 
-    @hookimpl
-    def on_run_start(self, event: RunStarted) -> None:
-        if self._bridge is not None:
-            self._bridge.enter(event)
-        self._put(event)
-
-    @hookimpl
-    def on_resume(self, event: RunResumed) -> None:
-        if self._bridge is not None:
-            self._bridge.enter(event)
-        self._put(event)
-
-    @hookimpl
-    def on_run_end(self, event: RunEnded) -> None:
-        if self._bridge is not None:
-            self._bridge.exit(event)
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
-        if self._bridge is not None:
-            self._bridge.enter(event)
-        self._put(event)
-
-    @hookimpl
-    def on_model_call_end(self, event: ModelCallEnded) -> None:
-        if self._bridge is not None:
-            self._bridge.exit(event)
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_start(self, event: ToolCallStarted) -> None:
-        if self._bridge is not None:
-            self._bridge.enter(event)
-        self._put(event)
-
-    @hookimpl
-    def on_tool_call_end(self, event: ToolCallEnded) -> None:
-        if self._bridge is not None:
-            self._bridge.exit(event)
-        self._put(event)
+    # The core makes each stage's span OpenTelemetry's current span (tracedagent._otel), so every hook
+    # here is the queueing base's: the event goes on the queue, and the dispatcher calls put directly.
 
     # ---------------------------------------------------------------- the pipeline's controls
 
