@@ -293,6 +293,14 @@ def note_shadowed(name: str, why: str) -> None:
 def list_plugins() -> list[PluginInfo]:
     """The process-wide plugins: name, where each came from, its hooks and its status."""
     load_plugins()
-    infos = list(_registry.info.values())
+    infos = []
+    for info in _registry.info.values():
+        live = getattr(_registry.pm.get_plugin(info.name), "tracedagent_status", None)
+        if callable(live):  # a plugin that reports how it is doing now (failures counted, not printed)
+            try:
+                info = PluginInfo(info.name, info.source, info.hooks, f"{info.status}; {live()}")
+            except Exception as exc:
+                info = PluginInfo(info.name, info.source, info.hooks, f"{info.status}; status failed: {exc!r}")
+        infos.append(info)
     infos += [PluginInfo(name, "entry point", [], f"not loaded: {why}") for name, why in _registry.skipped.items()]
     return infos

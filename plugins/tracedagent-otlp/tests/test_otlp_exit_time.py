@@ -164,3 +164,24 @@ def test_a_collector_that_hangs_holds_the_exit_no_longer_than_the_exit_timeout(b
     assert code == 0, stderr
     assert took < EXIT_TIMEOUT_S + TEARDOWN_S, f"the process took {took:.2f} s to exit after its last run"
     _no_sdk_lines(stderr)
+
+
+def test_failures_are_counted_in_tracedagent_plugins_not_printed(refused: str) -> None:
+    script = textwrap.dedent(
+        """
+        import tracedagent
+        from tracedagent import Agent
+        from tracedagent.testing import ScriptedModel
+
+        Agent("a", ScriptedModel(["ok"])).run_sync("hi")
+        tracedagent.flush(5)
+        print([p.status for p in tracedagent.list_plugins() if p.name == "otlp-tracer"][0])
+        """
+    )
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": refused, "TRACEDAGENT_EXIT_TIMEOUT": "2"}
+    env.pop("TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    status = done.stdout.strip().splitlines()[-1]
+    assert "2 spans failed to export" in status, status
+    _no_sdk_lines(done.stderr)

@@ -266,6 +266,12 @@ class OtlpTracer(QueueingTracer):
         content = "with content" if self.capture_content else "no content"
         return f"<OtlpTracer spans to {self.destination}, metrics {self.metrics_destination}, {content}>"
 
+    def tracedagent_status(self) -> str:
+        """For ``tracedagent plugins``: what was exported and what failed, counted (the failures are not
+        printed on stderr)."""
+        stats = self.stats()
+        return f"{stats.exported} events exported, {self.spans_failed} spans failed to export"
+
     def describe(self) -> str:
         """One line for ``tracedagent plugins``: where spans and metrics go, and whether content does."""
         content = (
