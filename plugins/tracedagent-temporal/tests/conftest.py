@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporal_support import DevServer, temporal_cli
-from temporalio.client import Client
+
+# Installed plugins must not load into these tests on their own (the root tests/conftest.py does not apply).
+os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS", "TRACEDAGENT_CHECKPOINTS"):
+    os.environ.pop(_name, None)
+
+from temporal_support import DevServer, temporal_cli  # noqa: E402
+from temporalio.client import Client  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +40,12 @@ async def client(temporal_server: DevServer) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def side_effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the test tools append a line to each time they really run."""
+    path = tmp_path / "side_effects.txt"
+    path.touch()
+    monkeypatch.setenv("TD_SIDE_EFFECTS", str(path))
+    return path

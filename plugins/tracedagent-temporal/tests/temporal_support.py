@@ -92,6 +92,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     paths = [str(HERE), *sys.path]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    env.pop("TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD", None)
+    env["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env.update(extra)
     return env

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -14,7 +15,7 @@ from tracedagent import Agent, Message, RunError, RunResult, Tool, UserError
 from tracedagent.engine import RunSteps, new_span_id
 
 from ._activities import activities
-from ._workflow import PENDING_QUERY, RESULT_UPDATE, RESUME_SIGNAL, WORKFLOW_NAME, AgentWorkflow
+from ._workflow import RESULT_UPDATE, RESUME_SIGNAL, WORKFLOW_NAME, AgentWorkflow
 
 Input = str | Message | Sequence[Message]
 
@@ -154,15 +155,20 @@ class TemporalAgent:
         started = time.perf_counter()
         approvals, results = dict(approvals or {}), dict(results or {})
         handle = client.get_workflow_handle(run_id)
-        pending: list[dict[str, Any]] = await handle.query(PENDING_QUERY)
-        _check_decisions(run_id, pending, approvals, results)
         span_id = new_span_id()
         signal = {
             "span_id": span_id,
             "approvals": {k: self.steps.decision_record(k, v) for k, v in approvals.items()},
             "results": results,
         }
-        await handle.signal(RESUME_SIGNAL, signal)
+        try:
+            await handle.signal(RESUME_SIGNAL, signal)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise UserError(
+                f"run {run_id!r} is not paused: its workflow has ended or does not exist ({exc.message})"
+            ) from None
         return self._result(await self._segment(handle, span_id), started)
 
     async def _segment(self, handle: Any, span_id: str) -> dict[str, Any]:
@@ -174,32 +180,10 @@ class TemporalAgent:
 
     def _result(self, ended: dict[str, Any], started: float) -> RunResult:
         status = ended["status"]
-        if status == "rejected":
-            raise UserError("the run is not waiting for a decision (it runs, or another resume came first)")
+        if status == "rejected":  # the workflow refused the decisions: nothing changed
+            raise UserError(ended["error"]["message"])
         result = self.steps.result(ended["record"], status, ended.get("output"), time.perf_counter() - started)
         error = ended.get("error")
         if status == "failed" and error:
             raise RunError(f"run {result.run_id!r} failed: {error['type']}: {error['message']}", result)
         return result
-
-
-def _check_decisions(
-    run_id: str, pending: list[dict[str, Any]], approvals: Mapping[str, Any], results: Mapping[str, Any]
-) -> None:
-    """What ``agent.resume`` checks, before anything is sent: a wrong resume changes nothing."""
-    if not pending:
-        raise UserError(f"run {run_id!r} is not paused: there is nothing to resume")
-    kinds = {p["id"]: p["kind"] for p in pending}
-    listing = ", ".join(f"{p['id']} ({p['tool']}, {p['kind']})" for p in pending)
-    for call_id in [*approvals, *results]:
-        if call_id not in kinds:
-            raise UserError(f"run {run_id!r} has no pending call {call_id!r}; pending: {listing}")
-    for call_id in approvals:
-        if kinds[call_id] != "approval":
-            raise UserError(f"call {call_id!r} of run {run_id!r} is an external tool call: pass its result in results=")
-    for call_id in results:
-        if kinds[call_id] != "external":
-            raise UserError(f"call {call_id!r} of run {run_id!r} waits for approval: decide it in approvals=")
-    missing = [i for i in kinds if i not in approvals and i not in results]
-    if missing:
-        raise UserError(f"run {run_id!r} is waiting on {', '.join(missing)} (pending: {listing})")

@@ -71,12 +71,34 @@ class AgentWorkflow:
 
     @workflow.signal(name=RESUME_SIGNAL)
     def resume(self, decisions: dict[str, Any]) -> None:
-        """Decisions for the paused run's calls and the new segment's span id."""
+        """Decisions for the paused run's calls and the new segment's span id. A signal that does not
+        answer exactly the pending calls changes nothing; its segment ends at once as ``rejected``."""
         span_id = str(decisions.get("span_id"))
-        if not self._paused or self._resume is not None:
-            self._ended[span_id] = {"status": "rejected", "error": {"type": "UserError", "message": "not paused"}}
+        problem = self._check(decisions) if self._paused and self._resume is None else "it is not paused"
+        if problem is not None:
+            error = {"type": "UserError", "message": f"run {workflow.info().workflow_id!r}: {problem}"}
+            self._ended[span_id] = {"status": "rejected", "error": error}
             return
         self._resume = decisions
+
+    def _check(self, decisions: dict[str, Any]) -> str | None:
+        """What ``agent.resume`` checks: every pending call decided, nothing else, each in its kind."""
+        kinds = {p["id"]: p["kind"] for p in self._pending}
+        listing = ", ".join(f"{p['id']} ({p['tool']}, {p['kind']})" for p in self._pending)
+        approvals, results = decisions.get("approvals") or {}, decisions.get("results") or {}
+        for call_id in [*approvals, *results]:
+            if call_id not in kinds:
+                return f"there is no pending call {call_id!r}; pending: {listing}"
+        for call_id in approvals:
+            if kinds[call_id] != "approval":
+                return f"call {call_id!r} is an external tool call: pass its result in results="
+        for call_id in results:
+            if kinds[call_id] != "external":
+                return f"call {call_id!r} waits for approval: decide it in approvals="
+        missing = [i for i in kinds if i not in approvals and i not in results]
+        if missing:
+            return f"it is waiting on {', '.join(missing)} (pending: {listing})"
+        return None
 
     @workflow.update(name=RESULT_UPDATE)
     async def segment_result(self, span_id: str) -> dict[str, Any]:
