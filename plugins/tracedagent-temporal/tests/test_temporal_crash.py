@@ -34,6 +34,10 @@ def _worker(server: DevServer, task_queue: str, log: Path, **env: str) -> subpro
     return process
 
 
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
 async def _until(predicate: object, within_s: float = 60.0) -> None:
     deadline = time.monotonic() + within_s
     while not predicate():  # type: ignore[operator]
@@ -51,7 +55,7 @@ async def test_a_killed_worker_s_tool_runs_again_on_a_new_worker_once_per_real_e
     second: subprocess.Popen[str] | None = None
     try:
         run = asyncio.ensure_future(agent.run(client, "charge B2", id=f"run-{uuid.uuid4().hex}", task_queue=task_queue))
-        await _until(lambda: "charge-start B2" in side_effects.read_text())
+        await _until(lambda: "charge-start B2" in _read(side_effects))
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         second = _worker(temporal_server, task_queue, log, TD_CHARGE_S="0")
@@ -64,8 +68,8 @@ async def test_a_killed_worker_s_tool_runs_again_on_a_new_worker_once_per_real_e
     assert (result.status, result.output) == ("completed", "charged")
     assert [m.content for m in result.messages if m.role == "tool"] == ["charged B2"]
     # Two real executions of the tool (the killed one never finished), one result.
-    assert side_effects.read_text().splitlines() == ["charge-start B2", "charge-start B2", "charge-done B2"]
-    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert _read(side_effects).splitlines() == ["charge-start B2", "charge-start B2", "charge-done B2"]
+    events = [json.loads(line) for line in _read(log).splitlines()]
     by_type: dict[str, list[dict[str, object]]] = {}
     for e in events:
         by_type.setdefault(e["type"], []).append(e)
