@@ -38,10 +38,10 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
-from tracedagent_temporal import TemporalAgent
 
 from tracedagent import Agent, tool
 from tracedagent.testing import ScriptedModel, capture_events
+from tracedagent_temporal import TemporalAgent
 
 
 @activity.defn(name="bench.empty")

@@ -9,9 +9,9 @@ import sys
 
 import temporal_agents
 from temporalio.client import Client
-from tracedagent_temporal import TemporalAgent
 
 from tracedagent import load_plugins
+from tracedagent_temporal import TemporalAgent
 
 
 async def main(address: str, task_queue: str, factory: str) -> None:

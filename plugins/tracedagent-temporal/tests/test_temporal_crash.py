@@ -17,6 +17,7 @@ import pytest
 import temporal_agents
 from temporal_support import HERE, DevServer, subprocess_env
 from temporalio.client import Client
+
 from tracedagent_temporal import TemporalAgent
 
 pytestmark = pytest.mark.integration

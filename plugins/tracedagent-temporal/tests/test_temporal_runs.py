@@ -11,7 +11,6 @@ import pytest
 import temporal_agents
 from temporalio.client import Client
 from temporalio.worker import Replayer
-from tracedagent_temporal import AgentWorkflow, TemporalAgent
 
 from tracedagent import (
     Agent,
@@ -29,6 +28,7 @@ from tracedagent import (
     tool,
 )
 from tracedagent.testing import ScriptedModel, capture_events
+from tracedagent_temporal import AgentWorkflow, TemporalAgent
 
 pytestmark = pytest.mark.integration
 
