@@ -120,7 +120,8 @@ async def test_output_validation_failures_count_every_invalid_answer(registry, v
     # run 1: one invalid answer, corrected; run 2: two invalid answers, the run fails
     ends = [e for e in varied.of_type(RunEnded) if e.agent == "typed"]
     assert [(e.status, e.output_validation_failures) for e in ends] == [("completed", 1), ("failed", 2)]
-    assert ends[1].error is not None and ends[1].error.type == "OutputValidationError"
+    assert ends[1].error is not None
+    assert ends[1].error.type == "OutputValidationError"
     assert value(registry, "tracedagent_output_validation_failures_total", agent="typed") == 3
     assert value(registry, "tracedagent_runs_total", agent="typed", status="failed") == 1
     assert value(registry, "tracedagent_output_validation_failures_total", agent="desk") == 0
