@@ -54,6 +54,13 @@ def build() -> Dashboard:
                 ("interrupts", per_second(N.INTERRUPTS_TOTAL, AGENT)),
                 ("resumes", per_second(N.RESUMES_TOTAL, AGENT)),
             ),
+            timeseries(
+                "Output validation failures",
+                "Model answers that did not validate against the run's output_type, per second, by agent "
+                "(corrected or not; runs that failed on one also count as failed runs).",
+                RATE,
+                ("{{agent}}", per_second(N.OUTPUT_VALIDATION_FAILURES_TOTAL, AGENT, by=("agent",))),
+            ),
             row("Models"),
             timeseries(
                 "Model calls per second",

@@ -168,6 +168,7 @@ def test_overview_has_the_panels_operators_asked_for() -> None:
         "Run duration",
         "Active runs",
         "Interrupts and resumes",
+        "Output validation failures",
         "Model calls per second",
         "Model call latency",
         "Time to first token",

@@ -29,13 +29,13 @@ from ._events import (
 from ._export import ExportPipeline, ExportStats, export_stats, flush, is_exporting, shutdown
 from ._ids import SpanContext, current_span
 from ._messages import Message, ThinkingBlock, ToolCall, Usage
-from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
+from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputRequest, TextDelta, ThinkingDelta
 from ._plugin_context import PluginContext
 from ._plugin_errors import plugin_errors
 from ._plugins import PluginInfo, list_plugins, load_plugins, register, unregister
 from ._queueing import QueueingTracer
 from ._result import RunResult
-from ._stream import FinalResult, StreamEvent, UsageUpdated
+from ._stream import FinalResult, PartialOutput, StreamEvent, UsageUpdated
 from ._tools import Tool, ToolCallRequest, ToolSpec, external_tool, tool
 from .exceptions import (
     ApprovalRequired,
@@ -49,6 +49,7 @@ from .exceptions import (
     ModelError,
     ModelHTTPError,
     ModelStreamError,
+    OutputValidationError,
     PluginError,
     RunError,
     RunRejected,
@@ -101,6 +102,9 @@ __all__ = [
     "ModelResponse",
     "ModelStreamError",
     "ModelStreamPart",
+    "OutputRequest",
+    "OutputValidationError",
+    "PartialOutput",
     "PluginContext",
     "PluginError",
     "PluginInfo",

@@ -23,6 +23,7 @@ from ._loop import execute
 from ._messages import Message
 from ._model import Model
 from ._otel import current_parent
+from ._output import OutputMode
 from ._result import RunResult
 from ._segment import Segment
 from ._state import RunState
@@ -46,6 +47,13 @@ class Agent:
     one, ``TRACEDAGENT_CHECKPOINTS`` names a SQLite file, else the state stays in this process's memory).
     ``checkpoint_every`` is ``"step"`` (the default with a durable store: after every model call and tool call,
     so a crashed run resumes where it was) or ``"interrupt"`` (only when the run pauses).
+
+    ``output_type`` (a pydantic model, dataclass, TypedDict, ``list[...]`` or scalar type) makes every
+    run's ``RunResult.output`` a validated value of that type; ``run(output_type=...)`` sets it for
+    one run. An invalid answer goes back to the model as a correction up to ``output_retries`` times in
+    a run, then the run fails with :class:`OutputValidationError`. ``output_mode`` is ``"native"`` (the
+    provider's structured-output mode), ``"tool"`` (an output tool) or ``"auto"`` (native where the
+    model has it).
     """
 
     def __init__(
@@ -64,6 +72,9 @@ class Agent:
         checkpoint_every: Literal["step", "interrupt"] | None = None,
         max_concurrent_runs: int | None = None,
         max_result_chars: int | None = None,
+        output_type: Any = None,
+        output_retries: int = 1,
+        output_mode: OutputMode = "auto",
     ) -> None:
         #: The immutable configuration every run of this agent reads.
         self.config: AgentConfig = configure(
@@ -79,6 +90,9 @@ class Agent:
             checkpoint_every=checkpoint_every,
             max_concurrent_runs=max_concurrent_runs,
             max_result_chars=max_result_chars,
+            output_type=output_type,
+            output_retries=output_retries,
+            output_mode=output_mode,
         )
         self._active = 0
         self._active_lock = threading.Lock()
@@ -243,14 +257,18 @@ class Agent:
         deps: Any,
         session_id: str | None,
         stream: Callable[[Any], None] | None,
+        output_type: Any = None,
     ) -> RunResult:
+        output = self.config.output_for(output_type)  # a bad type fails before the run starts
         if session_id is not None:
             if not isinstance(session_id, str) or not session_id:
                 raise UserError(f"session_id must be a non-empty string, not {session_id!r}")
             messages = [*await self.store().load_session(session_id), *(messages or ())]
         state, parent_span_id = self._new_state(input, messages, metadata)
         state.session_id = session_id
-        return await self._execute(self._segment(state, deps, stream, parent_span_id))
+        seg = self._segment(state, deps, stream, parent_span_id)
+        seg.output = output.start() if output is not None else None
+        return await self._execute(seg)
 
     async def run(
         self,
@@ -260,6 +278,7 @@ class Agent:
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
         session_id: str | None = None,
+        output_type: Any = None,
     ) -> RunResult:
         """Run the agent on ``input`` (a prompt, a message or messages) until it answers or pauses.
 
@@ -267,10 +286,11 @@ class Agent:
         ``session_id`` continues the conversation kept under that id in the agent's store (and saves it
         when the run completes). ``deps`` is handed to tools through ``RunContext.deps``. A run that
         needs a person returns with status ``interrupted`` and its ``interruptions``; continue it with
-        :meth:`resume`. Raises a :class:`RunError` (with ``.result``) when the run fails; cancellation
-        propagates as ``asyncio.CancelledError``.
+        :meth:`resume`. ``output_type`` asks this run for structured output (see :class:`Agent`). Raises
+        a :class:`RunError` (with ``.result``) when the run fails; cancellation propagates as
+        ``asyncio.CancelledError``.
         """
-        return await self._run(input, messages, metadata, deps, session_id, None)
+        return await self._run(input, messages, metadata, deps, session_id, None, output_type)
 
     def run_sync(
         self,
@@ -280,10 +300,15 @@ class Agent:
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
         session_id: str | None = None,
+        output_type: Any = None,
     ) -> RunResult:
         """:meth:`run` for code without an event loop. Ctrl-C cancels the run cleanly."""
         _no_running_loop("run_sync", "run")
-        return asyncio.run(self.run(input, messages=messages, metadata=metadata, deps=deps, session_id=session_id))
+        return asyncio.run(
+            self.run(
+                input, messages=messages, metadata=metadata, deps=deps, session_id=session_id, output_type=output_type
+            )
+        )
 
     async def resume(
         self,
@@ -292,15 +317,18 @@ class Agent:
         *,
         results: Mapping[str, Any] | None = None,
         deps: Any = None,
+        output_type: Any = None,
     ) -> RunResult:
         """Continue a paused, cancelled, failed or crashed run from its last checkpoint, in this process
         or another one (with the same store): the same ``run_id`` and ``trace_id``, a new segment.
 
         ``approvals`` maps each pending approval's id (``result.interruptions[i].id``) to ``True``,
         ``False``, ``Approval.allow(arguments=..., remember=...)`` or ``Approval.deny(reason)``;
-        ``results`` maps each pending external call's id to its result.
+        ``results`` maps each pending external call's id to its result. A run with structured output
+        resumes with ``output_type`` if given, else the agent's: a checkpoint keeps the corrections
+        already used, but not the type (a type cannot be saved), so resume it with the one it ran with.
         """
-        return await self._resume(run_id, approvals, results, deps, None)
+        return await self._resume(run_id, approvals, results, deps, None, output_type)
 
     def resume_sync(
         self,
@@ -309,10 +337,11 @@ class Agent:
         *,
         results: Mapping[str, Any] | None = None,
         deps: Any = None,
+        output_type: Any = None,
     ) -> RunResult:
         """:meth:`resume` for code without an event loop."""
         _no_running_loop("resume_sync", "resume")
-        return asyncio.run(self.resume(run_id, approvals, results=results, deps=deps))
+        return asyncio.run(self.resume(run_id, approvals, results=results, deps=deps, output_type=output_type))
 
     async def _resume(
         self,
@@ -321,7 +350,9 @@ class Agent:
         results: Mapping[str, Any] | None,
         deps: Any,
         stream: Callable[[Any], None] | None,
+        output_type: Any = None,
     ) -> RunResult:
+        output = self.config.output_for(output_type)
         store = self.store()
         checkpoint = await store.load(run_id)
         if checkpoint is None:
@@ -331,6 +362,7 @@ class Agent:
             )
         state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
         seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
+        seg.output = output.start() if output is not None else None
         return await self._execute(seg)
 
     async def stream(
@@ -341,14 +373,18 @@ class Agent:
         metadata: dict[str, Any] | None = None,
         deps: Any = None,
         session_id: str | None = None,
+        output_type: Any = None,
     ) -> AsyncIterator[StreamEvent]:
         """Run the agent and yield what happens as it happens, ending with :class:`FinalResult`.
 
-        Stopping the iteration early (``break``, ``aclose()``) cancels the run.
+        With structured output, :class:`PartialOutput` events carry the output validated so far as the
+        model writes it (native mode). Stopping the iteration early (``break``, ``aclose()``) cancels the run.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
-        task = asyncio.ensure_future(self._run(input, messages, metadata, deps, session_id, queue.put_nowait))
+        task = asyncio.ensure_future(
+            self._run(input, messages, metadata, deps, session_id, queue.put_nowait, output_type)
+        )
         task.add_done_callback(lambda _: queue.put_nowait(done))
         try:
             while True:
@@ -369,7 +405,7 @@ class Agent:
 def _result_of(seg: Segment, status: str, output: str | None) -> RunResult:
     state = seg.state
     return RunResult(
-        output=output,
+        output=output if seg.output is None else seg.output.value,
         status=status,  # type: ignore[arg-type]
         run_id=state.run_id,
         trace_id=state.trace_id,

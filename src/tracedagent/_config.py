@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ._checkpoint import CheckpointStore, store_from
 from ._compaction import CompactionStrategy
 from ._model import Model
+from ._output import OutputMode, OutputSpec, compile_output
 from ._tools import DEFAULT_MAX_RESULT_CHARS, Tool
 from .exceptions import ConfigurationError
 from .models import resolve_model
@@ -46,6 +47,20 @@ class AgentConfig:
     max_concurrent_runs: int | None = None
     #: The default ``max_result_chars`` of tools that set none.
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    #: The structured output runs return (None: text), corrections allowed, and how it is asked for.
+    output_type: Any = None
+    output_retries: int = 1
+    output_mode: OutputMode = "auto"
+    #: ``output_type`` compiled for ``model`` (None without one).
+    output: OutputSpec | None = None
+
+    def output_for(self, output_type: Any = None) -> OutputSpec | None:
+        """The output a run asks for: ``output_type`` given to the run, else the agent's."""
+        if output_type is None:
+            return self.output
+        if self.output is not None and output_type is self.output_type:
+            return self.output
+        return compile_output(output_type, self.output_mode, self.output_retries, self.model, self.name)
 
 
 def configure(
@@ -62,6 +77,9 @@ def configure(
     checkpoint_every: Literal["step", "interrupt"] | None = None,
     max_concurrent_runs: int | None = None,
     max_result_chars: int | None = None,
+    output_type: Any = None,
+    output_retries: int = 1,
+    output_mode: OutputMode = "auto",
 ) -> AgentConfig:
     """Check every setting and build the configuration; a bad one is a :class:`ConfigurationError`
     that names the agent and says what is accepted."""
@@ -108,6 +126,8 @@ def configure(
         raise ConfigurationError(
             f"agent {name!r}: max_result_chars must be a whole number of characters >= 1, not {max_result_chars!r}"
         )
+    # Checked (and compiled) even without a type, so a bad mode or retry count fails when the agent is built.
+    output = compile_output(output_type if output_type is not None else str, output_mode, output_retries, model, name)
     return AgentConfig(
         name=name,
         model=model,
@@ -121,6 +141,10 @@ def configure(
         checkpoint_every=checkpoint_every,
         max_concurrent_runs=max_concurrent_runs,
         max_result_chars=max_result_chars,
+        output_type=output_type,
+        output_retries=output_retries,
+        output_mode=output_mode,
+        output=output if output_type is not None else None,
     )
 
 

@@ -109,6 +109,8 @@ class RunEnded(Event):
     usage: Usage = _NO_USAGE
     turns: int = 0
     output: str | None = None
+    #: Answers in this segment that did not validate against the run's ``output_type``.
+    output_validation_failures: int = 0
 
 
 @fast_init
@@ -120,7 +122,7 @@ class ModelCallStarted(Event):
     model: str = ""
     provider: str = ""
     turn: int = 0
-    purpose: Literal["turn", "compaction"] = "turn"
+    purpose: Literal["turn", "compaction", "output_retry"] = "turn"
     messages: tuple[Message, ...] = ()
     tools: tuple[str, ...] = ()
 
@@ -134,7 +136,7 @@ class ModelCallEnded(Event):
     model: str = ""
     provider: str = ""
     turn: int = 0
-    purpose: Literal["turn", "compaction"] = "turn"
+    purpose: Literal["turn", "compaction", "output_retry"] = "turn"
     status: ModelCallStatus = "ok"
     error: ErrorInfo | None = None
     duration_s: float = 0.0

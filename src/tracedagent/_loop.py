@@ -21,6 +21,7 @@ from ._compaction import CompactionContext
 from ._events import ContextCompacted, RunEnded, RunResumed, RunStarted
 from ._messages import Message
 from ._model_step import call_model
+from ._output import judge
 from ._result import RunResult
 from ._segment import Segment
 from ._span import Stage
@@ -89,6 +90,8 @@ async def execute(seg: Segment, output_of: Output) -> RunResult:
             finally:
                 if stage.listened:
                     stage.end(usage=state.usage, turns=state.turn, output=output)
+                    if seg.output is not None:
+                        stage.end(output=seg.output.raw, output_validation_failures=seg.output.failures)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
         if isinstance(exc, RunError) and exc.result is None:
@@ -104,6 +107,7 @@ async def _turns(seg: Segment) -> str | None:
     state, config = seg.state, seg.config
     messages = state.messages
     assert isinstance(messages, list), "a running state holds its messages in a list"
+    purpose = "turn"
     while True:
         last = messages[-1]
         if last.role == "assistant" and last.tool_calls:
@@ -128,10 +132,19 @@ async def _turns(seg: Segment) -> str | None:
             assert isinstance(messages, list)
         if config.prepare_tools is not None:
             await config.prepare_tools(seg.ctx)
-        response = await call_model(seg, messages)
+        response = await call_model(seg, messages, purpose)
         message = response.message
         messages.append(message)
         state.turn += 1
+        purpose = "turn"
+        if seg.output is not None:  # structured output: valid, a correction to send, or tools to run
+            verdict = judge(seg.output, state, message)
+            if verdict == "done":
+                return seg.output.raw
+            if verdict == "retry":
+                purpose = "output_retry"
+                await _durable.step(seg)
+                continue
         if not message.tool_calls:
             return message.content or ""
         await _durable.step(seg)

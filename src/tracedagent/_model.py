@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._fastinit import fast_init
 from ._ids import SpanContext
 from ._messages import Message, Usage
 from ._tools import ToolSpec
 
-__all__ = ["Model", "ModelRequest", "ModelResponse", "ModelStreamPart", "TextDelta", "ThinkingDelta"]
+__all__ = [
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelStreamPart",
+    "OutputRequest",
+    "TextDelta",
+    "ThinkingDelta",
+]
 
 
 @fast_init
@@ -52,6 +60,25 @@ class ModelResponse:
 ModelStreamPart = TextDelta | ThinkingDelta | ModelResponse
 
 
+@dataclass(frozen=True, slots=True)
+class OutputRequest:
+    """The structured output a request asks for (``ModelRequest.output``), from the run's ``output_type``.
+
+    ``schema`` is a JSON Schema whose root is always an object (a list or scalar type is wrapped as
+    ``{"response": ...}``); ``strict`` says it meets OpenAI's strict-mode rules. With ``mode="native"``
+    a provider with a native mode (``native_output = True`` on the model) answers with the JSON as the
+    message's text: OpenAI through ``response_format``, Anthropic by forcing a tool named ``name``
+    whose input becomes the text. With ``mode="tool"`` the request's ``tools`` hold a tool ``name`` with
+    this schema, and the model calls it with the output as its arguments.
+    """
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+    strict: bool = False
+    mode: Literal["native", "tool"] = "native"
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
@@ -68,6 +95,8 @@ class ModelRequest:
     agent: str = ""
     purpose: str = "turn"
     on_retry: Callable[[int, float, BaseException], None] | None = None
+    #: The structured output asked for, or None for a text answer.
+    output: OutputRequest | None = None
 
 
 @runtime_checkable

@@ -48,9 +48,12 @@ async def call_model(
             # hidden while open, shown again once a probe may go (else nothing would ever call it again)
             if not (t.breaker and t.breaker.hide_when_open and t.breaker.state == "open" and t.breaker.retry_in() > 0)
         )
-        if purpose == "turn"
+        if purpose != "compaction"
         else ()
     )
+    out = seg.output if purpose != "compaction" else None
+    if out is not None and out.spec.tools:
+        tools += out.spec.tools
     span = seg.span.child()
     stage = Stage(span, ModelCallStarted, ModelCallEnded)
     if stage.listened:
@@ -68,8 +71,11 @@ async def call_model(
         config.name,
         purpose,
         retry_notifier(span, "model", model.name) if seg.d.on_retry else None,
+        out.spec.request if out is not None else None,
     )
     stream = seg.stream
+    if stream is not None and out is not None:
+        stream = out.watch(stream)
     response: ModelResponse | None = None
     first: float | None = None
     with stage:

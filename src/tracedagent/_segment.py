@@ -16,6 +16,7 @@ from ._checkpoint import CheckpointStore
 from ._config import AgentConfig
 from ._context import RunContext
 from ._dispatch import Dispatcher
+from ._output import OutputRun
 from ._span import Span
 from ._state import RunState
 
@@ -32,6 +33,7 @@ class Segment:
         "decisions",
         "every_step",
         "external_results",
+        "output",
         "resumed",
         "span",
         "started",
@@ -66,3 +68,5 @@ class Segment:
         self.external_results: dict[str, str] = external_results if external_results is not None else {}
         self.span = Span(dispatcher, self.state.run_id, self.state.trace_id, self.config.name, parent_span_id)
         self.started = time.perf_counter()
+        #: The structured output this segment asks for and its progress (None: the answer is text).
+        self.output: OutputRun | None = None

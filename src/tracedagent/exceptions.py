@@ -10,6 +10,7 @@
     ├── RunRejected                a new run was refused: the agent has ``max_concurrent_runs`` running
     ├── RunError                   a run failed; ``.result`` holds its state (status ``failed``)
     │   ├── MaxTurnsExceeded       the model kept calling tools past ``max_turns``
+    │   ├── OutputValidationError  the answer did not match ``output_type``, corrections included
     │   └── ModelError             the model call failed (``.__cause__`` is the underlying error)
     │       ├── ModelBehaviorError the model answered with something the run cannot use
     │       ├── ModelHTTPError     the provider answered with an HTTP error (``status_code``)
@@ -30,7 +31,7 @@ span has ended with status ``cancelled``. Neither is an interrupt: a tool that r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._result import RunResult
@@ -47,6 +48,7 @@ __all__ = [
     "ModelError",
     "ModelHTTPError",
     "ModelStreamError",
+    "OutputValidationError",
     "PluginError",
     "RunError",
     "RunRejected",
@@ -90,6 +92,25 @@ class RunError(TracedAgentError):
 
 class MaxTurnsExceeded(RunError):
     """The model was still asking for tools after ``max_turns`` model calls."""
+
+
+class OutputValidationError(RunError):
+    """The model's answer did not validate against the run's ``output_type``, and the corrections it was
+    given (``output_retries``) did not fix it. ``errors`` are the last answer's validation errors
+    (pydantic's ``errors()`` without the input values), ``raw_output`` the text of that answer. The
+    message names the fields that failed but never quotes the answer, so it is safe in telemetry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        raw_output: str | None = None,
+        result: RunResult | None = None,
+    ) -> None:
+        super().__init__(message, result)
+        self.errors: list[dict[str, Any]] = errors or []
+        self.raw_output = raw_output
 
 
 class ModelError(RunError):

@@ -24,6 +24,7 @@ from tracedagent import (
     Message,
     ModelRequest,
     ModelStreamPart,
+    OutputValidationError,
     RunError,
     Summarize,
     Tool,
@@ -62,6 +63,8 @@ DESIGN_TABLE: dict[str, tuple[str, frozenset[str]]] = {
     "tracedagent_export_queue_depth": ("gauge", frozenset({"sink"})),
     "tracedagent_export_dropped_total": ("counter", frozenset({"sink"})),
     "tracedagent_traces_shed_total": ("counter", frozenset({"sink"})),
+    # Not in the DESIGN table yet (issue 18, structured output): invalid answers to an output_type.
+    "tracedagent_output_validation_failures_total": ("counter", frozenset({"agent"})),
 }
 
 #: gen_ai.client.operation.duration's explicit bucket boundaries (OpenTelemetry GenAI conventions).
@@ -102,6 +105,7 @@ EVENT_DRIVEN = (
     "tracedagent_resumes_total",
     "tracedagent_compactions_total",
     "tracedagent_compaction_tokens_removed_total",
+    "tracedagent_output_validation_failures_total",
 )
 
 
@@ -114,6 +118,8 @@ def predicted(events: Iterable[Any]) -> dict[Key, float]:
         if hook == "on_run_end":
             out[key("tracedagent_runs_total", agent=e.agent, status=e.status)] += 1
             out[key("tracedagent_run_duration_seconds_count", agent=e.agent)] += 1
+            failures = getattr(e, "output_validation_failures", 0)
+            out[key("tracedagent_output_validation_failures_total", agent=e.agent)] += failures
         elif hook == "on_model_call_end":
             labels = {"agent": e.agent, "provider": e.provider, "model": e.model}
             out[key("tracedagent_model_calls_total", **labels, status=e.status)] += 1
@@ -365,3 +371,14 @@ class VariedScenario:
 
         retrier = Agent("retrier", RetryOnce(ScriptedModel([f"Fine {SECRET}"], name="retry-model")), plugins=gate)
         assert (await retrier.run(f"Retry {SECRET}")).status == "completed"
+
+        # structured output: an answer that is not JSON, corrected; then one run that fails validation
+        typed = Agent(
+            "typed",
+            ScriptedModel([f"Not JSON {SECRET}", "[1, 2]", "nope", "still no"], name="typed-model"),
+            output_type=list[int],
+            plugins=gate,
+        )
+        assert (await typed.run(f"Numbers {SECRET}")).output == [1, 2]
+        with pytest.raises(OutputValidationError):
+            await typed.run(f"More numbers {SECRET}")

@@ -116,9 +116,20 @@ async def test_compactions_and_tokens_removed(registry, varied):
         assert value(registry, "tracedagent_compaction_tokens_removed_total", agent=agent) == removed
 
 
+async def test_output_validation_failures_count_every_invalid_answer(registry, varied):
+    # run 1: one invalid answer, corrected; run 2: two invalid answers, the run fails
+    ends = [e for e in varied.of_type(RunEnded) if e.agent == "typed"]
+    assert [(e.status, e.output_validation_failures) for e in ends] == [("completed", 1), ("failed", 2)]
+    assert ends[1].error is not None
+    assert ends[1].error.type == "OutputValidationError"
+    assert value(registry, "tracedagent_output_validation_failures_total", agent="typed") == 3
+    assert value(registry, "tracedagent_runs_total", agent="typed", status="failed") == 1
+    assert value(registry, "tracedagent_output_validation_failures_total", agent="desk") == 0
+
+
 async def test_runs_active_is_back_to_zero(registry, varied):
     agents = {e.agent for e in varied.of_type(RunStarted)}
-    assert agents == {"desk", "summarizer", "dropper", "retrier"}
+    assert agents == {"desk", "summarizer", "dropper", "retrier", "typed"}
     for agent in agents:
         assert registry.get_sample_value("tracedagent_runs_active", {"agent": agent}) == 0
 

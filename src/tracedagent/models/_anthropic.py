@@ -52,10 +52,17 @@ class AnthropicModel(HTTPModel):
     each answer (``model_settings={"max_tokens": ...}`` overrides it); other settings (``temperature``,
     ``thinking``, ``tool_choice``...) go into the request body as they are. ``headers`` are sent with
     every request (``anthropic-beta``, or another ``anthropic-version``).
+
+    Structured output (``output_type``, native mode) offers a tool with the output's schema and forces
+    it (``tool_choice`` ``{"type": "tool"}``, or ``{"type": "any"}`` when the agent has tools of its own,
+    or left to the model with extended ``thinking``, which cannot be combined with a forced tool); the
+    tool's input becomes the answer's text.
     """
 
     provider = "anthropic"
     base_url_env = "ANTHROPIC_BASE_URL"
+    #: Structured output by a forced tool: its input is the answer's text (streamed as TextDelta).
+    native_output = True
 
     def __init__(
         self,
@@ -117,6 +124,12 @@ class AnthropicModel(HTTPModel):
         if system:
             body["system"] = system
         tools = [_tool(spec) for spec in request.tools] + list(settings.pop("tools", None) or ())
+        output = request.output
+        if output is not None and output.mode == "native":
+            if "tool_choice" not in settings and not settings.get("thinking"):
+                forced = {"type": "any"} if tools else {"type": "tool", "name": output.name}
+                body["tool_choice"] = forced
+            tools.append({"name": output.name, "description": output.description, "input_schema": output.schema})
         if tools:
             body["tools"] = tools
         body.update(settings)
@@ -133,7 +146,8 @@ class AnthropicModel(HTTPModel):
     async def _parts(
         self, events: AsyncIterator[httpx_sse.ServerSentEvent], request: ModelRequest
     ) -> AsyncIterator[ModelStreamPart]:
-        assembler = MessageAssembler(f"{self.provider}:{self.name}", redact=self.redact)
+        output = request.output.name if request.output is not None and request.output.mode == "native" else None
+        assembler = MessageAssembler(f"{self.provider}:{self.name}", redact=self.redact, output_tool=output)
         try:
             # Read to the end of the body even after message_stop, so the connection can be reused.
             async for sse in events:
@@ -244,11 +258,16 @@ class MessageAssembler:
 
     :meth:`feed_sse` takes an event's name and data text as they come off the wire (:meth:`feed` the
     parsed data) and returns the deltas it carries; :meth:`finish` returns the :class:`ModelResponse`
-    once ``message_stop`` has come. Anything unreadable raises :class:`ModelStreamError`.
+    once ``message_stop`` has come. Anything unreadable raises :class:`ModelStreamError`. A ``tool_use``
+    block named ``output_tool`` is the answer itself (native structured output): its input is streamed as
+    text deltas and becomes the message's text instead of a tool call.
     """
 
-    def __init__(self, label: str = "anthropic", *, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, label: str = "anthropic", *, redact: Callable[[str], str] | None = None, output_tool: str | None = None
+    ) -> None:
         self.label = label
+        self.output_tool = output_tool
         self.redact = redact or (lambda text: text)
         self.complete = False
         self._started = False
@@ -313,6 +332,9 @@ class MessageAssembler:
             raise self._error("ended its stream before message_stop; the answer is incomplete")
         blocks = [self._blocks[index] for index in sorted(self._blocks)]
         text = "".join(part for block in blocks if block.kind == "text" for part in block.parts)
+        answers = ["".join(b.parts) or b.initial for b in blocks if b.kind == "output"]
+        if answers:  # the forced output tool's input is the answer; text around it was a preamble
+            text = answers[-1] or "{}"
         thinking = "".join(part for block in blocks if block.kind == "thinking" for part in block.parts)
         calls = tuple(
             ToolCall(b.id, b.name, "".join(b.parts) or b.initial or "{}") for b in blocks if b.kind == "tool_use"
@@ -335,9 +357,10 @@ class MessageAssembler:
         kind = _get(block, "type", str)
         if kind == "tool_use":
             initial = block.get("input")
-            self._blocks[index] = _Block(
-                kind, _get(block, "id", str), _get(block, "name", str), json.dumps(initial) if initial else ""
-            )
+            name = _get(block, "name", str)
+            if self.output_tool is not None and name == self.output_tool:
+                kind = "output"
+            self._blocks[index] = _Block(kind, _get(block, "id", str), name, json.dumps(initial) if initial else "")
             return []
         if kind == "redacted_thinking":  # opaque: given whole, sent back as it came
             data = block.get("data")
@@ -369,6 +392,10 @@ class MessageAssembler:
             return [ThinkingDelta(text)] if text else []
         if kind == "input_json_delta" and block.kind == "tool_use":
             block.parts.append(_get(delta, "partial_json", str))
+        elif kind == "input_json_delta" and block.kind == "output":
+            text = _get(delta, "partial_json", str)
+            block.parts.append(text)
+            return [TextDelta(text)] if text else []
         elif kind == "signature_delta" and block.kind == "thinking":
             block.signature = _get(delta, "signature", str)
         return []

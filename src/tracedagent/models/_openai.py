@@ -251,7 +251,9 @@ class OpenAIChatModel(HTTPModel):
     ``max_tokens``, ``reasoning_effort``...) are merged into the request body, but never replace
     ``model``, ``messages`` or ``stream``; ``tool_choice`` and ``parallel_tool_calls`` are left out of
     requests without tools, and a setting set to ``None`` is left out (``stream_options=None`` for a
-    server that refuses it). Streamed reasoning
+    server that refuses it). Structured output (``output_type``) is asked for with ``response_format``
+    (``json_schema``, ``strict`` when the schema allows it); pass ``native_output=False`` for a server
+    without it. Streamed reasoning
     (``reasoning_content`` or ``reasoning``) arrives as ``ThinkingDelta``. Usage follows OpenAI:
     ``input_tokens`` includes the cached prompt tokens (``cache_read_tokens``), ``output_tokens`` the
     reasoning tokens (``reasoning_tokens``). Timeouts, retries and the client are those of
@@ -259,6 +261,9 @@ class OpenAIChatModel(HTTPModel):
     """
 
     base_url_env = "OPENAI_BASE_URL"
+    #: Structured output through ``response_format`` (a JSON Schema); ``native_output=False`` for a
+    #: server without it, so ``output_mode="auto"`` uses an output tool instead.
+    native_output = True
 
     def __init__(
         self,
@@ -278,7 +283,9 @@ class OpenAIChatModel(HTTPModel):
         retry_max_delay: float = 30.0,
         max_retry_after: float = 120.0,
         client: httpx.AsyncClient | None = None,
+        native_output: bool = True,
     ) -> None:
+        self.native_output = bool(native_output)
         if not isinstance(provider, str) or not provider:
             raise ConfigurationError(f"provider must be a name such as 'openai' or 'vllm', not {provider!r}")
         self.provider = provider
@@ -338,6 +345,12 @@ class OpenAIChatModel(HTTPModel):
                 }
                 for t in request.tools
             ]
+        output = request.output
+        if output is not None and output.mode == "native":
+            schema: dict[str, Any] = {"name": output.name, "schema": output.schema, "strict": output.strict}
+            if output.description:
+                schema["description"] = output.description
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         for key, value in request.settings.items():
             if key in ("model", "messages", "stream") or (key in _TOOL_SETTINGS and not request.tools):
                 continue

@@ -242,6 +242,11 @@ class FunctionModel:
 
     The function returns a :class:`ModelResponse`, a :class:`Message`, a string (the answer) or a list of
     :class:`ToolCall`. It may raise to simulate a failing model.
+
+    ``native_output=True`` makes it a model with a native structured-output mode (``request.output``
+    then asks for the JSON as the answer's text, as OpenAI's ``response_format`` does); by default runs
+    with an ``output_type`` offer it an output tool. ``chunks`` splits the answer's text into that many
+    stream deltas.
     """
 
     def __init__(
@@ -250,8 +255,14 @@ class FunctionModel:
         *,
         name: str = "function",
         provider: str = "function",
+        native_output: bool = False,
+        chunks: int = 1,
     ) -> None:
+        if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
+            raise ConfigurationError(f"chunks must be a whole number >= 1, not {chunks!r}")
         self.function = function
+        self.native_output = native_output
+        self.chunks = chunks
         self._name = name
         self._provider = provider
 
@@ -279,6 +290,9 @@ class FunctionModel:
                 message = Message("assistant", None, tuple(result))
             usage = Usage(_estimate.count(request.messages), _estimate.count((message,)), requests=1, estimated=True)
             response = ModelResponse(message, usage, "tool_calls" if message.tool_calls else "stop")
-        if response.message.content:
-            yield TextDelta(response.message.content)
+        text = response.message.content
+        if text:
+            size = max(1, -(-len(text) // self.chunks))
+            for start in range(0, len(text), size):
+                yield TextDelta(text[start : start + size])
         yield response

@@ -187,6 +187,7 @@ class InProcessMetrics(Collector):
     resumes_total: _Family
     compactions_total: _Family
     compaction_tokens_removed_total: _Family
+    output_validation_failures_total: _Family
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._lock = threading.Lock()

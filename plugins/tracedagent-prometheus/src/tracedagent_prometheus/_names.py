@@ -24,6 +24,7 @@ PLUGIN_ERRORS_TOTAL = "tracedagent_plugin_errors_total"
 EXPORT_QUEUE_DEPTH = "tracedagent_export_queue_depth"
 EXPORT_DROPPED_TOTAL = "tracedagent_export_dropped_total"
 TRACES_SHED_TOTAL = "tracedagent_traces_shed_total"
+OUTPUT_VALIDATION_FAILURES_TOTAL = "tracedagent_output_validation_failures_total"
 
 #: Every metric this plugin exposes (without the _total/_bucket suffixes the exposition adds).
 ALL = (
@@ -49,6 +50,7 @@ ALL = (
     EXPORT_QUEUE_DEPTH,
     EXPORT_DROPPED_TOTAL,
     TRACES_SHED_TOTAL,
+    OUTPUT_VALIDATION_FAILURES_TOTAL,
 )
 
 #: The OpenTelemetry GenAI conventions' buckets for gen_ai.client.operation.duration (seconds).
@@ -129,6 +131,14 @@ UPDATED: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[float, ...]], ..
         "compaction_tokens_removed_total",
         COMPACTION_TOKENS_REMOVED_TOTAL,
         "Tokens removed by compaction.",
+        "counter",
+        ("agent",),
+        (),
+    ),
+    (
+        "output_validation_failures_total",
+        OUTPUT_VALIDATION_FAILURES_TOTAL,
+        "Model answers that did not validate against the run's output_type (corrected or not).",
         "counter",
         ("agent",),
         (),

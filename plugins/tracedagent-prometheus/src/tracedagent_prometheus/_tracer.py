@@ -102,6 +102,7 @@ class _Metrics:
     resumes_total: Counter
     compactions_total: Counter
     compaction_tokens_removed_total: Counter
+    output_validation_failures_total: Counter
 
     def __init__(self, registry: CollectorRegistry) -> None:
         for attribute, name, doc, kind, labels, buckets in N.UPDATED:
@@ -283,6 +284,9 @@ class PrometheusTracer:
         else:
             self._child(m.runs_total, *labels, event.status).inc()
         (s[1] or self._slot(s, 1, m.run_duration, *labels)).observe(event.duration_s)
+        failures = event.output_validation_failures
+        if failures:
+            self._child(m.output_validation_failures_total, *labels).inc(failures)
 
     @hookimpl
     def on_model_call_end(self, event: ModelCallEnded) -> None:
