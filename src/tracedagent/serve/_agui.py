@@ -68,7 +68,9 @@ def to_messages(agui: RunAgentInput) -> list[Message]:
         elif role == "user":
             messages.append(Message.user(_text(getattr(m, "content", None)) or ""))
         elif role == "assistant":
-            calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in getattr(m, "tool_calls", None) or ()]
+            calls = [
+                ToolCall(c.id, c.function.name, c.function.arguments) for c in getattr(m, "tool_calls", None) or ()
+            ]
             messages.append(Message.assistant(_text(getattr(m, "content", None)), calls))
         elif role == "tool":
             error = getattr(m, "error", None)
@@ -166,13 +168,14 @@ class AguiEncoder:
         if isinstance(event, ToolCallEnded) and event.status != "interrupted":
             content = event.result if event.result is not None else json.dumps({"status": event.status})
             return self._out(
-                ToolCallResultEvent(message_id=uuid.uuid4().hex, tool_call_id=event.call_id, content=content, role="tool")
+                ToolCallResultEvent(
+                    message_id=uuid.uuid4().hex, tool_call_id=event.call_id, content=content, role="tool"
+                )
             )
         return None
 
     def end(self, result: RunResult | None, error: BaseException | None) -> bytes:
         events: list[Any] = self._close_text()
-        ids = {"thread_id": self.agui.thread_id, "run_id": self.agui.run_id}
         if result is None or result.status == "failed":
             message = str(error) if error is not None else "the run failed"
             code = type(error).__name__ if error is not None else None
@@ -213,4 +216,9 @@ class AguiEncoder:
         else:
             self.threads.pop(self.agui.thread_id, None)
             outcome = RunFinishedSuccessOutcome(type="success")
-        return self._out(*events, RunFinishedEvent(**ids, result=result.output, outcome=outcome))
+        return self._out(
+            *events,
+            RunFinishedEvent(
+                thread_id=self.agui.thread_id, run_id=self.agui.run_id, result=result.output, outcome=outcome
+            ),
+        )

@@ -197,14 +197,19 @@ def asgi_app(
         return EventStream(started.queue, started.task, started.headers, keepalive_s=keepalive_s, first=first)  # type: ignore[return-value]
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "agent": agent.name, "active_runs": runs.active, "max_concurrent_runs": limit})
+        return JSONResponse(
+            {"status": "ok", "agent": agent.name, "active_runs": runs.active, "max_concurrent_runs": limit}
+        )
 
     async def metrics(request: Request) -> Response:
         try:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
             from tracedagent_prometheus import exposition_registry
         except ImportError:
-            return _error(404, "no_metrics", "the Prometheus plugin is not installed: pip install tracedagent-prometheus")
+            return _error(
+                404, "no_metrics", "the Prometheus plugin is not installed: pip install tracedagent-prometheus"
+            )
         return Response(generate_latest(exposition_registry()), media_type=CONTENT_TYPE_LATEST)
 
     async def index(request: Request) -> Response:

@@ -70,9 +70,7 @@ class BearerAuth:
 
 
 async def _unauthorized(send: Any, given: bool) -> None:
-    message = (
-        "the bearer token is wrong" if given else "this server needs a token: send Authorization: Bearer <token>"
-    )
+    message = "the bearer token is wrong" if given else "this server needs a token: send Authorization: Bearer <token>"
     body = json.dumps({"error": {"type": "unauthorized", "message": message}}).encode()
     await send(
         {

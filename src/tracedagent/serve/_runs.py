@@ -330,4 +330,3 @@ def run_call(agent: ServedAgent, body: Any, stream: bool) -> Callable[[], AsyncI
 
 def resume_call(agent: ServedAgent, run_id: str, body: Any) -> Callable[[], Awaitable[RunResult]]:
     return lambda: agent.resume(run_id, body.decisions(), results=body.results)
-
