@@ -54,7 +54,7 @@ def slow_agent(gate: Gate, plugins: list[object] = ()) -> Agent:  # type: ignore
     @tool
     async def wait_here() -> str:
         """Waits until the test lets it go."""
-        while not gate.open.is_set():
+        while not gate.open.is_set():  # noqa: ASYNC110  # a threading.Event, set from the test's thread
             await asyncio.sleep(0.01)
         return "let go"
 
@@ -95,7 +95,8 @@ def test_a_run_as_json_joins_the_callers_trace_and_names_its_span() -> None:
     assert body["output"].startswith("Weather in Lisbon and Oslo")
     assert body["trace_id"] == TRACE
     (started,) = recording.of_type(RunStarted)
-    assert started.trace_id == TRACE and started.parent_span_id == CALLER
+    assert started.trace_id == TRACE
+    assert started.parent_span_id == CALLER
     assert r.headers["traceparent"] == f"00-{TRACE}-{started.span_id}-01"
     assert r.headers["x-tracedagent-run-id"] == body["run_id"]
 
@@ -119,13 +120,15 @@ def test_a_run_as_sse_streams_its_events_and_spans_and_ends_with_one_final_resul
     events = sse_events(r.text)
     kinds = [k for k, _ in events]
     assert kinds[0] == "run_started"
-    assert kinds[-1] == "final_result" and kinds.count("final_result") == 1
+    assert kinds[-1] == "final_result"
+    assert kinds.count("final_result") == 1
     assert kinds[-2] == "run_ended"
     assert {"model_call_started", "model_call_ended", "tool_call_started", "tool_call_ended", "usage_updated"} <= set(
         kinds
     )
     run = events[0][1]
-    assert run["parent_span_id"] == CALLER and run["trace_id"] == TRACE
+    assert run["parent_span_id"] == CALLER
+    assert run["trace_id"] == TRACE
     assert r.headers["traceparent"] == f"00-{TRACE}-{run['span_id']}-01"
     # Every span that starts ends, and children name their parent.
     spans = {d["span_id"]: d for k, d in events if k.endswith("_started")}
@@ -139,14 +142,15 @@ def test_a_run_as_sse_streams_its_events_and_spans_and_ends_with_one_final_resul
     for span in spans:
         assert order.index(span) < len(order) - 1 - order[::-1].index(span)
     failed = [d for k, d in events if k == "tool_call_ended" and d["status"] == "error"]
-    assert failed and failed[0]["tool"] == "flight_status"
+    assert failed
+    assert failed[0]["tool"] == "flight_status"
     assert events[-1][1]["status"] == "completed"
     assert "messages" not in dict(events)["model_call_started"]  # the conversation is not repeated per call
 
 
 def test_a_quiet_stream_gets_keepalive_comments() -> None:
     gate = Gate()
-    with uvicorn_server(asgi_app(slow_agent(gate), keepalive_s=0.05)) as running, httpx.Client() as client:
+    with uvicorn_server(asgi_app(slow_agent(gate), keepalive_s=0.05)) as running, httpx.Client() as client:  # noqa: SIM117
         with client.stream(
             "POST", running.url + "/v1/runs", json={"input": "wait"}, headers={"accept": "text/event-stream"}
         ) as r:
@@ -185,21 +189,25 @@ def test_a_paused_run_is_looked_up_and_resumed_with_an_approval(demo: str, strea
     paused = sse_events(r.text)[-1][1] if stream else r.json()
     assert paused["status"] == "interrupted"
     (call,) = paused["interruptions"]
-    assert call["tool"] == "book_seat" and call["kind"] == "approval"
+    assert call["tool"] == "book_seat"
+    assert call["kind"] == "approval"
     run_id = paused["run_id"]
 
     looked = httpx.get(f"{demo}/v1/runs/{run_id}").json()
     assert looked["status"] == "interrupted"
     assert [i["id"] for i in looked["interruptions"]] == [call["id"]]
-    assert looked["trace_id"] == paused["trace_id"] and looked["usage"]["requests"] == 1
+    assert looked["trace_id"] == paused["trace_id"]
+    assert looked["usage"]["requests"] == 1
 
     resumed = httpx.post(f"{demo}/v1/runs/{run_id}/resume", json={"approvals": {call["id"]: True}}, headers=headers)
     assert resumed.status_code == 200
     if stream:
         events = sse_events(resumed.text)
         kinds = [k for k, _ in events]
-        assert kinds[0] == "run_resumed" and kinds[-1] == "final_result"
-        assert "tool_call_started" in kinds and "model_call_ended" in kinds
+        assert kinds[0] == "run_resumed"
+        assert kinds[-1] == "final_result"
+        assert "tool_call_started" in kinds
+        assert "model_call_ended" in kinds
         done = events[-1][1]
     else:
         done = resumed.json()
@@ -222,7 +230,8 @@ def test_a_denied_call_is_not_made(demo: str) -> None:
 def test_unknown_runs_are_404(demo: str) -> None:
     assert httpx.get(demo + "/v1/runs/nope").status_code == 404
     r = httpx.post(demo + "/v1/runs/nope/resume", json={"approvals": {}})
-    assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------------------------------- AG-UI
@@ -247,9 +256,13 @@ def test_agui_runs_the_agent_with_the_protocols_events(demo: str) -> None:
     assert r.status_code == 200, r.text
     events = agui_events(r.text)
     types = [e.type.value for e in events]
-    assert types[0] == "RUN_STARTED" and events[0].thread_id == "thread-1" and events[0].run_id == "client-run-1"
-    assert types[1] == "STATE_SNAPSHOT" and events[1].snapshot["shown"] is True
-    assert types[-1] == "RUN_FINISHED" and events[-1].outcome.type == "success"
+    assert types[0] == "RUN_STARTED"
+    assert events[0].thread_id == "thread-1"
+    assert events[0].run_id == "client-run-1"
+    assert types[1] == "STATE_SNAPSHOT"
+    assert events[1].snapshot["shown"] is True
+    assert types[-1] == "RUN_FINISHED"
+    assert events[-1].outcome.type == "success"
     for wanted in ("TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT"):
         assert wanted in types
     assert types.index("TEXT_MESSAGE_START") < types.index("TEXT_MESSAGE_CONTENT") < types.index("TEXT_MESSAGE_END")
@@ -258,7 +271,8 @@ def test_agui_runs_the_agent_with_the_protocols_events(demo: str) -> None:
     starts = [e.tool_call_name for e in events if e.type.value == "TOOL_CALL_START"]
     assert starts == ["get_weather", "get_weather", "flight_status"]
     final_state = [e for e in events if e.type.value == "STATE_SNAPSHOT"][-1].snapshot["tracedagent"]
-    assert final_state["status"] == "completed" and r.headers["traceparent"].split("-")[1] == final_state["trace_id"]
+    assert final_state["status"] == "completed"
+    assert r.headers["traceparent"].split("-")[1] == final_state["trace_id"]
 
 
 def test_agui_interrupts_for_approval_and_resumes(demo: str) -> None:
@@ -273,12 +287,15 @@ def test_agui_interrupts_for_approval_and_resumes(demo: str) -> None:
     }
     events = agui_events(httpx.post(demo + "/agui", json=body).text)
     finished = events[-1]
-    assert finished.type.value == "RUN_FINISHED" and finished.outcome.type == "interrupt"
+    assert finished.type.value == "RUN_FINISHED"
+    assert finished.outcome.type == "interrupt"
     (interrupt,) = finished.outcome.interrupts
-    assert interrupt.tool_call_id == "b0" and interrupt.metadata["tool"] == "book_seat"
+    assert interrupt.tool_call_id == "b0"
+    assert interrupt.metadata["tool"] == "book_seat"
     again = {**body, "runId": "r2", "resume": [{"interruptId": interrupt.id, "status": "resolved", "payload": True}]}
     events = agui_events(httpx.post(demo + "/agui", json=again).text)
-    assert events[-1].type.value == "RUN_FINISHED" and events[-1].outcome.type == "success"
+    assert events[-1].type.value == "RUN_FINISHED"
+    assert events[-1].outcome.type == "success"
     text = "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
     assert text == "Done: seat 14A booked on TA555."
     results = [e for e in events if e.type.value == "TOOL_CALL_RESULT"]
@@ -287,7 +304,8 @@ def test_agui_interrupts_for_approval_and_resumes(demo: str) -> None:
 
 def test_agui_refuses_a_body_that_is_not_run_agent_input(demo: str) -> None:
     r = httpx.post(demo + "/agui", json={"threadId": "t"})
-    assert r.status_code == 422 and "RunAgentInput" in r.json()["error"]["message"]
+    assert r.status_code == 422
+    assert "RunAgentInput" in r.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------------------------- under load
@@ -386,7 +404,8 @@ def test_malformed_and_unknown_bodies_are_refused_clearly(demo: str, body: bytes
 def test_resume_bodies_are_checked(demo: str) -> None:
     paused = httpx.post(demo + "/v1/runs", json={"input": "Book me a seat on TA555."}).json()
     r = httpx.post(f"{demo}/v1/runs/{paused['run_id']}/resume", json={"aprovals": {}})
-    assert r.status_code == 422 and "aprovals" in r.json()["error"]["message"]
+    assert r.status_code == 422
+    assert "aprovals" in r.json()["error"]["message"]
 
 
 # ----------------------------------------------------------------------------------------- token
@@ -400,7 +419,8 @@ def test_a_token_guards_every_route_but_healthz() -> None:
                              ("GET", "/"), ("GET", "/static/app.js")):  # fmt: skip
             assert client.request(method, url + path).status_code == 401
             bad = client.request(method, url + path, headers={"authorization": "Bearer s3cres"})
-            assert bad.status_code == 401 and bad.json()["error"]["message"] == "the bearer token is wrong"
+            assert bad.status_code == 401
+            assert bad.json()["error"]["message"] == "the bearer token is wrong"
             assert bad.headers["www-authenticate"].startswith("Bearer")
         good = {"authorization": "Bearer s3cret"}
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}, headers=good).status_code == 200
@@ -408,7 +428,8 @@ def test_a_token_guards_every_route_but_healthz() -> None:
         # The page: ?token= lets a browser in and leaves a cookie its own requests carry.
         assert client.get(url + "/?token=wrong").status_code == 401
         page = client.get(url + "/?token=s3cret")
-        assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+        assert page.status_code == 200
+        assert "HttpOnly" in page.headers["set-cookie"]
         assert client.get(url + "/static/app.js").status_code == 200  # with the cookie
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}).status_code == 200
 
@@ -432,7 +453,8 @@ def test_metrics_come_from_the_prometheus_registry() -> None:
         httpx.post(running.url + "/v1/runs", json={"input": "Lisbon?"})
         r = httpx.get(running.url + "/metrics")
     assert r.status_code == 200
-    assert "tracedagent_runs_total" in r.text and r.headers["content-type"].startswith("text/plain")
+    assert "tracedagent_runs_total" in r.text
+    assert r.headers["content-type"].startswith("text/plain")
 
 
 def test_healthz(demo: str) -> None:
@@ -446,11 +468,14 @@ def test_healthz(demo: str) -> None:
 
 def test_the_page_is_static_files_in_the_package_with_nothing_from_elsewhere(demo: str) -> None:
     page = httpx.get(demo + "/")
-    assert page.status_code == 200 and "<title>tracedagent</title>" in page.text
+    assert page.status_code == 200
+    assert "<title>tracedagent</title>" in page.text
     static = Path(__file__).resolve().parents[1] / "src" / "tracedagent" / "serve" / "static"
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
-        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+        assert "http://" not in text
+        assert "https://" not in text
+        assert "//cdn" not in text
         assert httpx.get(f"{demo}/static/{name}").status_code == 200
 
 
@@ -485,11 +510,11 @@ def _wait_up(url: str, proc: subprocess.Popen[str]) -> None:
 
 
 def test_cli_serve_binds_loopback_and_reads_its_variables(tmp_path: Path) -> None:
-    (tmp_path / "served.py").write_text(
-        "from tracedagent._demo import build_demo_agent\nagent = build_demo_agent()\n"
-    )
+    (tmp_path / "served.py").write_text("from tracedagent._demo import build_demo_agent\nagent = build_demo_agent()\n")
     port = _free_port()
-    env = _env(TRACEDAGENT_SERVE_PORT=str(port), TRACEDAGENT_SERVE_TOKEN="t0k", TRACEDAGENT_SERVE_MAX_CONCURRENT_RUNS="7")
+    env = _env(
+        TRACEDAGENT_SERVE_PORT=str(port), TRACEDAGENT_SERVE_TOKEN="t0k", TRACEDAGENT_SERVE_MAX_CONCURRENT_RUNS="7"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracedagent", "serve", "served:agent"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

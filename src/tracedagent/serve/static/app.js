@@ -169,7 +169,7 @@ function draw() {
   }
   for (const mark of state.marks) {
     const row = el("div", "wf-mark");
-    row.append(el("span", "", "⏸ " + mark.text), el("span"), el("span", "", "waiting for a decision"));
+    row.append(el("span", "", "paused: " + mark.text), el("span"), el("span", "", "waiting for a decision"));
     box.appendChild(row);
   }
 }
