@@ -58,10 +58,12 @@ def browser() -> Iterator[Any]:
 
 
 def rows(driver: Any) -> list[tuple[str, str, str]]:
-    return [
-        (r.get_attribute("data-kind"), r.find_element(By.CLASS_NAME, "wf-label").text, r.get_attribute("data-status"))
-        for r in driver.find_elements(By.CSS_SELECTOR, ".wf-row")
-    ]
+    """The waterfall's rows (kind, label, status), read in one go: the page redraws them as events come."""
+    found = driver.execute_script(
+        "return [...document.querySelectorAll('.wf-row')].map((r) => "
+        "[r.dataset.kind, r.querySelector('.wf-label').textContent, r.dataset.status]);"
+    )
+    return [(kind, label.removeprefix(kind), status) for kind, label, status in found]
 
 
 def test_the_page_talks_to_the_agent_draws_the_waterfall_and_approves_a_call(browser: Any, tmp_path: Path) -> None:
@@ -79,10 +81,8 @@ def test_the_page_talks_to_the_agent_draws_the_waterfall_and_approves_a_call(bro
         assert kinds.count("run") == 1
         assert kinds.count("model") == 3
         assert kinds.count("tool") == 3
-        assert ("tool", "flight_status f0", "error") in [
-            (k, label.replace("TOOL", "").strip(), s) for k, label, s in drawn
-        ]
-        meta = browser.find_elements(By.CSS_SELECTOR, '.wf-row[data-kind="model"] .wf-meta')[0].text
+        assert ("tool", "flight_status f0", "error") in drawn
+        meta = browser.execute_script("return document.querySelector('.wf-row[data-kind=model] .wf-meta').textContent")
         assert "tok" in meta
         assert "ok" in meta
         assert browser.find_element(By.ID, "status").text == "completed"
