@@ -1,4 +1,4 @@
-"""The ``tracedagent`` command: ``demo``, ``run``, ``resume``, ``runs``, ``plugins``.
+"""The ``tracedagent`` command: ``demo``, ``run``, ``resume``, ``runs``, ``plugins``, ``serve``.
 
 ``run MODULE:AGENT PROMPT`` runs an agent once; a run that pauses prints its run id and each pending
 call, which ``resume MODULE:AGENT RUN_ID --approve CALL_ID / --deny CALL_ID [--reason ...] /
@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary, not the event stream")
     demo.add_argument(
+        "--serve", action="store_true", help="serve the demo agent and its page instead (see `tracedagent serve`)"
+    )
+    demo.add_argument(
         "--model",
         metavar="PROVIDER:MODEL",
         help="run the demo agent on a real model instead of the scripted one: openai:gpt-4o-mini, "
@@ -151,7 +154,55 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("target", metavar="MODULE:AGENT", help=target_help)
 
     sub.add_parser("plugins", help="list the plugins that load, where from, their hooks and status")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve an agent over HTTP, SSE and AG-UI, with a page: tracedagent serve MODULE:AGENT",
+        description="Serve an agent: POST /v1/runs (JSON or SSE), /v1/runs/{id}/resume, GET /v1/runs/{id}, "
+        "POST /agui, GET /metrics, GET /healthz, and a page at / that draws each run's trace live. "
+        "Needs the serve extra: pip install 'tracedagent[serve]'.",
+    )
+    serve.add_argument("target", metavar="MODULE:AGENT", help=target_help)
+    _serve_options(serve)
+    _serve_options(demo, prefix="with --serve: ")
     return parser
+
+
+def _serve_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    env = "TRACEDAGENT_SERVE_"
+    parser.add_argument("--host", default=None, help=f"{prefix}address to listen on ({env}HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=_positive_int, default=None, help=f"{prefix}port ({env}PORT, default 8000)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"{prefix}require Authorization: Bearer TOKEN on every route but /healthz ({env}TOKEN)",
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"{prefix}runs at once; more get 429 ({env}MAX_CONCURRENT_RUNS, default 100)",
+    )
+
+
+def _serve(agent: Agent, args: argparse.Namespace) -> int:
+    try:
+        from .serve import serve, settings_from_env
+    except ImportError as exc:
+        raise _CommandError(f"serving needs the serve extra ({exc}): pip install 'tracedagent[serve]'") from None
+    try:
+        env = settings_from_env()
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    serve(
+        agent,
+        host=args.host or env.host,
+        port=args.port or env.port,
+        token=args.token or env.token,
+        max_concurrent_runs=args.max_concurrent_runs or env.max_concurrent_runs,
+    )
+    return EXIT_OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,13 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from ._demo import run_demo
+            from ._demo import build_demo_agent, run_demo
 
             model = None
             if args.model:
                 from .models import resolve_model
 
                 model = resolve_model(args.model)
+            if args.serve:
+                return _serve(build_demo_agent(model), args)
             return run_demo(
                 runs=args.runs, concurrency=args.concurrency, linger=args.linger, quiet=args.quiet, model=model
             )
@@ -376,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _outcome(args.target, agent, _resume(args.target, agent, args.run_id, args.answers or []))
         if args.command == "runs":
             return _list_runs(args.target, _load_agent(args.target))
+        if args.command == "serve":
+            return _serve(_load_agent(args.target), args)
         return _list_plugins()
     except (_CommandError, TracedAgentError) as exc:
         print(f"tracedagent {args.command}: {exc}", file=sys.stderr)

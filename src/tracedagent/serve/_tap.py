@@ -1,0 +1,160 @@
+"""The served run's span events, forwarded to the request that started it, and the caller's trace.
+
+The stream of ``agent.stream()`` has text, tool calls and usage, but not the spans of model calls or of
+the run segment, which the page's waterfall draws. One process-wide plugin, :data:`FORWARDER`, hands
+every event to the :class:`Tap` of the request whose run (or sub-run) fires it: the tap lives in a
+context variable set for the run's task, so runs that no request started cost one lookup per event.
+
+An incoming ``traceparent`` becomes the run's parent: the run's task starts with it as the current
+tracedagent span, so the run joins the caller's trace (:func:`parent_from`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from .. import _plugins
+from .._events import (
+    ContextCompacted,
+    Event,
+    ModelCallEnded,
+    ModelCallStarted,
+    RetryScheduled,
+    RunEnded,
+    RunInterrupted,
+    RunResumed,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+)
+from .._ids import SpanContext
+from ..hookspecs import hookimpl
+
+__all__ = ["FORWARDER", "Tap", "current_tap", "ensure_forwarder", "parent_from"]
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_STREAMED = (ToolCallStarted, ToolCallEnded, RunInterrupted)
+
+
+def parent_from(header: str | None) -> SpanContext | None:
+    """The caller's span from a W3C ``traceparent`` header; None when it is missing, invalid (version
+    ``ff``, all-zero ids) or unsampled, as for an application's OpenTelemetry span."""
+    if not header:
+        return None
+    match = _TRACEPARENT.match(header.strip().lower())
+    if match is None:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    if version == "ff" or trace_id == "0" * 32 or span_id == "0" * 16 or not int(flags, 16) & 1:
+        return None
+    return SpanContext(trace_id, span_id)
+
+
+class Tap:
+    """Where one request's span events go. ``sink`` is called on the request's event loop, after the
+    run's current step (so span events keep their order with the stream's events); ``streaming`` says the
+    top run's tool calls and interruption come through ``agent.stream()`` already. ``first`` is the top
+    run's first event (``RunStarted``, or ``RunResumed`` for a resume): its span is the response's
+    ``traceparent``."""
+
+    __slots__ = ("first", "loop", "sink", "started", "streaming", "thread")
+
+    def __init__(self, sink: Callable[[Event], None], *, streaming: bool) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.sink = sink
+        self.streaming = streaming
+        self.first: RunStarted | RunResumed | None = None
+        self.started = asyncio.Event()
+
+    def deliver(self, event: Event) -> None:
+        first = self.first
+        if first is None and isinstance(event, RunStarted | RunResumed):
+            self.first = first = event
+            self._call(self.started.set)
+        if self.streaming and first is not None and event.run_id == first.run_id and isinstance(event, _STREAMED):
+            return
+        self._call(self.sink, event)
+
+    def _call(self, function: Callable[..., None], *args: Any) -> None:
+        if threading.get_ident() == self.thread:
+            self.loop.call_soon(function, *args)
+        else:  # a hook fired on a worker thread (a sync tool that runs an agent of its own)
+            try:
+                self.loop.call_soon_threadsafe(function, *args)
+            except RuntimeError:  # the request's loop is closed: nobody is listening any more
+                pass
+
+
+_tap: ContextVar[Tap | None] = ContextVar("tracedagent_serve_tap", default=None)
+current_tap = _tap
+
+
+def _forward(event: Event) -> None:
+    tap = _tap.get()
+    if tap is not None:
+        tap.deliver(event)
+
+
+class _Forwarder:
+    """The process-wide plugin that hands each event of a served run to its request's tap."""
+
+    name = "tracedagent-serve"
+
+    @hookimpl
+    def on_run_start(self, event: RunStarted) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_resume(self, event: RunResumed) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_run_end(self, event: RunEnded) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_model_call_end(self, event: ModelCallEnded) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_tool_call_end(self, event: ToolCallEnded) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_interrupt(self, event: RunInterrupted) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_retry(self, event: RetryScheduled) -> None:
+        _forward(event)
+
+    @hookimpl
+    def on_compaction(self, event: ContextCompacted) -> None:
+        _forward(event)
+
+
+FORWARDER = _Forwarder()
+_lock = threading.Lock()
+
+
+def ensure_forwarder() -> None:
+    """Register :data:`FORWARDER` process-wide, once (again if the registry was replaced)."""
+    if _plugins.global_plugin_manager().is_registered(FORWARDER):
+        return
+    with _lock:
+        if not _plugins.global_plugin_manager().is_registered(FORWARDER):
+            _plugins.register(FORWARDER, _Forwarder.name)
