@@ -156,10 +156,13 @@ class ScriptedModel:
         name: str = "scripted",
         provider: str = "scripted",
         per_run: bool = False,
+        price_as: str | None = None,
     ) -> None:
         self.steps = [Step.of(s) for s in steps]
         self._name = name
         self._provider = provider
+        #: Price this model's usage as that model (``"openai:gpt-4o-mini"``); None: no price.
+        self.price_as = price_as
         self.per_run = per_run
         self._lock = threading.Lock()
         self._cursor = 0
@@ -250,10 +253,13 @@ class FunctionModel:
         *,
         name: str = "function",
         provider: str = "function",
+        price_as: str | None = None,
     ) -> None:
         self.function = function
         self._name = name
         self._provider = provider
+        #: Price this model's usage as that model (``"openai:gpt-4o-mini"``); None: no price.
+        self.price_as = price_as
 
     @property
     def name(self) -> str:
