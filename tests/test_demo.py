@@ -139,7 +139,8 @@ def test_demo_summary_shows_what_the_runs_cost(tmp_path: Path) -> None:
     proc, events = run_demo(tmp_path, "--runs", "2", "--quiet")
     assert proc.returncode == 0, proc.stderr
     costs = [e["usage"].get("cost_usd") for e in events if e["hook"] == "on_model_call_end"]
-    assert costs and all(isinstance(c, float) and c > 0 for c in costs), costs
+    assert costs
+    assert all(isinstance(c, float) and c > 0 for c in costs), costs
     rows = [line.split(None, 1)[1] for line in proc.stdout.splitlines() if line.startswith("cost ")]
     assert rows == [f"${sum(costs):.6f} (on estimated tokens)"]
     # a run's usage is its whole usage so far: the last segment's end (a resumed run has two) has it all

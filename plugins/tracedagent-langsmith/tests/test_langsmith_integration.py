@@ -109,12 +109,14 @@ def test_a_priced_model_call_sends_its_costs_in_usage_metadata(
 
     priced = llm_usage(result.trace_id)
     assert len(priced) == 2
-    assert result.usage.cost_usd is not None and result.usage.cost_usd > 0
+    assert result.usage.cost_usd is not None
+    assert result.usage.cost_usd > 0
     assert sum(u["total_cost"] for u in priced) == pytest.approx(result.usage.cost_usd)
     assert result.usage.input_cost_usd is not None
     assert sum(u["input_cost"] for u in priced) == pytest.approx(result.usage.input_cost_usd)
     for u in priced:
-        assert u["input_cost"] > 0 and u["output_cost"] > 0
+        assert u["input_cost"] > 0
+        assert u["output_cost"] > 0
         assert u["input_cost"] + u["output_cost"] == pytest.approx(u["total_cost"])
     for u in llm_usage(unpriced.trace_id):
         assert not {"input_cost", "output_cost", "total_cost"} & set(u)

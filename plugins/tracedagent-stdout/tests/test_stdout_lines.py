@@ -274,7 +274,8 @@ async def test_run_end_and_model_end_show_the_cost(make_tracer):
     lines = json_lines(stream)
     calls = [line for line in lines if line["event"] == "model.end"]
     run_end = next(line for line in lines if line["event"] == "run.end")
-    assert result.usage.cost_usd is not None and result.usage.cost_usd > 0
+    assert result.usage.cost_usd is not None
+    assert result.usage.cost_usd > 0
     assert [line["cost_usd"] for line in calls] == [pytest.approx(result.usage.cost_usd / 2)] * 2
     assert run_end["cost_usd"] == pytest.approx(result.usage.cost_usd)
     assert "cost_partial" not in run_end
