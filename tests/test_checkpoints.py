@@ -95,8 +95,8 @@ def test_a_checkpoint_survives_encode_and_decode() -> None:
 
     assert decoded == checkpoint
     assert decoded.usage.estimated is True  # not part of Usage equality, so checked on its own
-    assert (decoded.usage.cost_usd, decoded.usage.input_cost_usd) == (0.0123, 0.0081)
-    assert decoded.usage.cost_partial is True  # not part of equality either
+    assert (decoded.usage.cost_usd, decoded.usage.input_cost_usd) == (0.0123, 0.0081)  # not part of equality
+    assert decoded.usage.cost_partial is True
     assert decoded.messages[-1].tool_calls[1] == ToolCall("call_b", "deploy", '{"version": "1.2"}')
     assert decoded.messages[3].is_error is True
     record = json.loads(data)
@@ -162,7 +162,11 @@ def test_any_checkpoint_survives_encode_and_decode(checkpoint: Checkpoint) -> No
     decoded = Checkpoint.decode(RUN_ID, checkpoint.encode())
 
     assert decoded == checkpoint
+    # not part of Usage equality, so checked on their own
     assert decoded.usage.estimated == checkpoint.usage.estimated
+    assert decoded.usage.cost_usd == checkpoint.usage.cost_usd
+    assert decoded.usage.input_cost_usd == checkpoint.usage.input_cost_usd
+    assert decoded.usage.cost_partial == checkpoint.usage.cost_partial
 
 
 @pytest.mark.parametrize(

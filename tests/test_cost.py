@@ -173,7 +173,8 @@ def test_unpriced_usages_stay_unpriced_and_empty_usage_adds_nothing() -> None:
     assert (Usage(1, 1) + Usage(2, 2)).cost_usd is None
     assert (Usage(1, 1) + Usage(2, 2)).cost_partial is False
     priced = Usage(10, 5, cost_usd=0.5, input_cost_usd=0.2)
-    assert Usage() + priced == priced  # a run's start, or a call that failed before any token
+    started = Usage() + priced  # a run's start, or a call that failed before any token
+    assert (started.cost_usd, started.input_cost_usd) == (0.5, 0.2)
     assert (Usage() + priced).cost_partial is False
 
 

@@ -147,7 +147,8 @@ class Usage:
     ``genai-prices`` package (``pip install 'tracedagent[cost]'``); None when the price is unknown: an
     unknown model, or the package not installed. Adding usages adds the known costs: a sum of priced
     and unpriced calls keeps the priced calls' cost and sets ``cost_partial`` (the cost is then a lower
-    bound); a sum of unpriced calls only stays None.
+    bound); a sum of unpriced calls only stays None. Like ``estimated``, the costs are not part of
+    equality: two usages are equal when their counts are (a cost is derived from them).
     """
 
     input_tokens: int = 0
@@ -156,8 +157,8 @@ class Usage:
     reasoning_tokens: int = 0
     requests: int = 0
     estimated: bool = field(default=False, compare=False)
-    cost_usd: float | None = None
-    input_cost_usd: float | None = None
+    cost_usd: float | None = field(default=None, compare=False)
+    input_cost_usd: float | None = field(default=None, compare=False)
     cost_partial: bool = field(default=False, compare=False)
 
     @property
