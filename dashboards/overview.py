@@ -1,15 +1,58 @@
-"""The overview dashboard: runs, models, tools, resilience, context and the telemetry pipeline."""
+"""The overview dashboard: runs, models, cost, tools, resilience, context and the telemetry pipeline."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, TextBoxVariable
+from grafana_foundation_sdk.builders.timeseries import Panel as TimeSeries
 
-from .panels import breaker_timeline, dashboard, label_variable, row, timeseries
+from .panels import breaker_timeline, dashboard, label_variable, row, textbox_variable, timeseries
 from .promql import AGENT, FAILED, MODEL, RETRY_TARGET, TOOL, N, gauge, per_second, quantile, ratio, worst
 
 UID = "tracedagent-overview"
 RATE = "ops"  # Grafana shows "ops/s": events per second
 TOKENS_PER_SECOND = "suffix: tokens/s"
+USD = "currencyUSD"  # Grafana shows dollars
+#: The cost alert's threshold in dollars per hour per agent (TracedAgentCostRateHigh in alerts.yml).
+COST_ALERT_USD_PER_HOUR = "10"
+
+
+def _cost_threshold_variable() -> TextBoxVariable:
+    return textbox_variable(
+        "cost_threshold",
+        "Cost threshold (USD/h)",
+        COST_ALERT_USD_PER_HOUR,
+        "The line drawn on the cost panel, in US dollars per hour. Keep it at the threshold of the "
+        "TracedAgentCostRateHigh alert (alerts.yml: 10 USD per hour per agent) or set your own.",
+    )
+
+
+def _cost_panels() -> list[TimeSeries | Row]:
+    """The Cost row: what model calls cost per hour (genai-prices), by agent and model."""
+    return [
+        row("Cost"),
+        timeseries(
+            "Cost per hour by agent and model",
+            "What model calls cost, in US dollars per hour at the current rate, by agent and model (prices of "
+            "genai-prices; a model without a known price adds nothing). The threshold line is the "
+            "cost_threshold variable.",
+            USD,
+            ("{{agent}} {{model}}", f"{per_second(N.COST_USD_TOTAL, AGENT, MODEL, by=('agent', 'model'))} * 3600"),
+            ("threshold", "vector($cost_threshold)"),
+        ),
+        timeseries(
+            "Cost per model call",
+            "Average cost of one model call, in US dollars, by model: the cost rate over the rate of calls "
+            "with a price.",
+            USD,
+            (
+                "{{model}}",
+                ratio(
+                    per_second(N.COST_USD_TOTAL, AGENT, MODEL, by=("model",)),
+                    per_second(N.MODEL_CALLS_TOTAL, AGENT, MODEL, by=("model",)),
+                ),
+            ),
+        ),
+    ]
 
 
 def build() -> Dashboard:
@@ -17,6 +60,7 @@ def build() -> Dashboard:
         label_variable("agent", "Agent", N.RUNS_TOTAL),
         label_variable("model", "Model", N.MODEL_CALLS_TOTAL, AGENT),
         label_variable("tool", "Tool", N.TOOL_CALLS_TOTAL, AGENT),
+        _cost_threshold_variable(),
     ]
     return dashboard(
         "tracedagent / Overview",
@@ -88,6 +132,7 @@ def build() -> Dashboard:
                 TOKENS_PER_SECOND,
                 ("{{model}} {{type}}", per_second(N.TOKENS_TOTAL, AGENT, MODEL, by=("model", "type"))),
             ),
+            *_cost_panels(),
             row("Tools"),
             timeseries(
                 "Tool calls per second",

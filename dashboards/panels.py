@@ -16,6 +16,7 @@ from grafana_foundation_sdk.builders.dashboard import (
     DatasourceVariable,
     QueryVariable,
     Row,
+    TextBoxVariable,
     ThresholdsConfig,
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
@@ -53,6 +54,7 @@ __all__ = [
     "label_variable",
     "render",
     "row",
+    "textbox_variable",
     "timeseries",
 ]
 
@@ -182,11 +184,22 @@ def label_variable(
     return variable
 
 
+def textbox_variable(name: str, label: str, default: str, description: str) -> TextBoxVariable:
+    """A variable the viewer types a value into (``default`` until then), such as a threshold."""
+    return (
+        TextBoxVariable(name)
+        .label(label)
+        .description(description)
+        .default_value(default)
+        .current(VariableOption(selected=True, text=default, value=default))
+    )
+
+
 def dashboard(
     title: str,
     uid: str,
     description: str,
-    variables: Iterable[QueryVariable],
+    variables: Iterable[QueryVariable | TextBoxVariable],
     panels: Iterable[TimeSeries | StateTimeline | Row],
 ) -> Dashboard:
     """A dashboard of ``panels`` (rows start new sections), with a data source variable first."""

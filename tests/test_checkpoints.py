@@ -64,7 +64,7 @@ def full_checkpoint(**changes: Any) -> Checkpoint:
             Message("assistant", "searching and deploying", (search, deploy), thinking="two calls"),
         ),
         "turn": 2,
-        "usage": Usage(120, 30, 5, 7, 2, True),
+        "usage": Usage(120, 30, 5, 7, 2, True, 0.0123, 0.0081, True),
         "turn_results": {"call_a": Message.tool("call_a", "search", "sunny")},
         "pending": (Interruption("call_b", "deploy", deploy.arguments, "tool 'deploy' needs approval"),),
         "approved_tools": ("search",),
@@ -95,6 +95,8 @@ def test_a_checkpoint_survives_encode_and_decode() -> None:
 
     assert decoded == checkpoint
     assert decoded.usage.estimated is True  # not part of Usage equality, so checked on its own
+    assert (decoded.usage.cost_usd, decoded.usage.input_cost_usd) == (0.0123, 0.0081)  # not part of equality
+    assert decoded.usage.cost_partial is True
     assert decoded.messages[-1].tool_calls[1] == ToolCall("call_b", "deploy", '{"version": "1.2"}')
     assert decoded.messages[3].is_error is True
     record = json.loads(data)
@@ -122,6 +124,7 @@ messages = st.one_of(
     st.builds(Message.tool, texts, texts, texts, is_error=st.booleans()),
 )
 counts = st.integers(min_value=0, max_value=2**62)
+dollars = st.none() | st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
 checkpoints = st.builds(
     Checkpoint,
     run_id=st.just(RUN_ID),
@@ -130,7 +133,7 @@ checkpoints = st.builds(
     status=st.sampled_from(["running", "interrupted", "completed", "failed", "cancelled"]),
     messages=st.lists(messages, min_size=1, max_size=5).map(tuple),
     turn=counts,
-    usage=st.builds(Usage, counts, counts, counts, counts, counts, st.booleans()),
+    usage=st.builds(Usage, counts, counts, counts, counts, counts, st.booleans(), dollars, dollars, st.booleans()),
     turn_results=st.dictionaries(texts, messages, max_size=3),
     pending=st.lists(
         st.builds(Interruption, texts, texts, texts, texts, st.sampled_from(["approval", "external"])), max_size=3
@@ -145,12 +148,25 @@ checkpoints = st.builds(
 )
 
 
+def test_a_record_written_before_costs_decodes_without_a_cost() -> None:
+    record = json.loads(full_checkpoint().encode())
+    for key in ("cost_usd", "input_cost_usd", "cost_partial"):
+        del record["usage"][key]
+    decoded = Checkpoint.decode(RUN_ID, json.dumps(record).encode())
+    assert decoded.usage == Usage(120, 30, 5, 7, 2)
+    assert (decoded.usage.cost_usd, decoded.usage.input_cost_usd, decoded.usage.cost_partial) == (None, None, False)
+
+
 @given(checkpoints)
 def test_any_checkpoint_survives_encode_and_decode(checkpoint: Checkpoint) -> None:
     decoded = Checkpoint.decode(RUN_ID, checkpoint.encode())
 
     assert decoded == checkpoint
+    # not part of Usage equality, so checked on their own
     assert decoded.usage.estimated == checkpoint.usage.estimated
+    assert decoded.usage.cost_usd == checkpoint.usage.cost_usd
+    assert decoded.usage.input_cost_usd == checkpoint.usage.input_cost_usd
+    assert decoded.usage.cost_partial == checkpoint.usage.cost_partial
 
 
 @pytest.mark.parametrize(
@@ -240,6 +256,9 @@ def assert_well_typed(checkpoint: Checkpoint) -> None:
     for number in (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.reasoning_tokens, u.requests):
         count(number)
     assert isinstance(u.estimated, bool)
+    for cost in (u.cost_usd, u.input_cost_usd):
+        assert cost is None or (type(cost) is float and cost >= 0 and cost != float("inf"))
+    assert isinstance(u.cost_partial, bool)
     count(checkpoint.turn)
     count(checkpoint.step)
     for p in checkpoint.pending:
@@ -254,7 +273,7 @@ def assert_well_typed(checkpoint: Checkpoint) -> None:
 
 FIELDS = sorted(json.loads(full_checkpoint().encode()))
 NESTED: list[tuple[Any, ...]] = [
-    *[("usage", key) for key in Usage().to_dict()],
+    *[("usage", key) for key in full_checkpoint().usage.to_dict()],
     *[("messages", 4, key) for key in ("role", "content", "tool_calls", "tool_call_id", "name", "is_error")],
     ("messages", 4, "tool_calls", 0),
     *[("messages", 4, "tool_calls", 0, key) for key in ("id", "name", "arguments")],
@@ -312,6 +331,9 @@ def test_a_field_missing_or_of_the_wrong_type_is_a_checkpoint_error(
         ("metadata", ["ab"]),
         ("status", "paused"),
         ("usage", {**Usage().to_dict(), "estimated": "no"}),
+        ("usage", {**Usage().to_dict(), "cost_usd": -0.5}),
+        ("usage", {**Usage().to_dict(), "cost_usd": "0.5"}),
+        ("usage", {**Usage().to_dict(), "input_cost_usd": float("nan")}),
     ],
 )
 def test_a_record_a_run_could_not_go_on_from_is_refused(field: str, value: Any) -> None:

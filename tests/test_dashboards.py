@@ -173,6 +173,8 @@ def test_overview_has_the_panels_operators_asked_for() -> None:
         "Model call latency",
         "Time to first token",
         "Tokens per second",
+        "Cost per hour by agent and model",
+        "Cost per model call",
         "Tool calls per second",
         "Tool latency p95",
         "Tool error ratio",
@@ -187,12 +189,25 @@ def test_overview_has_the_panels_operators_asked_for() -> None:
         "Export drops",
     ]
     variables = [v["name"] for v in boards()["overview.json"]["templating"]["list"]]
-    assert variables == ["datasource", "agent", "model", "tool"]
+    assert variables == ["datasource", "agent", "model", "tool", "cost_threshold"]
+
+
+def test_the_cost_threshold_variable_is_the_cost_alerts_threshold() -> None:
+    (variable,) = [v for v in boards()["overview.json"]["templating"]["list"] if v["name"] == "cost_threshold"]
+    (rule,) = [r for r in alert_rules() if r["alert"] == "TracedAgentCostRateHigh"]
+    threshold = re.fullmatch(r"(?s).*\* 3600 > (\d+(?:\.\d+)?)\s*", rule["expr"])
+    assert threshold, rule["expr"]
+    assert variable["type"] == "textbox"
+    assert variable["query"] == variable["current"]["value"] == threshold[1]
+    assert f"threshold {threshold[1]} USD/h" in rule["annotations"]["description"]
 
 
 # ----------------------------------------------------------------------------------- metric names
 
 METRIC = re.compile(r"\btracedagent_\w+")
+#: A query that draws a dashboard variable as a line (the cost panel's threshold), the one kind of
+#: query that names no metric.
+THRESHOLD_LINE = re.compile(r"vector\(\$\w+\)")
 
 
 def exposed_samples() -> dict[str, str]:
@@ -233,6 +248,8 @@ def test_every_metric_named_exists_in_the_prometheus_plugin() -> None:
     assert bases == set(ALL), "the registry and _names.ALL disagree"
     used: set[str] = set()
     for where, expr in expressions():
+        if THRESHOLD_LINE.fullmatch(expr):
+            continue
         names = METRIC.findall(expr)
         assert names, f"{where} names no tracedagent metric"
         for name in names:
@@ -300,6 +317,7 @@ def test_every_alert_has_a_firing_test_case() -> None:
         "TracedAgentExportDropping",
         "TracedAgentPluginErrors",
         "TracedAgentModelLatencyHigh",
+        "TracedAgentCostRateHigh",
     }
 
 
@@ -337,6 +355,7 @@ PROBE = textwrap.dedent(
     m.model_ttft.labels(AGENT, PROVIDER, MODEL)
     for kind in ("input", "output"):
         m.tokens_total.labels(AGENT, PROVIDER, MODEL, kind)
+    m.cost_usd_total.labels(AGENT, PROVIDER, MODEL)  # the demo's model is priced (as gpt-4o-mini)
     for tool in TOOLS:
         m.tool_call_duration.labels(AGENT, tool)
         for status in ("ok", "error", "rejected", "circuit_open"):
@@ -427,6 +446,8 @@ def variable_values(api: PrometheusAPI, board: dict[str, Any]) -> dict[str, str]
     """Each query variable's options, from Prometheus (as Grafana lists them), as a regex of them all."""
     values: dict[str, str] = {}
     for variable in board["templating"]["list"]:
+        if variable["type"] == "textbox":  # a value the viewer types: its default
+            values[variable["name"]] = variable["current"]["value"]
         if variable["type"] != "query":
             continue
         match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"])

@@ -132,6 +132,22 @@ def test_plugins_command_lists_module_path_plugin(tmp_path: Path) -> None:
     assert "on_tool_call_end" in proc.stdout
 
 
+def test_demo_summary_shows_what_the_runs_cost(tmp_path: Path) -> None:
+    """The scripted model is priced as gpt-4o-mini: each model call has a cost, and the summary's cost
+    row is their sum."""
+    pytest.importorskip("genai_prices")
+    proc, events = run_demo(tmp_path, "--runs", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    costs = [e["usage"].get("cost_usd") for e in events if e["hook"] == "on_model_call_end"]
+    assert costs
+    assert all(isinstance(c, float) and c > 0 for c in costs), costs
+    rows = [line.split(None, 1)[1] for line in proc.stdout.splitlines() if line.startswith("cost ")]
+    assert rows == [f"${sum(costs):.6f} (on estimated tokens)"]
+    # a run's usage is its whole usage so far: the last segment's end (a resumed run has two) has it all
+    runs = {e["run_id"]: e["usage"] for e in events if e["hook"] == "on_run_end"}
+    assert sum(u["cost_usd"] for u in runs.values()) == pytest.approx(sum(costs))
+
+
 def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
     """`tracedagent demo --model openai:MODEL` with OPENAI_BASE_URL at a local server (here a loopback
     server replaying a recorded answer): the demo agent runs on it, with model spans and traceparent."""
@@ -146,6 +162,7 @@ def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "completed 9" in proc.stdout
+    assert "\ncost " not in proc.stdout  # genai-prices has no price for local-model
     model_starts = [e for e in events if e["hook"] == "on_model_call_start"]
     assert {e["provider"] for e in model_starts} == {"openai"}
     assert len(server.requests) == len(model_starts) == 10

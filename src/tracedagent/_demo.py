@@ -192,7 +192,12 @@ def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResp
 
 
 def scripted_demo_model() -> FunctionModel:
-    return FunctionModel(_demo_brain, name="trip-desk-scripted", provider="scripted")
+    # Priced as gpt-4o-mini (on its estimated tokens), so the summary and the metrics show what a run costs.
+    return FunctionModel(_demo_brain, name="trip-desk-scripted", provider="scripted", price_as=DEMO_PRICE_AS)
+
+
+#: The model whose price the scripted demo model's calls are given (genai-prices, offline).
+DEMO_PRICE_AS = "openai:gpt-4o-mini"
 
 
 def build_demo_agent(model: Model | None = None) -> Agent:
@@ -227,6 +232,16 @@ def long_history() -> list[Message]:
     return history
 
 
+def _cost_text(usage: Usage) -> str:
+    cost = usage.cost_usd or 0.0
+    text = f"${cost:.6f}" if cost < 1 else f"${cost:,.2f}"
+    if usage.estimated:
+        text += " (on estimated tokens)"
+    if usage.cost_partial:
+        text += ", some calls without a price"
+    return text
+
+
 @dataclass
 class DemoSummary:
     """What the demo's runs did, counted from the events."""
@@ -256,6 +271,8 @@ class DemoSummary:
                 + (" (estimated)" if self.usage.estimated else ""),
             )
         )
+        if self.usage.cost_usd is not None:  # the model has a price (and genai-prices is installed)
+            rows.append(("cost", _cost_text(self.usage)))
         for (name, status), count in sorted(self.tools.items()):
             rows.append((f"tool {name}", f"{status} {count}"))
         rows.append(("compactions", str(self.compactions)))

@@ -142,6 +142,13 @@ class Usage:
     """Token usage of one model call, or summed over a run.
 
     ``estimated`` is true when any part was estimated rather than reported by the provider.
+
+    ``cost_usd`` is what the tokens cost in US dollars (``input_cost_usd`` the input's part), from the
+    ``genai-prices`` package (``pip install 'tracedagent[cost]'``); None when the price is unknown: an
+    unknown model, or the package not installed. Adding usages adds the known costs: a sum of priced
+    and unpriced calls keeps the priced calls' cost and sets ``cost_partial`` (the cost is then a lower
+    bound); a sum of unpriced calls only stays None. Like ``estimated``, the costs are not part of
+    equality: two usages are equal when their counts are (a cost is derived from them).
     """
 
     input_tokens: int = 0
@@ -150,14 +157,38 @@ class Usage:
     reasoning_tokens: int = 0
     requests: int = 0
     estimated: bool = field(default=False, compare=False)
+    cost_usd: float | None = field(default=None, compare=False)
+    input_cost_usd: float | None = field(default=None, compare=False)
+    cost_partial: bool = field(default=False, compare=False)
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def output_cost_usd(self) -> float | None:
+        """The output's part of ``cost_usd`` (reasoning tokens included)."""
+        if self.cost_usd is None or self.input_cost_usd is None:
+            return None
+        return max(self.cost_usd - self.input_cost_usd, 0.0)
+
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
+        cost, other_cost = self.cost_usd, other.cost_usd
+        if cost is None and other_cost is None:
+            total_cost = input_cost = None
+            partial = False
+        elif cost is not None and other_cost is not None:
+            total_cost = cost + other_cost
+            a, b = self.input_cost_usd, other.input_cost_usd
+            input_cost = a + b if a is not None and b is not None else None
+            partial = self.cost_partial or other.cost_partial
+        else:
+            priced, unpriced = (self, other) if cost is not None else (other, self)
+            total_cost, input_cost = priced.cost_usd, priced.input_cost_usd
+            # an unpriced usage with no tokens (a call that failed before any) costs nothing: not partial
+            partial = priced.cost_partial or bool(unpriced.input_tokens or unpriced.output_tokens)
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
@@ -165,10 +196,13 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
             self.requests + other.requests,
             self.estimated or other.estimated,
+            total_cost,
+            input_cost,
+            partial,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cache_read_tokens": self.cache_read_tokens,
@@ -176,3 +210,11 @@ class Usage:
             "requests": self.requests,
             "estimated": self.estimated,
         }
+        # Only when known, so a record without a price reads as before (and as older records do).
+        if self.cost_usd is not None:
+            data["cost_usd"] = self.cost_usd
+        if self.input_cost_usd is not None:
+            data["input_cost_usd"] = self.input_cost_usd
+        if self.cost_partial:
+            data["cost_partial"] = True
+        return data

@@ -102,7 +102,10 @@ class ModelRequest:
 @runtime_checkable
 class Model(Protocol):
     """What the agent needs from a model. ``name`` is the requested model (``gpt-4o-mini``);
-    ``provider`` the GenAI provider name (``openai``, ``anthropic``, ``scripted``)."""
+    ``provider`` the GenAI provider name (``openai``, ``anthropic``, ``scripted``).
+
+    A model may also have a ``price_as`` attribute (``"openai:gpt-4o-mini"``): its usage is then priced
+    as that model's instead of by its own provider and name (``Usage.cost_usd``)."""
 
     @property
     def name(self) -> str: ...

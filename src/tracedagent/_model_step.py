@@ -3,7 +3,8 @@
 The request is a snapshot of the conversation; the response is streamed (text and thinking deltas go
 to the run's stream), checked against the protocol (a model's own code may break it: the answer is
 repaired where nothing is lost, else a :class:`ModelBehaviorError` says what), and its usage (estimated
-when the provider reports none) is added to the run's.
+when the provider reports none, priced when the model has a known price: :mod:`._cost`) is added to the
+run's.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._compaction import CharEstimate
+from ._cost import priced
 from ._events import ModelCallEnded, ModelCallStarted
 from ._messages import Message, ToolCall, Usage
-from ._model import ModelRequest, ModelResponse
+from ._model import Model, ModelRequest, ModelResponse
 from ._segment import Segment
 from ._span import Stage
 from ._stream import UsageUpdated
@@ -106,6 +108,7 @@ async def call_model(
             ):
                 raw = _repaired(raw, f"{model.provider}:{model.name}")
             response = raw if raw.usage is not None else _with_estimated_usage(raw, messages)
+            response = _with_cost(response, model)
         except TracedAgentError:
             raise
         except Exception as exc:
@@ -194,6 +197,18 @@ def _repaired(response: ModelResponse, label: str) -> ModelResponse:
         calls.append(ToolCall(call_id, call.name, arguments))
     fixed = dataclasses.replace(message, tool_calls=tuple(calls))
     return ModelResponse(fixed, response.usage, response.finish_reason, response.response_model)
+
+
+def _with_cost(response: ModelResponse, model: Model) -> ModelResponse:
+    """The response with its usage priced (a model that reported a cost keeps it), or as it is when the
+    price is unknown."""
+    usage = response.usage
+    if usage is None or usage.cost_usd is not None:
+        return response
+    with_cost = priced(model.provider, model.name, getattr(model, "price_as", None), usage)
+    if with_cost is usage:
+        return response
+    return ModelResponse(response.message, with_cost, response.finish_reason, response.response_model)
 
 
 def _with_estimated_usage(response: ModelResponse, messages: Sequence[Message]) -> ModelResponse:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -190,6 +191,12 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _dollars(value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise TypeError(f"expected a non-negative amount of dollars, found {value!r}")
+    return float(value)
+
+
 def _list(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list, found {type(value).__name__}")
@@ -241,6 +248,10 @@ def _usage(value: Any) -> Usage:
         _count(usage["reasoning_tokens"]),
         _count(usage["requests"]),
         _bool(usage["estimated"]),
+        # absent from records written before costs, and whenever the price was unknown
+        _optional(_dollars, usage.get("cost_usd")),
+        _optional(_dollars, usage.get("input_cost_usd")),
+        _bool(usage.get("cost_partial", False)),
     )
 
 

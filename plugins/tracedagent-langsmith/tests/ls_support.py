@@ -37,7 +37,7 @@ def deploy(target: str) -> str:
     return f"{SENTINEL} deployed {target}"
 
 
-def calc_agent(*plugins: Any, name: str = "calc") -> Agent:
+def calc_agent(*plugins: Any, name: str = "calc", model_name: str = "gpt-test") -> Agent:
     """One tool call (ok), one failing tool call, then the answer; usage with cache and reasoning."""
     model = ScriptedModel(
         [
@@ -51,7 +51,7 @@ def calc_agent(*plugins: Any, name: str = "calc") -> Agent:
             ),
             Step(text=f"{SENTINEL} the answer", usage=Usage(150, 10, requests=1)),
         ],
-        name="gpt-test",
+        name=model_name,
         provider="openai",
     )
     return Agent(name, model, tools=[lookup, broken], plugins=list(plugins))

@@ -92,6 +92,36 @@ def test_a_run_arrives_as_a_chain_with_llm_and_tool_runs(
     assert all(r["start_time"] <= r["end_time"] for r in runs.values())
 
 
+def test_a_priced_model_call_sends_its_costs_in_usage_metadata(
+    server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    pytest.importorskip("genai_prices")
+    point_at(server.url)
+    tracer = make_tracer()
+    result = calc_agent(tracer, model_name="gpt-4o-mini").run_sync("question")
+    unpriced = calc_agent(tracer).run_sync("question")  # gpt-test: no price
+    flushed(tracer)
+    runs = server.runs()
+
+    def llm_usage(trace_id: str) -> list[dict[str, Any]]:
+        trace = {k: v for k, v in runs.items() if norm(v["trace_id"]) == str(trace_uuid(trace_id))}
+        return [r["outputs"]["usage_metadata"] for r in by_type(trace, "llm")]
+
+    priced = llm_usage(result.trace_id)
+    assert len(priced) == 2
+    assert result.usage.cost_usd is not None
+    assert result.usage.cost_usd > 0
+    assert sum(u["total_cost"] for u in priced) == pytest.approx(result.usage.cost_usd)
+    assert result.usage.input_cost_usd is not None
+    assert sum(u["input_cost"] for u in priced) == pytest.approx(result.usage.input_cost_usd)
+    for u in priced:
+        assert u["input_cost"] > 0
+        assert u["output_cost"] > 0
+        assert u["input_cost"] + u["output_cost"] == pytest.approx(u["total_cost"])
+    for u in llm_usage(unpriced.trace_id):
+        assert not {"input_cost", "output_cost", "total_cost"} & set(u)
+
+
 def test_a_paused_run_resumed_in_the_same_process_continues_its_trace(
     server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
 ) -> None:

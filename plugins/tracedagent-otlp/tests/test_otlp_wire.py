@@ -381,6 +381,35 @@ async def test_runs_reach_an_http_collector_as_the_sdk_encoder_would_send_them(
     assert any(s.status.code == 2 for s in got)
 
 
+async def test_a_priced_chat_span_reaches_the_collector_with_its_cost(
+    make_tracer: MakeTracer, collector: _Collector
+) -> None:
+    pytest.importorskip("genai_prices")
+    tracer, _ = make_tracer(span_exporter=OTLPSpanExporter(endpoint=collector.url), metrics=False)
+    usage = tracedagent.Usage(2000, 500, cache_read_tokens=1000, requests=1)
+    priced = ScriptedModel([Step("hi", usage=usage)], name="gpt-4o-mini", provider="openai")
+    unpriced = ScriptedModel([Step("hi", usage=usage)], name="no-such-model", provider="openai")
+    result = await Agent("a", priced, plugins=[tracer]).run("go")
+    await Agent("b", unpriced, plugins=[tracer]).run("go")
+    assert tracer.flush(10.0)
+    spans = [
+        span
+        for _, body in collector.requests
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    chats = {s.name: {a.key: a.value for a in s.attributes} for s in spans if s.name.startswith("chat ")}
+    assert result.usage.cost_usd is not None
+    assert result.usage.cost_usd > 0
+    assert chats["chat gpt-4o-mini"][N.GEN_AI_USAGE_COST].double_value == result.usage.cost_usd
+    assert N.GEN_AI_USAGE_COST not in chats["chat no-such-model"]
+    # the run span carries no cost: a backend adding up a trace counts each call once
+    runs = [{a.key for a in s.attributes} for s in spans if s.name.startswith("invoke_agent ")]
+    assert runs
+    assert all(N.GEN_AI_USAGE_COST not in keys for keys in runs)
+
+
 def test_a_collector_that_refuses_is_a_failed_export_as_before(make_tracer: MakeTracer) -> None:
     class Refusing(_Collector):
         pass

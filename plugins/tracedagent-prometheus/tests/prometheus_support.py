@@ -48,6 +48,7 @@ DESIGN_TABLE: dict[str, tuple[str, frozenset[str]]] = {
     "tracedagent_model_call_duration_seconds": ("histogram", frozenset({"agent", "provider", "model"})),
     "tracedagent_model_time_to_first_token_seconds": ("histogram", frozenset({"agent", "provider", "model"})),
     "tracedagent_tokens_total": ("counter", frozenset({"agent", "provider", "model", "type"})),
+    "tracedagent_cost_usd_total": ("counter", frozenset({"agent", "provider", "model"})),
     "tracedagent_tool_calls_total": ("counter", frozenset({"agent", "tool", "status"})),
     "tracedagent_tool_call_duration_seconds": ("histogram", frozenset({"agent", "tool"})),
     "tracedagent_tool_inflight": ("gauge", frozenset({"tool"})),
@@ -97,6 +98,7 @@ EVENT_DRIVEN = (
     "tracedagent_model_call_duration_seconds_count",
     "tracedagent_model_time_to_first_token_seconds_count",
     "tracedagent_tokens_total",
+    "tracedagent_cost_usd_total",
     "tracedagent_tool_calls_total",
     "tracedagent_tool_call_duration_seconds_count",
     "tracedagent_tool_rejections_total",
@@ -128,6 +130,8 @@ def predicted(events: Iterable[Any]) -> dict[Key, float]:
                 out[key("tracedagent_model_time_to_first_token_seconds_count", **labels)] += 1
             for kind in ("input", "output", "cache_read", "reasoning"):
                 out[key("tracedagent_tokens_total", **labels, type=kind)] += getattr(e.usage, f"{kind}_tokens")
+            # absent from an event record when the call had no price
+            out[key("tracedagent_cost_usd_total", **labels)] += getattr(e.usage, "cost_usd", None) or 0.0
         elif hook == "on_tool_call_end":
             out[key("tracedagent_tool_calls_total", agent=e.agent, tool=e.tool, status=e.status)] += 1
             out[key("tracedagent_tool_call_duration_seconds_count", agent=e.agent, tool=e.tool)] += 1
@@ -340,6 +344,7 @@ class VariedScenario:
                 Step(error=ConnectionError(f"model down while answering {SECRET}")),
             ],
             name="desk-model",
+            price_as="openai:gpt-4o-mini",  # priced (tracedagent_cost_usd_total); the summarizer's model is not
         )
         gate = (self, *plugins)
         desk = Agent(

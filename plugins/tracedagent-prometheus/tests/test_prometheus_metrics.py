@@ -80,9 +80,13 @@ async def test_every_counter_and_histogram_count_matches_the_events(registry, va
     assert value(registry, "tracedagent_tokens_total", **model, type="cache_read") == 40
     assert value(registry, "tracedagent_tokens_total", **model, type="reasoning") == 13
     assert value(registry, "tracedagent_tokens_total", **model, type="input") >= 320
+    costs = [e.usage.cost_usd for e in events if isinstance(e, ModelCallEnded) and e.model == "desk-model"]
+    assert sum(c or 0.0 for c in costs) > 0
+    assert value(registry, "tracedagent_cost_usd_total", **model) == pytest.approx(sum(c or 0.0 for c in costs))
     # the summarising compaction is a model call too
     summary = {"agent": "summarizer", "provider": "scripted", "model": "summary-model"}
     assert value(registry, "tracedagent_model_calls_total", **summary, status="ok") == 2
+    assert registry.get_sample_value("tracedagent_cost_usd_total", summary) is None  # no price: no series
 
 
 async def test_tool_outcomes_refusals_and_retries(registry, varied):

@@ -243,6 +243,12 @@ def test_prometheus_scrapes_the_demo_and_promql_returns_what_the_events_predict(
         for kind in ("input", "output", "cache_read", "reasoning")
     }
     assert q("sum by (type) (tracedagent_tokens_total)") == {k: v for k, v in tokens.items() if v}
+    # the demo's scripted model is priced as gpt-4o-mini: every call adds its cost
+    cost = sum(e.usage.cost_usd for e in models if getattr(e.usage, "cost_usd", None) is not None)
+    assert cost > 0
+    assert q("sum by (agent, provider, model) (tracedagent_cost_usd_total)") == {
+        (("agent", "trip-desk"), ("model", "trip-desk-scripted"), ("provider", "scripted")): pytest.approx(cost)
+    }
     assert q("sum by (strategy) (tracedagent_compactions_total)") == by(demo.of("on_compaction"), "strategy")
     removed = sum(e.tokens_before - e.tokens_after for e in demo.of("on_compaction"))
     assert q("sum(tracedagent_compaction_tokens_removed_total)") == {(): float(removed)}

@@ -258,3 +258,31 @@ def test_json_lines_are_the_text_structlog_renders(make_tracer, capture):
     events += [dataclasses.replace(e, timestamp_ns=e.timestamp_ns + k * 999_999_999) for k, e in enumerate(events)]
     for event in events:
         assert tracer.render(event) == tracer._render_structlog(event)
+
+
+async def test_run_end_and_model_end_show_the_cost(make_tracer):
+    pytest.importorskip("genai_prices")
+    tracer, stream = make_tracer(format="json")
+    usage = tracedagent.Usage(1000, 200, requests=1)
+    model = ScriptedModel(
+        [Step(tool_calls=[("add", {"a": 1, "b": 2})], usage=usage), Step("It is 3.", usage=usage)],
+        price_as="openai:gpt-4o-mini",
+    )
+    result = await Agent("calc", model, tools=[add], plugins=[tracer]).run("1 + 2?")
+    assert tracedagent.flush()
+
+    lines = json_lines(stream)
+    calls = [line for line in lines if line["event"] == "model.end"]
+    run_end = next(line for line in lines if line["event"] == "run.end")
+    assert result.usage.cost_usd is not None
+    assert result.usage.cost_usd > 0
+    assert [line["cost_usd"] for line in calls] == [pytest.approx(result.usage.cost_usd / 2)] * 2
+    assert run_end["cost_usd"] == pytest.approx(result.usage.cost_usd)
+    assert "cost_partial" not in run_end
+
+
+async def test_no_cost_field_for_an_unpriced_model(make_tracer):
+    tracer, stream = make_tracer(format="json")
+    await calc_agent(tracer).run("1 + 2?")
+    assert tracedagent.flush()
+    assert not [line for line in json_lines(stream) if "cost_usd" in line]

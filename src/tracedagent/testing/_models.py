@@ -156,10 +156,13 @@ class ScriptedModel:
         name: str = "scripted",
         provider: str = "scripted",
         per_run: bool = False,
+        price_as: str | None = None,
     ) -> None:
         self.steps = [Step.of(s) for s in steps]
         self._name = name
         self._provider = provider
+        #: Price this model's usage as that model (``"openai:gpt-4o-mini"``); None: no price.
+        self.price_as = price_as
         self.per_run = per_run
         self._lock = threading.Lock()
         self._cursor = 0
@@ -257,6 +260,7 @@ class FunctionModel:
         provider: str = "function",
         native_output: bool = False,
         chunks: int = 1,
+        price_as: str | None = None,
     ) -> None:
         if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
             raise ConfigurationError(f"chunks must be a whole number >= 1, not {chunks!r}")
@@ -265,6 +269,8 @@ class FunctionModel:
         self.chunks = chunks
         self._name = name
         self._provider = provider
+        #: Price this model's usage as that model (``"openai:gpt-4o-mini"``); None: no price.
+        self.price_as = price_as
 
     @property
     def name(self) -> str:

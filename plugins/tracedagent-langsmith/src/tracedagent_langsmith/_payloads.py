@@ -78,14 +78,23 @@ def error_text(error: ErrorInfo | None, status: str, capture: bool) -> str | Non
 
 
 def usage_metadata(usage: Usage) -> JSON:
-    """LangSmith's ``usage_metadata`` of one model call."""
-    return {
+    """LangSmith's ``usage_metadata`` of one model call, with its costs (``input_cost``, ``output_cost``,
+    ``total_cost``, in US dollars, as the SDK's ``UsageMetadata`` has them) when the model has a price.
+    LangSmith adds them up to the trace; without them it prices the tokens from its own price map."""
+    metadata: JSON = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
         "input_token_details": {"cache_read": usage.cache_read_tokens},
         "output_token_details": {"reasoning": usage.reasoning_tokens},
     }
+    if usage.cost_usd is not None:
+        output_cost = usage.output_cost_usd
+        if output_cost is not None:
+            metadata["input_cost"] = usage.input_cost_usd
+            metadata["output_cost"] = output_cost
+        metadata["total_cost"] = usage.cost_usd
+    return metadata
 
 
 def _usage_totals(usage: Usage) -> JSON:

@@ -49,6 +49,9 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+#: What a model call cost in US dollars (Usage.cost_usd, from genai-prices); only on ``chat`` spans, only
+#: when the model has a price. Not (yet) in the GenAI conventions.
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"

@@ -255,6 +255,8 @@ class SpanBuilder:
             attrs[N.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = end.time_to_first_token_s
         usage = end.usage
         _usage(attrs, usage)
+        if usage.cost_usd is not None:
+            attrs[N.GEN_AI_USAGE_COST] = usage.cost_usd
         if usage.requests or usage.input_tokens or usage.output_tokens:
             attrs[N.OI_LLM_TOKEN_COUNT_PROMPT] = usage.input_tokens
             attrs[N.OI_LLM_TOKEN_COUNT_COMPLETION] = usage.output_tokens

@@ -179,6 +179,7 @@ class InProcessMetrics(Collector):
     model_call_duration: _Family
     model_ttft: _Family
     tokens_total: _Family
+    cost_usd_total: _Family
     tool_calls_total: _Family
     tool_call_duration: _Family
     tool_rejections_total: _Family

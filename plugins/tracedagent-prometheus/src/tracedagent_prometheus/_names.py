@@ -9,6 +9,7 @@ MODEL_CALLS_TOTAL = "tracedagent_model_calls_total"
 MODEL_CALL_DURATION = "tracedagent_model_call_duration_seconds"
 MODEL_TTFT = "tracedagent_model_time_to_first_token_seconds"
 TOKENS_TOTAL = "tracedagent_tokens_total"
+COST_USD_TOTAL = "tracedagent_cost_usd_total"
 TOOL_CALLS_TOTAL = "tracedagent_tool_calls_total"
 TOOL_CALL_DURATION = "tracedagent_tool_call_duration_seconds"
 TOOL_INFLIGHT = "tracedagent_tool_inflight"
@@ -35,6 +36,7 @@ ALL = (
     MODEL_CALL_DURATION,
     MODEL_TTFT,
     TOKENS_TOTAL,
+    COST_USD_TOTAL,
     TOOL_CALLS_TOTAL,
     TOOL_CALL_DURATION,
     TOOL_INFLIGHT,
@@ -104,6 +106,14 @@ UPDATED: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[float, ...]], ..
         "Tokens used, by type (input, output, cache_read, reasoning).",
         "counter",
         ("agent", "provider", "model", "type"),
+        (),
+    ),
+    (
+        "cost_usd_total",
+        COST_USD_TOTAL,
+        "What model calls cost in US dollars (genai-prices); calls of a model without a known price add nothing.",
+        "counter",
+        ("agent", "provider", "model"),
         (),
     ),
     ("tool_calls_total", TOOL_CALLS_TOTAL, "Tool calls, by status.", "counter", ("agent", "tool", "status"), ()),

@@ -94,6 +94,7 @@ class _Metrics:
     model_call_duration: Histogram
     model_ttft: Histogram
     tokens_total: Counter
+    cost_usd_total: Counter
     tool_calls_total: Counter
     tool_call_duration: Histogram
     tool_rejections_total: Counter
@@ -249,7 +250,7 @@ class PrometheusTracer:
             series = self._series(self._run_series, labels, 3)
         elif kind == "model":
             labels = (self.agent(raw[1]), self.provider(raw[2]), self.model(raw[3]))
-            series = self._series(self._model_series, labels, 7)
+            series = self._series(self._model_series, labels, 8)
         else:
             labels = (self.agent(raw[1]), self.tool(raw[2]))
             series = self._series(self._tool_series, labels, 2)
@@ -292,7 +293,7 @@ class PrometheusTracer:
     def on_model_call_end(self, event: ModelCallEnded) -> None:
         m = self.metrics
         raw = ("model", event.agent, event.provider, event.model)
-        # slots: calls ok, duration, ttft, input, output, cache_read, reasoning tokens
+        # slots: calls ok, duration, ttft, input, output, cache_read, reasoning tokens, cost
         labels, s = self._by_raw.get(raw) or self._raw("model", raw)
         if event.status == "ok":
             (s[0] or self._slot(s, 0, m.model_calls_total, *labels, "ok")).inc()
@@ -310,6 +311,8 @@ class PrometheusTracer:
             (s[5] or self._slot(s, 5, m.tokens_total, *labels, "cache_read")).inc(usage.cache_read_tokens)
         if usage.reasoning_tokens:
             (s[6] or self._slot(s, 6, m.tokens_total, *labels, "reasoning")).inc(usage.reasoning_tokens)
+        if usage.cost_usd:
+            (s[7] or self._slot(s, 7, m.cost_usd_total, *labels)).inc(usage.cost_usd)
 
     @hookimpl
     def on_tool_call_end(self, event: ToolCallEnded) -> None:

@@ -67,6 +67,10 @@ def _usage(fields: Fields, usage: Usage) -> None:
         fields["reasoning_tokens"] = usage.reasoning_tokens
     if usage.estimated:
         fields["tokens_estimated"] = True
+    if usage.cost_usd is not None:
+        fields["cost_usd"] = round(usage.cost_usd, 9)
+        if usage.cost_partial:  # some calls had no price: the cost is a lower bound
+            fields["cost_partial"] = True
 
 
 def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
