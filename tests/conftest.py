@@ -15,6 +15,8 @@ for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
 from tracedagent import _plugins  # noqa: E402
 from tracedagent.testing import RecordingTracer, capture_events  # noqa: E402
 
+from postgres_server import postgres_dsn, postgres_server  # noqa: E402, F401  (fixtures: a real PostgreSQL)
+
 
 @pytest.fixture
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> _plugins._Registry:
