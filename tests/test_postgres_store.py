@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -62,7 +63,8 @@ async def test_checkpoints_sessions_and_paused_runs_round_trip(postgres_dsn: str
     )
     assert (resumed.status, resumed.output, ran) == ("completed", "deployed", ["1.2"])
     done = await store.load(paused.run_id)
-    assert done is not None and done.status == "completed"
+    assert done is not None
+    assert done.status == "completed"
     assert await list_paused(store) == []
 
     await store.save_session("s1", [Message.user("hi"), Message.assistant("hello")])
@@ -109,7 +111,8 @@ async def test_a_lease_held_elsewhere_refuses_and_an_expired_one_is_taken_over(
             with psycopg.connect(postgres_dsn, autocommit=True) as db:
                 db.execute("UPDATE tracedagent_checkpoints SET lease_until = now() - interval '1 second'")
         else:
-            await store._call(lambda: store._connection().execute("UPDATE leases SET until_ns = 0"))
+            with sqlite3.connect(tmp_path / "runs.db") as db:
+                db.execute("UPDATE leases SET until_ns = 0")
         assert not await store.renew_lease(paused.run_id, "someone-else")
         ran: list[str] = []
         done = await deploy_agent(store, ran).resume(paused.run_id, {paused.interruptions[0].id: True})
@@ -326,4 +329,5 @@ def test_two_processes_resuming_one_run_at_once_make_one_winner(
     assert sorted(line.split()[0] for line in lines) == sorted(r.run_id for r in paused)  # each tool ran once
     for run in paused:
         checkpoint = asyncio.run(store.load(run.run_id))
-        assert checkpoint is not None and checkpoint.status == "completed"
+        assert checkpoint is not None
+        assert checkpoint.status == "completed"
