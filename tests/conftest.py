@@ -12,6 +12,8 @@ os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 for _name in ("TRACEDAGENT_PLUGINS", "TRACEDAGENT_DISABLE_PLUGINS"):
     os.environ.pop(_name, None)
 
+from postgres_server import postgres_dsn, postgres_server  # noqa: E402, F401  (fixtures: a real PostgreSQL)
+
 from tracedagent import _plugins  # noqa: E402
 from tracedagent.testing import RecordingTracer, capture_events  # noqa: E402
 

@@ -14,6 +14,7 @@ from tracedagent import (
     Agent,
     Approval,
     ApprovalRequired,
+    CheckpointError,
     CheckpointSaved,
     FinalResult,
     InMemoryCheckpointStore,
@@ -909,7 +910,7 @@ async def test_a_completed_run_in_a_store_says_it_has_completed(tracer: Recordin
     assert checkpoint.status == "completed"
     assert checkpoint.pending == ()
 
-    with pytest.raises(UserError, match="has already completed"):
+    with pytest.raises(CheckpointError, match="has already completed"):
         await agent.resume(paused.run_id)
     assert ran == [("a", True)]
     assert model.calls == 2

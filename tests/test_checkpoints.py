@@ -643,7 +643,7 @@ async def test_a_completed_run_is_recorded_in_an_explicit_store_and_cannot_be_re
     assert list(checkpoint.messages) == result.messages
     tracer.clear()
     again = Agent("weather", ScriptedModel(["never"]), tools=[lookup], checkpoints=store)
-    with pytest.raises(UserError, match="has already completed"):
+    with pytest.raises(CheckpointError, match="has already completed"):
         await again.resume(result.run_id)
     assert tracer.events == []
 

@@ -97,7 +97,7 @@ SCENARIOS = textwrap.dedent(
     store = Store(DB)
 
 
-    def blocker(name, wait_for=None):
+    def blocker(name, wait_for=None, idempotent=False):
         """A tool that, in the first process, says it is running and then waits forever."""
 
         async def run() -> str:
@@ -112,7 +112,7 @@ SCENARIOS = textwrap.dedent(
 
         run.__name__ = name
         run.__doc__ = "Run " + name + "."
-        return tool(run)
+        return tool(run, idempotent=idempotent) if idempotent else tool(run)
 
 
     def quick(name):
@@ -138,8 +138,9 @@ SCENARIOS = textwrap.dedent(
         final = "deployed 1.2"
     elif scenario == "crash":
         # turn 1: first; turn 2: second and third at once. third waits until second's result is on
-        # disk, says so, and hangs: the test kills the process there.
-        tools = [quick("first"), quick("second"), blocker("third", wait_for=store.second_saved)]
+        # disk, says so, and hangs: the test kills the process there. third is idempotent, so the
+        # resume runs it again (tests/test_crash_recovery.py covers the tools that are not).
+        tools = [quick("first"), quick("second"), blocker("third", wait_for=store.second_saved, idempotent=True)]
         script = [
             Step(tool_calls=[ToolCall.of("c1", "first", {})]),
             Step(tool_calls=[ToolCall.of("c2", "second", {}), ToolCall.of("c3", "third", {})]),
@@ -181,7 +182,7 @@ class Scenario:
     def env(self, events: str, **extra: str) -> dict[str, str]:
         return {
             **os.environ,
-            "PYTHONPATH": str(self.dir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.dir), os.environ.get("PYTHONPATH")])),
             "TRACEDAGENT_PLUGINS": "tracedagent.testing.event_log",
             "TRACEDAGENT_EVENT_LOG": str(self.dir / events),
             "CHECKPOINT_DB": str(self.db),

@@ -33,6 +33,7 @@ from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputR
 from ._plugin_context import PluginContext
 from ._plugin_errors import plugin_errors
 from ._plugins import PluginInfo, list_plugins, load_plugins, register, unregister
+from ._postgres import PostgresCheckpointStore
 from ._queueing import QueueingTracer
 from ._result import RunResult
 from ._stream import FinalResult, PartialOutput, StreamEvent, UsageUpdated
@@ -108,6 +109,7 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "PluginInfo",
+    "PostgresCheckpointStore",
     "QueueingTracer",
     "RetryScheduled",
     "RunContext",

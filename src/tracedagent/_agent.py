@@ -17,7 +17,7 @@ from ._compaction import CompactionStrategy
 from ._config import AgentConfig, configure
 from ._context import RunContext
 from ._dispatch import Dispatcher
-from ._durable import default_store, is_default_memory, restore
+from ._durable import default_store, is_default_memory, lease, restore
 from ._ids import _current, new_trace_id
 from ._loop import execute
 from ._messages import Message
@@ -354,16 +354,17 @@ class Agent:
     ) -> RunResult:
         output = self.config.output_for(output_type)
         store = self.store()
-        checkpoint = await store.load(run_id)
-        if checkpoint is None:
-            raise UserError(
-                f"no checkpoint of run {run_id!r} in {store!r}; resume a run with the store it ran with "
-                "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
-            )
-        state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
-        seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
-        seg.output = output.start() if output is not None else None
-        return await self._execute(seg)
+        async with lease(store, run_id):  # read after taking the lease: another resume may just have ended
+            checkpoint = await store.load(run_id)
+            if checkpoint is None:
+                raise UserError(
+                    f"no checkpoint of run {run_id!r} in {store!r}; resume a run with the store it ran with "
+                    "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
+                )
+            state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
+            seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
+            seg.output = output.start() if output is not None else None
+            return await self._execute(seg)
 
     async def stream(
         self,

@@ -8,6 +8,11 @@ Stores: :class:`SQLiteCheckpointStore` (stdlib ``sqlite3``, WAL, one writer thre
 transaction, the file readable by its owner only) and :class:`InMemoryCheckpointStore`. Both also keep
 sessions: the messages of a conversation under a session id, and list their paused runs
 (:meth:`list_paused`, what ``tracedagent runs`` shows).
+
+A store that is also a :class:`ResumeLeaser` (the SQLite store, and ``PostgresCheckpointStore``) gives
+each resume a lease on its run: while one process resumes a run, another that resumes it gets a
+:class:`CheckpointError` saying it is being resumed elsewhere. A lease has a deadline, renewed while the
+segment runs and released when it ends, so the lease of a process that died expires by itself.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "CheckpointStore",
     "InMemoryCheckpointStore",
     "PausedRunLister",
+    "ResumeLeaser",
     "SQLiteCheckpointStore",
     "list_paused",
 ]
@@ -40,6 +46,9 @@ __all__ = [
 Checkpoint = RunState
 
 SESSION_FORMAT = "tracedagent.session"
+
+#: How long a resume lease lasts unless renewed (the segment renews it every third of this).
+LEASE_S = 30.0
 
 T = TypeVar("T")
 
@@ -96,6 +105,34 @@ async def list_paused(store: CheckpointStore, agent: str | None = None) -> list[
             "`async def list_paused(self, agent=None) -> list[Checkpoint]` method"
         )
     return await store.list_paused(agent)
+
+
+@runtime_checkable
+class ResumeLeaser(Protocol):
+    """A store that leases a run to one resuming process at a time. A protocol of its own, like
+    :class:`PausedRunLister`: a store without it still resumes runs, without that guarantee.
+
+    ``acquire_lease`` takes (or takes over an expired) lease of ``run_id`` for ``holder`` and returns its
+    length in seconds, None when the store has no such run, or raises :class:`CheckpointError` when
+    another holder's lease has not expired. ``renew_lease`` pushes the deadline back and returns False
+    when the lease is no longer ``holder``'s; ``release_lease`` gives it up (if still ``holder``'s).
+    """
+
+    async def acquire_lease(self, run_id: str, holder: str) -> float | None: ...
+
+    async def renew_lease(self, run_id: str, holder: str) -> bool: ...
+
+    async def release_lease(self, run_id: str, holder: str) -> None: ...
+
+
+def leased_elsewhere(run_id: str, remaining_s: float) -> CheckpointError:
+    """The error of a resume that finds the run leased to another process."""
+    return CheckpointError(
+        f"run {run_id!r} is being resumed elsewhere (another process holds its lease for {max(remaining_s, 0.0):.1f} "
+        "s more, renewed while it runs); wait for that resume to end, or retry once its lease has expired if "
+        "that process died",
+        run_id=run_id,
+    )
 
 
 def _paused_order(checkpoint: Checkpoint) -> tuple[int, str]:
@@ -160,6 +197,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_ns INTEGER NOT NULL,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ns INTEGER NOT NULL
+);
 """
 
 
@@ -174,7 +216,11 @@ class SQLiteCheckpointStore:
 
     name = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lease_s: float = LEASE_S) -> None:
+        if not lease_s > 0:
+            raise ConfigurationError(f"lease_s must be a positive number of seconds, not {lease_s!r}")
+        #: How long a resume's lease lasts unless renewed (see :class:`ResumeLeaser`).
+        self.lease_s = lease_s
         self.path = Path(path)
         if self.path.is_dir():
             raise ConfigurationError(f"checkpoint store path {str(self.path)!r} is a directory; give a file path")
@@ -249,8 +295,53 @@ class SQLiteCheckpointStore:
         def remove() -> None:
             with self._connection() as connection:
                 connection.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+                connection.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
 
         await self._call(remove, run_id)
+
+    async def acquire_lease(self, run_id: str, holder: str) -> float | None:
+        """Lease ``run_id`` to ``holder`` (see :class:`ResumeLeaser`). ``BEGIN IMMEDIATE`` takes the
+        file's write lock first, so of two processes leasing at once the second sees the first's lease."""
+
+        def take() -> float | None:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if connection.execute("SELECT 1 FROM checkpoints WHERE run_id = ?", (run_id,)).fetchone() is None:
+                    return None
+                now = time.time_ns()
+                row = connection.execute("SELECT holder, until_ns FROM leases WHERE run_id = ?", (run_id,)).fetchone()
+                if row is not None and row[0] != holder and row[1] > now:
+                    raise leased_elsewhere(run_id, (row[1] - now) / 1e9)
+                connection.execute(
+                    "INSERT OR REPLACE INTO leases (run_id, holder, until_ns) VALUES (?, ?, ?)",
+                    (run_id, holder, now + int(self.lease_s * 1e9)),
+                )
+                connection.execute("COMMIT")
+                return self.lease_s
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+
+        return await self._call(take, run_id)
+
+    async def renew_lease(self, run_id: str, holder: str) -> bool:
+        def renew() -> bool:
+            with self._connection() as connection:
+                cursor = connection.execute(
+                    "UPDATE leases SET until_ns = ? WHERE run_id = ? AND holder = ?",
+                    (time.time_ns() + int(self.lease_s * 1e9), run_id, holder),
+                )
+            return cursor.rowcount == 1
+
+        return await self._call(renew, run_id)
+
+    async def release_lease(self, run_id: str, holder: str) -> None:
+        def release() -> None:
+            with self._connection() as connection:
+                connection.execute("DELETE FROM leases WHERE run_id = ? AND holder = ?", (run_id, holder))
+
+        await self._call(release, run_id)
 
     async def list_paused(self, agent: str | None = None) -> list[Checkpoint]:
         """The checkpoints with status ``interrupted`` (of ``agent`` only, if given), oldest pause first;

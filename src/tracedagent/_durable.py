@@ -5,25 +5,35 @@ model call and every finished tool call (so after a crash only the step in fligh
 ``"interrupt"`` saves only when the run pauses (and when it ends after having paused). An agent with no
 store of its own uses the process's in-memory store and ``"interrupt"``, so resuming works in the same
 process and a plain run writes nothing.
+
+A resume from a store that leases runs (:class:`~tracedagent._checkpoint.ResumeLeaser`) holds the run's
+lease from before it reads the checkpoint until its segment ends (:func:`lease`), so two processes
+never resume one run at once. A checkpoint whose status is still ``running`` was left by a segment that
+never ended (its process crashed or was killed): a call of its turn in flight without a result runs
+again only if its tool is ``idempotent``; any other gets an error result saying the call was
+interrupted and not retried (:func:`restore`), so a side effect happens at most once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ._approval import Approval, as_approval
-from ._checkpoint import CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
+from ._checkpoint import CheckpointStore, InMemoryCheckpointStore, ResumeLeaser, SQLiteCheckpointStore
 from ._config import AgentConfig
 from ._events import CheckpointSaved, RunInterrupted
+from ._messages import Message
 from ._segment import Segment
 from ._state import RunState
 from ._tools import serialize_result
-from .exceptions import ConfigurationError, UserError
+from .exceptions import CheckpointError, ConfigurationError, UserError
 
 ENV_CHECKPOINTS = "TRACEDAGENT_CHECKPOINTS"
 logger = logging.getLogger("tracedagent")
@@ -115,18 +125,77 @@ async def finish_quietly(seg: Segment, status: str) -> None:
         logger.exception("could not record that run %s ended %s", seg.state.run_id, status)
 
 
+@contextlib.asynccontextmanager
+async def lease(store: CheckpointStore, run_id: str) -> AsyncIterator[None]:
+    """Hold ``run_id``'s resume lease inside the block, renewed every third of its length and released
+    at the end; a :class:`CheckpointError` if another process holds it. A store that does not lease
+    runs (or has no such run) gives nothing to hold."""
+    if not isinstance(store, ResumeLeaser):
+        yield
+        return
+    holder = f"{os.getpid()}-{uuid.uuid4().hex}"
+    length = await store.acquire_lease(run_id, holder)
+    if length is None:
+        yield
+        return
+    renewing = asyncio.ensure_future(_renew(store, run_id, holder, length / 3))
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        try:
+            await asyncio.shield(store.release_lease(run_id, holder))
+        except Exception:  # it expires by itself; the run's own outcome matters more
+            logger.exception("could not release the resume lease of run %s", run_id)
+
+
+async def _renew(store: ResumeLeaser, run_id: str, holder: str, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if not await store.renew_lease(run_id, holder):
+                logger.error("run %s: this resume lost its lease (it expired and another process took it)", run_id)
+                return
+        except Exception:  # a store that failed once may answer next time, before the lease expires
+            logger.exception("could not renew the resume lease of run %s", run_id)
+
+
+def _crashed_calls(agent: AgentConfig, checkpoint: RunState) -> dict[str, Message]:
+    """Error results for the calls of a crashed segment's turn in flight whose tools are not idempotent:
+    they may have run (in part), so they are not run again."""
+    if checkpoint.status != "running" or not checkpoint.messages:
+        return {}
+    last = checkpoint.messages[-1]
+    if last.role != "assistant" or not last.tool_calls:
+        return {}
+    results: dict[str, Message] = {}
+    for call in last.tool_calls:
+        tool = agent.tools.get(call.name)
+        if call.id in checkpoint.turn_results or (tool is not None and (tool.idempotent or tool.external)):
+            continue
+        text = (
+            f"the call of tool {call.name!r} was interrupted by a crash (the process running the run stopped "
+            "while it was in flight) and was not retried, because the tool is not marked idempotent: it may "
+            "or may not have taken effect. Check before calling it again."
+        )
+        results[call.id] = Message.tool(call.id, call.name, text, is_error=True)
+    return results
+
+
 def restore(
     agent: AgentConfig, checkpoint: RunState, approvals: Mapping[str, Any], results: Mapping[str, Any]
 ) -> tuple[RunState, dict[str, Approval], dict[str, str]]:
     """The run's state from its checkpoint, with the decisions for its pending calls. Every problem is
-    a :class:`UserError` raised before anything runs, so a wrong resume loses nothing."""
+    a :class:`UserError` raised before anything runs, so a wrong resume loses nothing (a run that has
+already completed: a :class:`CheckpointError`, the answer a resume that lost a race gets)."""
     run_id = checkpoint.run_id
     if checkpoint.agent != agent.name:
         raise UserError(f"run {run_id!r} belongs to agent {checkpoint.agent!r}, not {agent.name!r}")
     if checkpoint.status == "completed":
-        raise UserError(
+        raise CheckpointError(
             f"run {run_id!r} has already completed; start a new run (continue its conversation with "
-            "messages=result.messages or session_id=...)"
+            "messages=result.messages or session_id=...)",
+            run_id=run_id,
         )
     pending = {p.id: p for p in checkpoint.pending}
     listing = ", ".join(f"{p.id} ({p.tool}, {p.kind})" for p in checkpoint.pending) or "none"
@@ -148,6 +217,7 @@ def restore(
     decisions = {call_id: as_approval(call_id, value) for call_id, value in approvals.items()}
     external = {call_id: serialize_result(value) for call_id, value in results.items()}
     state = checkpoint.live()
+    state.turn_results.update(_crashed_calls(agent, checkpoint))
     state.pending = []  # the decisions answer them; the segment asks again for what is still open
     state.status = "running"
     return state, decisions, external

@@ -196,6 +196,7 @@ class Tool:
         queue_timeout: float | None = None,
         bulkhead: Bulkhead | None = None,
         max_result_chars: int | None = None,
+        idempotent: bool = False,
     ) -> None:
         if function is None and name is None:
             raise ToolDefinitionError("a tool without a function needs a name")
@@ -226,6 +227,10 @@ class Tool:
                 f"not {needs_approval!r}"
             )
         self.needs_approval = needs_approval
+        if not isinstance(idempotent, bool):
+            raise ToolDefinitionError(f"tool {self.name!r}: idempotent must be True or False, not {idempotent!r}")
+        #: Safe to run again after a crash interrupted it (see "Crash recovery" in the README).
+        self.idempotent = idempotent
         #: A tool without a local function runs in the caller's world: the run pauses for its result.
         self.external = function is None
         #: Nothing to decide before calling it (the common case, kept cheap).
@@ -430,6 +435,7 @@ def tool(
     queue_timeout: float | None = None,
     bulkhead: Bulkhead | None = None,
     max_result_chars: int | None = None,
+    idempotent: bool = False,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -448,6 +454,7 @@ def tool(
     queue_timeout: float | None = None,
     bulkhead: Bulkhead | None = None,
     max_result_chars: int | None = None,
+    idempotent: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`.
 
@@ -468,6 +475,10 @@ def tool(
 
     ``max_result_chars`` bounds what the model gets back (the result, or the error message): past it the
     text is truncated and says so. Without it the agent's ``max_result_chars`` applies (100,000 by default).
+
+    ``idempotent=True`` says that running the call twice is as good as once: a call that was in flight
+    when its process crashed runs again when the run is resumed. A call of any other tool is not run
+    again; the model gets an error result saying it was interrupted by a crash and not retried.
     """
 
     def wrap(fn: Callable[..., Any]) -> Tool:
@@ -486,6 +497,7 @@ def tool(
             queue_timeout=queue_timeout,
             bulkhead=bulkhead,
             max_result_chars=max_result_chars,
+            idempotent=idempotent,
         )
 
     if function is not None:
