@@ -225,7 +225,7 @@ def activate(variant: Variant) -> None:
             if got != name:
                 raise SystemExit(f"[{variant.name}] plugin {name!r} was registered as {got!r}")
             _registered[name] = plugin
-    active = [p.name for p in tracedagent.list_plugins() if p.status == "active"]
+    active = [p.name for p in tracedagent.list_plugins() if p.status.split(";")[0] == "active"]
     if sorted(active) != sorted(_registered):
         raise SystemExit(f"[{variant.name}] expected plugins {sorted(_registered)}, but these are active: {active}")
 
