@@ -19,6 +19,7 @@ from ._checkpoint import CheckpointStore, store_from
 from ._compaction import CompactionStrategy
 from ._model import Model
 from ._tools import DEFAULT_MAX_RESULT_CHARS, Tool
+from ._toolsource import ToolSource
 from .exceptions import ConfigurationError
 from .models import resolve_model
 
@@ -46,6 +47,8 @@ class AgentConfig:
     max_concurrent_runs: int | None = None
     #: The default ``max_result_chars`` of tools that set none.
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    #: Where more tools come from when a run starts (MCP servers): see :mod:`._toolsource`.
+    tool_sources: tuple[ToolSource, ...] = ()
 
 
 def configure(
@@ -53,7 +56,7 @@ def configure(
     model: Model | str,
     *,
     instructions: str | None = None,
-    tools: Iterable[Tool] = (),
+    tools: Iterable[Tool | ToolSource] = (),
     max_turns: int = 20,
     compaction: CompactionStrategy | None = None,
     model_settings: dict[str, Any] | None = None,
@@ -86,7 +89,11 @@ def configure(
             f"Summarize(max_tokens=...), not {compaction!r}"
         )
     by_name: dict[str, Tool] = {}
+    sources: list[ToolSource] = []
     for t in tools:
+        if not isinstance(t, Tool) and isinstance(t, ToolSource):
+            sources.append(t)
+            continue
         if not isinstance(t, Tool):
             raise ConfigurationError(f"agent {name!r}: {t!r} is not a tool; decorate the function with @tool")
         if t.name in by_name:
@@ -121,6 +128,7 @@ def configure(
         checkpoint_every=checkpoint_every,
         max_concurrent_runs=max_concurrent_runs,
         max_result_chars=max_result_chars,
+        tool_sources=tuple(sources),
     )
 
 
