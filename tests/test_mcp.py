@@ -184,7 +184,7 @@ async def test_the_list_is_cached_and_listed_again_when_the_server_says_it_chang
     model = ScriptedModel([ToolCall("x", "extra"), "done"])
     await Agent("a", model, tools=[server]).run("again")
     assert "extra" in {s.name for s in model.requests[0].tools}
-    assert tool_message(model) == "extra!"
+    assert tool_message(model) == '{"result":"extra!"}'
 
 
 async def test_a_cache_ttl_of_zero_lists_at_every_run(record: Path) -> None:

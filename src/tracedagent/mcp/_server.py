@@ -364,11 +364,9 @@ class MCPServerBase:
                 try:
                     result = await session.call_tool(tool.remote_name, arguments)
                 except MCPError as exc:
-                    if exc.code == CONNECTION_CLOSED or (
-                        exc.code == INVALID_REQUEST and exc.message == "Session terminated"
-                    ):
+                    if exc.code == CONNECTION_CLOSED or _session_unknown(exc):
                         self._drop(session)
-                        if not call.written or exc.code == INVALID_REQUEST:
+                        if not call.written or exc.code != CONNECTION_CLOSED:
                             continue  # the server never saw it (it had gone, or restarted): send it again
                         raise MCPConnectionError(
                             f"MCP server {self.name!r} closed the connection during the call to {tool.remote_name!r} "
@@ -422,6 +420,11 @@ class MCPServerBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def _session_unknown(exc: MCPError) -> bool:
+    """A streamable HTTP server that restarted (or dropped the session) answers 404: it never ran the call."""
+    return exc.code == INVALID_REQUEST and exc.message in ("Session terminated", "Session not found")
 
 
 def _first(exc: BaseException) -> BaseException:
