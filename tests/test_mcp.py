@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -405,3 +406,14 @@ def test_the_sdk_own_client_span_does_not_replace_the_tool_span(record: Path, tm
 def test_the_package_needs_the_mcp_extra_only_when_used() -> None:
     code = "import sys, tracedagent; tracedagent.Agent; assert 'mcp' not in sys.modules, 'the core imported mcp'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=GUARD_S)
+
+
+def test_the_demo_adds_an_mcp_server_and_calls_its_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from tracedagent._demo import run_demo
+
+    out = io.StringIO()
+    code = run_demo(runs=1, quiet=True, out=out, mcp=f"{sys.executable} {SERVER}")
+    assert code == 0
+    assert re.search(r"tool mcp_add\s+ok 1", out.getvalue()), out.getvalue()
