@@ -109,7 +109,8 @@ def document(ctx: Context) -> EmbeddedResource:
     """An embedded text resource."""
     seen("document", ctx)
     return EmbeddedResource(
-        type="resource", resource=TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="the notes")
+        type="resource",
+        resource=TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="the notes"),
     )
 
 
@@ -187,6 +188,7 @@ def main() -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", options.port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     if options.port_file:
         with open(options.port_file + ".tmp", "w") as f:
             f.write(str(sock.getsockname()[1]))

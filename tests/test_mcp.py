@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from mcp_support import GUARD_S, SERVER, HTTPServerProcess, records, until  # noqa: E402
+from mcp_support import GUARD_S, SERVER, HTTPServerProcess, records, until
 
-from tracedagent import (  # noqa: E402
+from tracedagent import (
     Agent,
     CircuitStateChanged,
     RunInterrupted,
@@ -27,9 +27,9 @@ from tracedagent import (  # noqa: E402
     ToolCallEnded,
     ToolCallStarted,
 )
-from tracedagent.mcp import MCPConnectionError, MCPServerHTTP, MCPServerStdio  # noqa: E402
-from tracedagent.resilience import CircuitBreaker  # noqa: E402
-from tracedagent.testing import RecordingTracer, ScriptedModel  # noqa: E402
+from tracedagent.mcp import MCPConnectionError, MCPServerHTTP, MCPServerStdio
+from tracedagent.resilience import CircuitBreaker
+from tracedagent.testing import RecordingTracer, ScriptedModel
 
 
 @pytest.fixture
@@ -134,7 +134,9 @@ async def test_text_structured_image_and_resource_results_reach_the_model(server
     assert not any(m.is_error for m in by_call.values())
 
 
-async def test_an_is_error_result_is_a_tool_error_the_model_sees(tracer: RecordingTracer, server: MCPServerStdio) -> None:
+async def test_an_is_error_result_is_a_tool_error_the_model_sees(
+    tracer: RecordingTracer, server: MCPServerStdio
+) -> None:
     model = ScriptedModel([ToolCall.of("f", "fail", {"message": "disk is full"}), "sorry"])
     await Agent("a", model, tools=[server]).run("go")
     message = model.requests[1].messages[-1]
@@ -142,7 +144,8 @@ async def test_an_is_error_result_is_a_tool_error_the_model_sees(tracer: Recordi
     assert "disk is full" in (message.content or "")
     (end,) = tracer.of_type(ToolCallEnded)
     assert end.status == "error"
-    assert end.error is not None and end.error.type == "MCPToolError"
+    assert end.error is not None
+    assert end.error.type == "MCPToolError"
 
 
 async def test_arguments_are_checked_against_the_schema_before_the_call(
@@ -153,7 +156,8 @@ async def test_arguments_are_checked_against_the_schema_before_the_call(
     assert "text: 5 is not of type 'string'" in tool_message(model)
     assert calls(record, "echo") == []  # never sent
     (end,) = tracer.of_type(ToolCallEnded)
-    assert end.error is not None and end.error.type == "ToolArgumentsError"
+    assert end.error is not None
+    assert end.error.type == "ToolArgumentsError"
 
 
 async def test_a_tool_whose_schema_is_invalid_is_not_offered_and_the_others_are(
@@ -161,7 +165,8 @@ async def test_a_tool_whose_schema_is_invalid_is_not_offered_and_the_others_are(
 ) -> None:
     async with stdio(record, "--bad-schema") as server:
         names = [t.name for t in await server.list_tools()]
-    assert "broken" not in names and "add" in names
+    assert "broken" not in names
+    assert "add" in names
     assert "tool 'broken' is not offered: its input schema is invalid" in caplog.text
 
 
@@ -200,9 +205,12 @@ async def test_a_cache_ttl_of_zero_lists_at_every_run(record: Path) -> None:
 
 
 async def test_server_defaults_and_per_tool_overrides(tracer: RecordingTracer, record: Path) -> None:
-    async with stdio(record, timeout=30, tool_settings={"slow": {"timeout": 0.2}, "echo": {"needs_approval": True}}) as server:
+    async with stdio(
+        record, timeout=30, tool_settings={"slow": {"timeout": 0.2}, "echo": {"needs_approval": True}}
+    ) as server:
         tools = {t.name: t for t in await server.list_tools()}
-        assert tools["add"].timeout == 30 and tools["slow"].timeout == 0.2
+        assert tools["add"].timeout == 30
+        assert tools["slow"].timeout == 0.2
         model = ScriptedModel([ToolCall.of("s", "slow", {"seconds": 20}), "gave up"])
         await Agent("a", model, tools=[server]).run("go")
         (end,) = tracer.of_type(ToolCallEnded)
@@ -211,7 +219,9 @@ async def test_server_defaults_and_per_tool_overrides(tracer: RecordingTracer, r
         # The server was told: the SDK sends notifications/cancelled for the abandoned request.
         await until(lambda: any(r["event"] == "cancelled" for r in records(record)))
 
-        result = await Agent("b", ScriptedModel([ToolCall.of("e", "echo", {"text": "x"}), "ok"]), tools=[server]).run("go")
+        result = await Agent("b", ScriptedModel([ToolCall.of("e", "echo", {"text": "x"}), "ok"]), tools=[server]).run(
+            "go"
+        )
         assert result.status == "interrupted"
         assert [i.tool for i in result.interruptions] == ["echo"]
         assert tracer.of_type(RunInterrupted)
@@ -258,7 +268,9 @@ async def test_a_dead_server_opens_its_breaker(tracer: RecordingTracer, record: 
     assert len(calls(record, "crash")) == 2
 
 
-async def test_a_server_that_never_starts(tracer: RecordingTracer, record: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_server_that_never_starts(
+    tracer: RecordingTracer, record: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     server = stdio(record, "--exit-at-start", connect_timeout=GUARD_S)
     with pytest.raises(MCPConnectionError, match="could not be started or reached: the process exited before"):
         await server.list_tools()
@@ -291,7 +303,9 @@ async def test_a_server_that_dies_after_listing_fails_its_calls_and_opens_the_br
         """)
     )
     breaker = CircuitBreaker(failure_threshold=2)
-    async with MCPServerStdio(sys.executable, [str(script)], env={"MCP_RECORD": str(record)}, breaker=breaker) as server:
+    async with MCPServerStdio(
+        sys.executable, [str(script)], env={"MCP_RECORD": str(record)}, breaker=breaker
+    ) as server:
         await server.list_tools()
         flag.touch()
         model = ScriptedModel([ToolCall("1", "crash"), ToolCall("2", "whoami"), ToolCall("3", "whoami"), "done"])
@@ -362,7 +376,8 @@ def test_run_sync_and_exit_leave_no_child_process(record: Path, tmp_path: Path) 
         from tracedagent.mcp import MCPServerStdio
         from tracedagent.testing import ScriptedModel
         server = MCPServerStdio(sys.executable, [{str(SERVER)!r}])
-        agent = Agent("a", ScriptedModel([ToolCall("w", "whoami"), "one", ToolCall("w", "whoami"), "two"]), tools=[server])
+        model = ScriptedModel([ToolCall("w", "whoami"), "one", ToolCall("w", "whoami"), "two"])
+        agent = Agent("a", model, tools=[server])
         agent.run_sync("go")
         result = agent.run_sync("again")  # a new event loop: a new session
         print(result.messages[-2].content)

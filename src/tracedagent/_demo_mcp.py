@@ -31,9 +31,7 @@ def mcp_server(command: str) -> ToolSource:
     return MCPServerStdio(words[0], words[1:], tool_prefix=PREFIX, timeout=20.0, connect_timeout=20.0)
 
 
-def mcp_answer(
-    question: str, tool_results: Sequence[Message], request: ModelRequest
-) -> str | list[ToolCall] | None:
+def mcp_answer(question: str, tool_results: Sequence[Message], request: ModelRequest) -> str | list[ToolCall] | None:
     """The scripted model's step for the MCP question: call every MCP tool once, then report."""
     if question != QUESTION:
         return None

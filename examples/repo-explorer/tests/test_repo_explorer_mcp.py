@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from tracedagent import Agent, ToolCall  # noqa: E402
-from tracedagent.mcp import MCPServerHTTP, MCPServerStdio  # noqa: E402
-from tracedagent.testing import ScriptedModel  # noqa: E402
+from tracedagent import Agent, ToolCall
+from tracedagent.mcp import MCPServerHTTP, MCPServerStdio
+from tracedagent.testing import ScriptedModel
 
 
 def _agent(server: object, model: ScriptedModel) -> Agent:
@@ -41,7 +41,8 @@ async def test_over_stdio_the_agent_reads_the_repository(repo: Path, secret: str
     found = json.loads(model.requests[1].messages[-1].content or "")
     assert found == {"result": ["src/shop/pricing.py:1: VAT_RATE = 0.2"]}
     refused = model.requests[2].messages[-1]
-    assert refused.is_error and "outside the repository" in (refused.content or "")
+    assert refused.is_error
+    assert "outside the repository" in (refused.content or "")
     assert secret not in str(result.messages)
 
 

@@ -16,16 +16,16 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from tracedagent import Agent, ToolCall  # noqa: E402
-from tracedagent.mcp import MCPServerStdio  # noqa: E402
-from tracedagent.testing import ScriptedModel  # noqa: E402
-from tracedagent_otlp import OtlpTracer  # noqa: E402
+from tracedagent import Agent, ToolCall
+from tracedagent.mcp import MCPServerStdio
+from tracedagent.testing import ScriptedModel
+from tracedagent_otlp import OtlpTracer
 
 SERVER = Path(__file__).resolve().parents[3] / "tests" / "mcp_server.py"
 
@@ -47,7 +47,11 @@ class Receiver:
                 with lock:
                     for resource_spans in request.resource_spans:
                         service = next(
-                            (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"),
+                            (
+                                a.value.string_value
+                                for a in resource_spans.resource.attributes
+                                if a.key == "service.name"
+                            ),
                             "",
                         )
                         for scope in resource_spans.scope_spans:

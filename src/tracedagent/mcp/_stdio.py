@@ -48,7 +48,18 @@ class MCPServerStdio(MCPServerBase):
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[tuple[Any, Any]]:
         params = StdioServerParameters(command=self.command, args=list(self.args), env=self.env, cwd=self.cwd)
-        return stdio_client(params, errlog=self.errlog or sys.stderr)
+        return stdio_client(params, errlog=self._errlog())
+
+    def _errlog(self) -> TextIO:
+        """Where the child's stderr goes: ``errlog``, else this process's stderr if it is a real file
+        (under pytest's capture it is not: then the original one)."""
+        if self.errlog is not None:
+            return self.errlog
+        try:
+            sys.stderr.fileno()
+            return sys.stderr
+        except (AttributeError, OSError, ValueError):
+            return sys.__stderr__ or sys.stderr
 
     def _describe_start_failure(self, exc: BaseException) -> str:
         if isinstance(exc, FileNotFoundError | PermissionError):
