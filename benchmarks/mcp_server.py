@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from pathlib import Path
 
-# This folder holds mcp.py (the benchmark): take it off the path so ``import mcp`` finds the SDK.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from mcp.server.mcpserver import MCPServer  # noqa: E402
+from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("bench")
 

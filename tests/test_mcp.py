@@ -432,3 +432,26 @@ def test_the_demo_adds_an_mcp_server_and_calls_its_tools(capsys: pytest.CaptureF
     code = run_demo(runs=1, quiet=True, out=out, mcp=f"{sys.executable} {SERVER}")
     assert code == 0
     assert re.search(r"tool mcp_add\s+ok 1", out.getvalue()), out.getvalue()
+
+
+async def test_a_call_that_needs_approval_runs_when_the_run_is_resumed(
+    tracer: RecordingTracer, record: Path, server: MCPServerStdio
+) -> None:
+    async with stdio(record, needs_approval=True) as guarded:
+        agent = Agent("a", ScriptedModel([ToolCall.of("e", "echo", {"text": "approved"}), "done"]), tools=[guarded])
+        paused = await agent.run("go")
+        assert paused.status == "interrupted"
+        assert calls(record, "echo") == []
+        result = await agent.resume(paused.run_id, {paused.interruptions[0].id: True})
+    assert result.status == "completed"
+    assert [c["tool"] for c in calls(record)] == ["echo"]
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"]
+
+
+def test_the_public_names_of_tracedagent_mcp() -> None:
+    import tracedagent.mcp
+
+    public = sorted(n for n in vars(tracedagent.mcp) if not n.startswith("_") and n != "annotations")
+    public = [n for n in public if not isinstance(getattr(tracedagent.mcp, n), type(sys))]  # not submodules
+    assert tracedagent.mcp.__all__ == sorted(tracedagent.mcp.__all__)
+    assert public == tracedagent.mcp.__all__

@@ -1,7 +1,7 @@
 """MCP tool calls: through a tracedagent agent vs the ``mcp`` SDK's own ``ClientSession.call_tool``.
 
-    python benchmarks/mcp.py                 # stdio and HTTP, 300 calls a variant (about a minute)
-    python benchmarks/mcp.py --calls 1000 --transports stdio
+    python benchmarks/mcp_calls.py                 # stdio and HTTP, 300 calls a variant (about a minute)
+    python benchmarks/mcp_calls.py --calls 1000 --transports stdio
 
 The server is ``benchmarks/mcp_server.py`` (one ``add`` tool, the SDK's MCPServer), started once per
 transport: over stdio as a child process, over streamable HTTP with uvicorn on 127.0.0.1. Side by side,
@@ -35,17 +35,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# This folder holds mcp.py (the benchmark): take it off the path so ``import mcp`` finds the SDK.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
-from mcp import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-import tracedagent  # noqa: E402
-from tracedagent import Agent, Message, ModelRequest, ToolCall, ToolCallEnded, hookimpl  # noqa: E402
-from tracedagent.mcp import MCPServerBase, MCPServerHTTP, MCPServerStdio  # noqa: E402
-from tracedagent.testing import FunctionModel  # noqa: E402
+import tracedagent
+from tracedagent import Agent, Message, ModelRequest, ToolCall, ToolCallEnded, hookimpl
+from tracedagent.mcp import MCPServerBase, MCPServerHTTP, MCPServerStdio
+from tracedagent.testing import FunctionModel
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 
