@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jsonschema
 from mcp_types import Tool as ToolDefinition
@@ -17,16 +17,21 @@ from mcp_types import Tool as ToolDefinition
 from .._tools import Tool, ToolContext
 from ..exceptions import ToolArgumentsError, ToolTimeout
 
-if TYPE_CHECKING:
-    from ._server import MCPServerBase
+__all__ = ["MCPTool", "ToolCaller"]
 
-__all__ = ["MCPTool"]
+
+class ToolCaller(Protocol):
+    """What a tool needs of its server (:class:`~tracedagent.mcp.MCPServerBase`): its name and the call."""
+
+    name: str
+
+    async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str: ...
 
 
 class MCPTool(Tool):
     """A tool of an MCP server (``server``), offered under ``name`` and called as ``remote_name``."""
 
-    def __init__(self, server: MCPServerBase, definition: ToolDefinition, name: str, settings: dict[str, Any]) -> None:
+    def __init__(self, server: ToolCaller, definition: ToolDefinition, name: str, settings: dict[str, Any]) -> None:
         schema = dict(definition.input_schema or {"type": "object", "properties": {}})
         validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         validator_cls.check_schema(schema)  # raises jsonschema.SchemaError: the server lists it, we skip it
