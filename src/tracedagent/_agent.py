@@ -29,6 +29,7 @@ from ._segment import Segment
 from ._state import RunState
 from ._stream import FinalResult, StreamEvent
 from ._tools import Tool
+from ._toolsource import ToolSource, offer
 from .exceptions import PluginError, RunRejected, UserError
 
 __all__ = ["Agent", "RunResult"]
@@ -62,7 +63,7 @@ class Agent:
         model: Model | str,
         *,
         instructions: str | None = None,
-        tools: Iterable[Tool] = (),
+        tools: Iterable[Tool | ToolSource] = (),
         max_turns: int = 20,
         compaction: CompactionStrategy | None = None,
         plugins: Iterable[object] = (),
@@ -219,6 +220,8 @@ class Agent:
                 )
             self._active += 1
         try:
+            if self.config.tool_sources:  # MCP servers: their tools, listed (or cached) as the run starts
+                await offer(self.config.tool_sources, seg.ctx.tools)
             return await execute(seg, _result_of)
         finally:
             with self._active_lock:

@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the demo agent on a real model instead of the scripted one: openai:gpt-4o-mini, "
         "anthropic:claude-sonnet-4-5, or openai:MODEL with OPENAI_BASE_URL pointing at a local server",
     )
+    demo.add_argument(
+        "--mcp",
+        metavar="COMMAND",
+        help='add the tools of an MCP server started over stdio, e.g. --mcp "python -m repo_explorer.mcp_server" '
+        '(needs pip install "tracedagent[mcp]"); one more run calls each of them',
+    )
 
     codes = "exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
     target_help = "an importable module and the Agent in it (or a function that returns one)"
@@ -419,7 +425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.serve:
                 return _serve(build_demo_agent(model), args)
             return run_demo(
-                runs=args.runs, concurrency=args.concurrency, linger=args.linger, quiet=args.quiet, model=model
+                runs=args.runs,
+                concurrency=args.concurrency,
+                linger=args.linger,
+                quiet=args.quiet,
+                model=model,
+                mcp=args.mcp,
             )
         if args.command == "run":
             agent = _load_agent(args.target)

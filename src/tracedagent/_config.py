@@ -20,6 +20,7 @@ from ._compaction import CompactionStrategy
 from ._model import Model
 from ._output import OutputMode, OutputSpec, compile_output
 from ._tools import DEFAULT_MAX_RESULT_CHARS, Tool
+from ._toolsource import ToolSource
 from .exceptions import ConfigurationError
 from .models import resolve_model
 
@@ -53,6 +54,8 @@ class AgentConfig:
     output_mode: OutputMode = "auto"
     #: ``output_type`` compiled for ``model`` (None without one).
     output: OutputSpec | None = None
+    #: Where more tools come from when a run starts (MCP servers): see :mod:`._toolsource`.
+    tool_sources: tuple[ToolSource, ...] = ()
 
     def output_for(self, output_type: Any = None) -> OutputSpec | None:
         """The output a run asks for: ``output_type`` given to the run, else the agent's."""
@@ -68,7 +71,7 @@ def configure(
     model: Model | str,
     *,
     instructions: str | None = None,
-    tools: Iterable[Tool] = (),
+    tools: Iterable[Tool | ToolSource] = (),
     max_turns: int = 20,
     compaction: CompactionStrategy | None = None,
     model_settings: dict[str, Any] | None = None,
@@ -104,7 +107,11 @@ def configure(
             f"Summarize(max_tokens=...), not {compaction!r}"
         )
     by_name: dict[str, Tool] = {}
+    sources: list[ToolSource] = []
     for t in tools:
+        if not isinstance(t, Tool) and isinstance(t, ToolSource):
+            sources.append(t)
+            continue
         if not isinstance(t, Tool):
             raise ConfigurationError(f"agent {name!r}: {t!r} is not a tool; decorate the function with @tool")
         if t.name in by_name:
@@ -145,6 +152,7 @@ def configure(
         output_retries=output_retries,
         output_mode=output_mode,
         output=output if output_type is not None else None,
+        tool_sources=tuple(sources),
     )
 
 

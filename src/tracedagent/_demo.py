@@ -28,12 +28,15 @@ from typing import TextIO
 from . import _plugins
 from ._agent import Agent
 from ._compaction import Summarize
+from ._demo_mcp import QUESTION as MCP_QUESTION
+from ._demo_mcp import mcp_answer, mcp_server
 from ._demo_scenes import SCENE_RUNS, scenes_text
 from ._events import CircuitStateChanged, ModelCallEnded, RunEnded, ToolCallEnded
 from ._export import flush
 from ._messages import Message, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse
-from ._tools import tool
+from ._tools import Tool, tool
+from ._toolsource import ToolSource
 from .exceptions import RunError
 from .hookspecs import hookimpl
 from .resilience import CircuitBreaker, RetryPolicy
@@ -172,6 +175,8 @@ def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResp
     last_user = max(i for i, m in enumerate(messages) if m.role == "user")
     tool_results = [m for m in messages[last_user:] if m.role == "tool"]
     special = _special(question, tool_results)
+    if special is None:
+        special = mcp_answer(question, tool_results, request)
     if special is not None:
         return special
     if question.startswith("Book"):
@@ -200,13 +205,17 @@ def scripted_demo_model() -> FunctionModel:
 DEMO_PRICE_AS = "openai:gpt-4o-mini"
 
 
-def build_demo_agent(model: Model | None = None) -> Agent:
-    """The demo's agent: the trip desk with its tools (booking needs approval) and summarising compaction."""
+def build_demo_agent(model: Model | None = None, mcp: ToolSource | None = None) -> Agent:
+    """The demo's agent: the trip desk with its tools (booking needs approval) and summarising compaction,
+    and an MCP server's tools when ``mcp`` is given."""
+    tools: list[Tool | ToolSource] = [get_weather, flight_status, book_seat, seat_map, fare_quote, exchange_rate]
+    if mcp is not None:
+        tools.append(mcp)
     return Agent(
         "trip-desk",
         model or scripted_demo_model(),
         instructions="You help travellers: check the weather of their cities and their flight, then answer briefly.",
-        tools=[get_weather, flight_status, book_seat, seat_map, fare_quote, exchange_rate],
+        tools=tools,
         max_turns=6,
         compaction=Summarize(max_tokens=400),
     )
@@ -338,7 +347,18 @@ class _SummaryCounter:
             self.summary.retries += 1
 
 
-async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
+async def _scenario(agent: Agent, runs: int, concurrency: int, mcp: ToolSource | None = None) -> list[str]:
+    try:
+        failures = await _trip_scenario(agent, runs, concurrency)
+        if mcp is not None:
+            failures += await _trip_scenario(agent, 0, 1, [MCP_QUESTION])
+        return failures
+    finally:
+        if mcp is not None:
+            await mcp.aclose()
+
+
+async def _trip_scenario(agent: Agent, runs: int, concurrency: int, only: list[str] | None = None) -> list[str]:
     limit = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 
@@ -353,6 +373,10 @@ async def _scenario(agent: Agent, runs: int, concurrency: int) -> list[str]:
             except RunError as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
 
+    if only is not None:
+        for question in only:
+            await one(question)
+        return failures
     jobs = [one(q) for q in demo_questions(runs)]
     jobs.append(one("I fly from Osaka to Lima on TA777. Anything to know?", long_history()))
     jobs.append(one("Book me a window seat on TA555, please."))
@@ -378,6 +402,7 @@ def run_demo(
     model: Model | None = None,
     quiet: bool = False,
     out: TextIO | None = None,
+    mcp: str | None = None,
 ) -> int:
     """Run the demo scenario; returns the process exit code (0 when every run completed)."""
     import sys
@@ -395,7 +420,8 @@ def run_demo(
     name = _plugins.register(counter, "demo-summary")
     started = time.perf_counter()
     try:
-        failures = asyncio.run(_scenario(build_demo_agent(model), runs, concurrency))
+        server = mcp_server(mcp) if mcp is not None else None
+        failures = asyncio.run(_scenario(build_demo_agent(model, server), runs, concurrency, server))
     finally:
         summary.wall_s = time.perf_counter() - started
         flush(5.0)

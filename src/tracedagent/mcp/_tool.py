@@ -1,0 +1,87 @@
+"""``MCPTool``: one tool of an MCP server, as an ordinary :class:`~tracedagent.Tool`.
+
+Its schema is the server's ``inputSchema`` as given; arguments are checked against it (jsonschema) before
+the call; :meth:`invoke` runs the call under the tool's timeout and retries, like a local tool's, and every
+layer before it (approval, breaker, bulkhead) is the same code as for any tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jsonschema
+from mcp_types import Tool as ToolDefinition
+
+from .._tools import Tool, ToolContext
+from ..exceptions import ToolArgumentsError, ToolTimeout
+
+__all__ = ["MCPTool", "ToolCaller"]
+
+
+class ToolCaller(Protocol):
+    """What a tool needs of its server (:class:`~tracedagent.mcp.MCPServerBase`): its name and the call."""
+
+    name: str
+
+    async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str: ...
+
+
+class MCPTool(Tool):
+    """A tool of an MCP server (``server``), offered under ``name`` and called as ``remote_name``."""
+
+    def __init__(self, server: ToolCaller, definition: ToolDefinition, name: str, settings: dict[str, Any]) -> None:
+        schema = dict(definition.input_schema or {"type": "object", "properties": {}})
+        validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator_cls.check_schema(schema)  # raises jsonschema.SchemaError: the server lists it, we skip it
+        super().__init__(None, name=name, description=definition.description or "", parameters=schema, **settings)
+        self.server = server
+        self.definition = definition
+        self.remote_name = definition.name
+        self._schema_validator = validator_cls(schema)
+        # Not an external tool: it runs here, through the server's session.
+        self.external = False
+        self.plain = self.needs_approval is False
+        self.is_async = True
+
+    def validate(self, arguments: str) -> dict[str, Any]:
+        values = super().validate(arguments)  # JSON, and an object
+        errors = sorted(self._schema_validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+        if errors:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}" for e in errors[:5]
+            )
+            raise ToolArgumentsError(
+                f"tool {self.name!r}: invalid arguments ({problems}); call it again with arguments that match "
+                "its schema",
+                tool=self.name,
+            )
+        return values
+
+    async def invoke(
+        self,
+        arguments: str,
+        context: ToolContext | None = None,
+        on_retry: Callable[[int, float, BaseException], None] | None = None,
+    ) -> str:
+        kwargs = self.validate(arguments)
+        retry = self.retry
+
+        async def attempt() -> str:
+            return await self.server.call_tool(self, kwargs)
+
+        if self.timeout is None:
+            return await (retry.call(attempt, on_retry) if retry is not None else attempt())
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await (retry.call(attempt, on_retry) if retry is not None else attempt())
+        except TimeoutError:
+            raise ToolTimeout(
+                f"tool {self.name!r} (MCP server {self.server.name!r}) did not answer within its timeout of "
+                f"{self.timeout:g}s; try a smaller request or another approach",
+                tool=self.name,
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"MCPTool({self.name!r}, server={self.server.name!r})"

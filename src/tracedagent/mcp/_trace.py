@@ -1,0 +1,86 @@
+"""Trace context into the server: each ``tools/call`` request carries the tool call's span.
+
+The SDK (2.x) injects OpenTelemetry's current context into ``params._meta`` itself, from inside a client
+span of its own when the application has a tracer provider. What must arrive is the ``execute_tool`` span
+of the call, so the session's write stream is wrapped: a request sent while :data:`outgoing` is set gets
+that span's ``traceparent`` in ``_meta`` (whatever was injected before) and, over HTTP, as a header. The
+wrapper also notes that the request was written, so a call on a session that had already closed can be
+sent again on a new one (the server never saw it), while a call the server got is never repeated.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+from mcp.shared.message import ClientMessageMetadata, SessionMessage
+from mcp_types import JSONRPCRequest
+
+__all__ = ["OutgoingCall", "TracingWriteStream", "outgoing"]
+
+
+class OutgoingCall:
+    """One tool call on its way: the trace context it carries, and whether its request was written."""
+
+    __slots__ = ("traceparent", "written")
+
+    def __init__(self, traceparent: str | None) -> None:
+        self.traceparent = traceparent
+        self.written = False
+
+
+outgoing: ContextVar[OutgoingCall | None] = ContextVar("tracedagent_mcp_call", default=None)
+
+
+class TracingWriteStream:
+    """The session's write stream, stamping each ``tools/call`` with the call's trace context."""
+
+    def __init__(self, inner: Any, *, http: bool) -> None:
+        self._inner = inner
+        self._http = http
+
+    async def send(self, item: SessionMessage, /) -> None:
+        call = outgoing.get()
+        if call is not None and isinstance(item.message, JSONRPCRequest) and item.message.method == "tools/call":
+            item = self._stamped(item, call)
+            call.written = True  # a write that raises may still have been delivered: it counts as sent
+        await self._inner.send(item)
+
+    def _stamped(self, item: SessionMessage, call: OutgoingCall) -> SessionMessage:
+        traceparent = call.traceparent
+        if traceparent is None:
+            return item
+        message = item.message
+        assert isinstance(message, JSONRPCRequest)
+        params = dict(message.params or {})
+        meta = dict(params.get("_meta") or {})
+        if meta.get("traceparent") != traceparent:
+            meta.pop("tracestate", None)  # it went with the SDK's own span context
+        meta["traceparent"] = traceparent
+        params["_meta"] = meta
+        message = message.model_copy(update={"params": params})
+        metadata = item.metadata
+        if self._http:
+            if isinstance(metadata, ClientMessageMetadata):
+                metadata = ClientMessageMetadata(
+                    metadata.resumption_token,
+                    metadata.on_resumption_token_update,
+                    {**(metadata.headers or {}), "traceparent": traceparent},
+                )
+            elif metadata is None:
+                metadata = ClientMessageMetadata(headers={"traceparent": traceparent})
+        return SessionMessage(message, metadata)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> TracingWriteStream:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
+        return result

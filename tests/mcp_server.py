@@ -1,0 +1,202 @@
+"""A real MCP server for the tests, on the ``mcp`` SDK's high-level server (``MCPServer``; ``FastMCP`` in 1.x).
+
+Run over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http --port-file F`` binds
+127.0.0.1 on a free port, or ``--port N``, and writes the port to F). With ``MCP_RECORD=path`` it appends
+one JSON line per request it handles (the tool, the ``_meta``, the HTTP headers, its pid) and one per
+cancelled call. With ``OTEL_EXPORTER_OTLP_ENDPOINT`` it sends its spans (the SDK's server spans, and one
+of its own inside ``add``) over OTLP/HTTP. ``--garbage`` prints lines that are not JSON-RPC on stdout,
+``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from mcp.server.mcpserver import Context, Image, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import EmbeddedResource, TextResourceContents
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+server = MCPServer("tracedagent-test-server")
+
+
+def record(**fields: Any) -> None:
+    path = os.environ.get("MCP_RECORD")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({**fields, "pid": os.getpid()}) + "\n")
+
+
+def _meta(ctx: Context) -> dict[str, Any]:
+    meta = ctx.request_context.meta
+    if meta is None:
+        return {}
+    if hasattr(meta, "model_dump"):
+        return dict(meta.model_dump(by_alias=True, exclude_none=True))
+    return dict(meta)
+
+
+def seen(tool: str, ctx: Context) -> None:
+    headers = ctx.headers
+    record(event="call", tool=tool, meta=_meta(ctx), headers=dict(headers) if headers is not None else None)
+
+
+@server.tool()
+def add(a: int, b: int, ctx: Context) -> int:
+    """Add two integers."""
+    seen("add", ctx)
+    tracer = sys.modules.get("opentelemetry.trace")
+    if tracer is not None:
+        with tracer.get_tracer("test-server").start_as_current_span("add-inside-server"):
+            return a + b
+    return a + b
+
+
+@server.tool()
+def echo(text: str, ctx: Context) -> str:
+    """Say the text back."""
+    seen("echo", ctx)
+    return text
+
+
+@server.tool()
+async def slow(seconds: float, ctx: Context) -> str:
+    """Wait for some seconds, then answer."""
+    seen("slow", ctx)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        record(event="cancelled", tool="slow")
+        raise
+    return f"waited {seconds}s"
+
+
+@server.tool()
+def crash(ctx: Context) -> str:
+    """Kill this server in the middle of the call."""
+    seen("crash", ctx)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "never"
+
+
+@server.tool()
+def fail(message: str, ctx: Context) -> str:
+    """Fail with the message (an isError result)."""
+    seen("fail", ctx)
+    raise ToolError(message)
+
+
+@server.tool()
+def picture(ctx: Context) -> Image:
+    """A one-pixel PNG."""
+    seen("picture", ctx)
+    return Image(data=PNG, format="png")
+
+
+@server.tool()
+def document(ctx: Context) -> EmbeddedResource:
+    """An embedded text resource."""
+    seen("document", ctx)
+    return EmbeddedResource(
+        type="resource",
+        resource=TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="the notes"),
+    )
+
+
+@server.tool()
+def noisy(ctx: Context) -> str:
+    """Print a line that is not JSON-RPC on stdout, then answer."""
+    seen("noisy", ctx)
+    os.write(1, b"this is not json-rpc\n")
+    return "still fine"
+
+
+@server.tool()
+def whoami(ctx: Context) -> int:
+    """The server's process id."""
+    seen("whoami", ctx)
+    return os.getpid()
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Add a tool named 'extra' and tell the client the tool list changed."""
+    seen("grow", ctx)
+
+    def extra(ctx: Context) -> str:
+        """A tool that appeared later."""
+        return "extra!"
+
+    server.add_tool(extra, name="extra")
+    await ctx.session.send_tool_list_changed()  # notifications/tools/list_changed
+    return "grown"
+
+
+def _otel() -> None:
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-mcp-server"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file")
+    parser.add_argument("--garbage", action="store_true")
+    parser.add_argument("--bad-schema", action="store_true")
+    parser.add_argument("--exit-at-start", action="store_true")
+    options = parser.parse_args()
+    if options.exit_at_start:
+        print("refusing to start", file=sys.stderr)
+        sys.exit(3)
+    _otel()
+    if options.bad_schema:
+
+        def broken(x: int) -> int:
+            """A tool whose schema is invalid."""
+            return x
+
+        server.add_tool(broken, name="broken")
+        server._tool_manager._tools["broken"].parameters = {"type": "object", "properties": {"x": {"type": 12}}}
+    if options.garbage:
+        os.write(1, b"garbage before the handshake\n{not json either\n")
+    if not options.http:
+        server.run("stdio")
+        return
+    import uvicorn
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", options.port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    if options.port_file:
+        with open(options.port_file + ".tmp", "w") as f:
+            f.write(str(sock.getsockname()[1]))
+        os.replace(options.port_file + ".tmp", options.port_file)
+    app = server.streamable_http_app()
+    config = uvicorn.Config(app, log_level="warning")
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+if __name__ == "__main__":
+    main()
