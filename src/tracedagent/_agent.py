@@ -14,10 +14,12 @@ import pluggy
 from . import _plugins
 from ._checkpoint import CheckpointStore
 from ._compaction import CompactionStrategy
+from ._agent_tool import agent_tool
 from ._config import AgentConfig, configure
 from ._context import RunContext
 from ._dispatch import Dispatcher
 from ._durable import default_store, is_default_memory, restore
+from ._handoff import active_config
 from ._ids import _current, new_trace_id
 from ._loop import execute
 from ._messages import Message
@@ -64,6 +66,7 @@ class Agent:
         checkpoint_every: Literal["step", "interrupt"] | None = None,
         max_concurrent_runs: int | None = None,
         max_result_chars: int | None = None,
+        handoffs: Iterable[Agent | Callable[[], Agent]] = (),
     ) -> None:
         #: The immutable configuration every run of this agent reads.
         self.config: AgentConfig = configure(
@@ -79,6 +82,7 @@ class Agent:
             checkpoint_every=checkpoint_every,
             max_concurrent_runs=max_concurrent_runs,
             max_result_chars=max_result_chars,
+            handoffs=handoffs,
         )
         self._active = 0
         self._active_lock = threading.Lock()
@@ -140,6 +144,18 @@ class Agent:
     @property
     def max_result_chars(self) -> int:
         return self.config.max_result_chars
+
+    @property
+    def handoffs(self) -> tuple[Any, ...]:
+        """The handoff targets: agents' configurations, or the functions given for later resolution."""
+        return self.config.handoffs
+
+    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
+        """This agent as another agent's tool: the model sends ``input``, this agent runs on it (a child
+        run of the tool call's span, in the same trace) and its output is the tool's result. Its usage is
+        added to the calling run's usage; a failure or a pause of this agent is a tool error the model
+        sees (see the README, "Agents as tools")."""
+        return agent_tool(self, name, description)
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, model={self.model.provider}:{self.model.name})"
@@ -222,7 +238,8 @@ class Agent:
     ) -> Segment:
         store = self.store()
         every = self.config.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
-        ctx = RunContext(self.config, state, dict(self.config.tools), deps)
+        config, tools = active_config(self.config, state, resumed.pending if resumed is not None else ())
+        ctx = RunContext(config, state, tools, deps)
         return Segment(
             ctx,
             self._get_dispatcher(),

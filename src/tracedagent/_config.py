@@ -46,6 +46,11 @@ class AgentConfig:
     max_concurrent_runs: int | None = None
     #: The default ``max_result_chars`` of tools that set none.
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    #: The agents a run may be handed to (``transfer_to_{name}`` tools): their configurations, or
+    #: zero-argument callables returning an agent, resolved when a run first needs them (for cycles).
+    handoffs: tuple[AgentConfig | Callable[[], Any], ...] = ()
+    #: The ``transfer_to_{name}`` tools of ``handoffs``, made on a run's first use (a cache, not a setting).
+    transfer_tools: dict[str, Tool] = field(default_factory=dict, compare=False, repr=False)
 
 
 def configure(
@@ -62,6 +67,7 @@ def configure(
     checkpoint_every: Literal["step", "interrupt"] | None = None,
     max_concurrent_runs: int | None = None,
     max_result_chars: int | None = None,
+    handoffs: Iterable[Any] = (),
 ) -> AgentConfig:
     """Check every setting and build the configuration; a bad one is a :class:`ConfigurationError`
     that names the agent and says what is accepted."""
@@ -108,6 +114,7 @@ def configure(
         raise ConfigurationError(
             f"agent {name!r}: max_result_chars must be a whole number of characters >= 1, not {max_result_chars!r}"
         )
+    targets = _handoff_targets(name, handoffs, by_name)
     return AgentConfig(
         name=name,
         model=model,
@@ -121,7 +128,38 @@ def configure(
         checkpoint_every=checkpoint_every,
         max_concurrent_runs=max_concurrent_runs,
         max_result_chars=max_result_chars,
+        handoffs=targets,
     )
+
+
+def _handoff_targets(
+    name: str, handoffs: Iterable[Any], tools: dict[str, Tool]
+) -> tuple[AgentConfig | Callable[[], Any], ...]:
+    """The handoff targets as configurations (an agent's ``config``) or zero-argument callables; the
+    ``transfer_to_{name}`` tools of the agents known now must not clash with each other or a tool."""
+    if isinstance(handoffs, (str, bytes)) or not isinstance(handoffs, Iterable):
+        raise ConfigurationError(f"agent {name!r}: handoffs must be a list of agents, not {handoffs!r}")
+    targets: list[AgentConfig | Callable[[], Any]] = []
+    seen: set[str] = set()
+    for target in handoffs:
+        config = getattr(target, "config", target)
+        if isinstance(config, AgentConfig):
+            tool_name = f"transfer_to_{config.name}"
+            if tool_name in tools or config.name in seen:
+                raise ConfigurationError(
+                    f"agent {name!r}: the handoff to {config.name!r} makes a tool {tool_name!r}, which "
+                    "is already taken; rename the agent or the tool"
+                )
+            seen.add(config.name)
+            targets.append(config)
+        elif callable(target):
+            targets.append(target)
+        else:
+            raise ConfigurationError(
+                f"agent {name!r}: a handoff is an Agent or a function returning one (for cycles: "
+                f"handoffs=[lambda: other]), not {target!r}"
+            )
+    return tuple(targets)
 
 
 def _as_async(fn: Callable[[Any], Awaitable[None] | None]) -> PrepareTools:

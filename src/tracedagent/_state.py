@@ -64,6 +64,8 @@ class RunState:
     step: int = 0
     #: When the run began (its ``RunStarted`` timestamp), so a resume elsewhere can place it in its trace.
     started_ns: int | None = None
+    #: The agent the run is with after a handoff (``Agent(handoffs=...)``); None while it is with ``agent``.
+    active_agent: str | None = None
 
     # ------------------------------------------------------------------------ live and saved forms
 
@@ -163,7 +165,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Fields a record written before they existed may lack.
-_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns"})
+_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "active_agent"})
 
 
 # Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
@@ -260,5 +262,6 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "paused_at_ns": lambda v: _optional(_count, v),
     "step": _count,
     "started_ns": lambda v: _optional(_count, v),
+    "active_agent": lambda v: _optional(_str, v),
 }
 assert set(_DECODERS) == {f.name for f in _FIELDS}, "every field of RunState needs a decoder"
