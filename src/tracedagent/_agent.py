@@ -12,9 +12,9 @@ from typing import Any, Literal
 import pluggy
 
 from . import _plugins
+from ._agent_tool import agent_tool
 from ._checkpoint import CheckpointStore
 from ._compaction import CompactionStrategy
-from ._agent_tool import agent_tool
 from ._config import AgentConfig, configure
 from ._context import RunContext
 from ._dispatch import Dispatcher

@@ -25,8 +25,11 @@ __all__ = ["agent_tool"]
 
 
 class _Runnable(Protocol):
-    name: str
-    instructions: str | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def instructions(self) -> str | None: ...
 
     async def run(self, input: str, *, deps: Any = None) -> RunResult: ...
 
