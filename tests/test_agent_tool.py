@@ -43,7 +43,8 @@ async def test_a_sub_agent_run_is_a_child_of_the_tool_call_and_its_usage_counts_
     assert result.output == "It is Paris."
     assert result.usage == Usage(31, 9, requests=3)
     spec = top.tools["researcher"].spec
-    assert spec.parameters["required"] == ["input"] and "Find facts." in spec.description
+    assert spec.parameters["required"] == ["input"]
+    assert "Find facts." in spec.description
     assert sub.model.requests[0].messages[-1].content == "capital of France?"  # type: ignore[attr-defined]
 
     starts = {e.agent: e for e in tracer.of_type(RunStarted)}
@@ -78,12 +79,15 @@ async def test_a_sub_agent_that_fails_is_a_tool_error_and_its_usage_still_counts
 
     result = await top.run("go")
 
-    assert result.status == "completed" and result.output == "Sorry."
+    assert result.status == "completed"
+    assert result.output == "Sorry."
     ended = tracer.of_type(ToolCallEnded)[-1]
     assert (ended.tool, ended.status) == ("researcher", "error")
-    assert ended.result is not None and "agent 'researcher' failed: ModelError" in ended.result
+    assert ended.result is not None
+    assert "agent 'researcher' failed: ModelError" in ended.result
     assert [e.status for e in tracer.of_type(RunEnded)] == ["failed", "completed"]
-    assert result.usage.input_tokens >= 6 and result.usage.requests == 3
+    assert result.usage.input_tokens >= 6
+    assert result.usage.requests == 3
 
 
 async def test_a_sub_agent_that_pauses_is_a_tool_error_and_leaves_no_paused_run(tracer: RecordingTracer) -> None:
@@ -99,7 +103,8 @@ async def test_a_sub_agent_that_pauses_is_a_tool_error_and_leaves_no_paused_run(
 
     assert result.status == "completed"
     ended = tracer.of_type(ToolCallEnded)[-1]
-    assert ended.status == "error" and "delete_everything (approval)" in (ended.result or "")
+    assert ended.status == "error"
+    assert "delete_everything (approval)" in (ended.result or "")
     paused = [e for e in tracer.of_type(RunEnded) if e.agent == "researcher"]
     assert [e.status for e in paused] == ["interrupted"]
     assert await sub.store().load(paused[0].run_id) is None
@@ -109,7 +114,8 @@ def test_as_tool_names_and_describes() -> None:
     sub = researcher("x")
     named = sub.as_tool(name="ask_researcher", description="Ask the researcher.")
     assert (named.name, named.description) == ("ask_researcher", "Ask the researcher.")
-    assert "RunContext" not in str(named.parameters) and list(named.parameters["properties"]) == ["input"]
+    assert "RunContext" not in str(named.parameters)
+    assert list(named.parameters["properties"]) == ["input"]
 
 
 async def test_as_tool_passes_the_callers_deps() -> None:

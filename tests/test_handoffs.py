@@ -57,7 +57,8 @@ async def test_a_handoff_continues_the_run_as_the_other_agent(tracer: RecordingT
 
     result = await triage.run("please refund order 42")
 
-    assert result.status == "completed" and result.output == "Refunded order 42."
+    assert result.status == "completed"
+    assert result.output == "Refunded order 42."
     assert result.usage == Usage(60, 8, requests=3)
     # the triage model is offered the transfer tool; the billing model gets billing's instructions and tools
     first = triage.model.requests[0]  # type: ignore[attr-defined]
@@ -79,7 +80,8 @@ async def test_a_handoff_continues_the_run_as_the_other_agent(tracer: RecordingT
     assert hooks.index("on_handoff") == hooks.index("on_tool_call_end") + 1
     # the segment belongs to the run's agent; the stages after the handoff to the agent that ran them
     (end,) = tracer.of_type(RunEnded)
-    assert start.agent == end.agent == "triage" and end.span_id == start.span_id
+    assert start.agent == end.agent == "triage"
+    assert end.span_id == start.span_id
     assert end.usage == result.usage
     assert [(e.agent, e.model) for e in tracer.of_type(ModelCallStarted)] == [
         ("triage", "triage-model"),
@@ -103,12 +105,16 @@ async def test_an_unknown_handoff_name_is_a_tool_error_the_model_sees(tracer: Re
 
     result = await triage.run("where is my parcel")
 
-    assert result.status == "completed" and result.output == "Billing here."
+    assert result.status == "completed"
+    assert result.output == "Billing here."
     failed = tracer.of_type(ToolCallEnded)[0]
     assert (failed.tool, failed.status) == ("transfer_to_shipping", "error")
-    assert failed.result is not None and "transfer_to_billing" in failed.result
+    assert failed.result is not None
+    assert "transfer_to_billing" in failed.result
     seen = triage.model.requests[1].messages[-1]  # type: ignore[attr-defined]
-    assert seen.role == "tool" and seen.is_error and "no tool 'transfer_to_shipping'" in (seen.content or "")
+    assert seen.role == "tool"
+    assert seen.is_error
+    assert "no tool 'transfer_to_shipping'" in (seen.content or "")
     assert [(e.from_agent, e.to_agent) for e in tracer.of_type(HandoffOccurred)] == [("triage", "billing")]
 
 
@@ -122,7 +128,8 @@ async def test_a_handoff_cycle_ends_at_max_turns(tracer: RecordingTracer) -> Non
     with pytest.raises(MaxTurnsExceeded) as caught:
         await ping.run("go")
 
-    assert caught.value.result is not None and caught.value.result.turns == 4
+    assert caught.value.result is not None
+    assert caught.value.result.turns == 4
     assert [(e.from_agent, e.to_agent) for e in tracer.of_type(HandoffOccurred)] == [
         ("ping", "pong"),
         ("pong", "ping"),
@@ -130,7 +137,8 @@ async def test_a_handoff_cycle_ends_at_max_turns(tracer: RecordingTracer) -> Non
         ("pong", "ping"),
     ]
     (end,) = tracer.of_type(RunEnded)
-    assert (end.status, end.agent) == ("failed", "ping") and end.error is not None
+    assert (end.status, end.agent) == ("failed", "ping")
+    assert end.error is not None
 
 
 async def test_two_transfers_in_one_turn_take_the_first(tracer: RecordingTracer) -> None:
@@ -159,7 +167,9 @@ async def test_interrupt_and_resume_after_a_handoff_resume_in_the_active_agent(
 
     assert paused.status == "interrupted"
     saved = await store.load(paused.run_id)
-    assert saved is not None and saved.agent == "triage" and saved.active_agent == "billing"
+    assert saved is not None
+    assert saved.agent == "triage"
+    assert saved.active_agent == "billing"
     assert RunState.decode(paused.run_id, saved.encode()).active_agent == "billing"
 
     # a new process: agents built again, the run resumed with the run's own agent (a script of the rest:
@@ -168,7 +178,8 @@ async def test_interrupt_and_resume_after_a_handoff_resume_in_the_active_agent(
     triage2 = triage_agent([billing2], Step("triage must not answer"), checkpoints=store)
     done = await triage2.resume(paused.run_id, {paused.interruptions[0].id: True})
 
-    assert done.status == "completed" and done.output == "Credited 5."
+    assert done.status == "completed"
+    assert done.output == "Credited 5."
     assert triage2.model.calls == 0  # type: ignore[attr-defined]
     (resumed,) = tracer.of_type(RunResumed)
     assert resumed.agent == "triage"
@@ -187,7 +198,8 @@ async def test_a_pending_call_of_the_turn_that_handed_off_keeps_its_tool(tracer:
         handoffs=[billing],
     )
     paused = await triage.run("hi")
-    assert paused.status == "interrupted" and [p.tool for p in paused.interruptions] == ["ask_person"]
+    assert paused.status == "interrupted"
+    assert [p.tool for p in paused.interruptions] == ["ask_person"]
 
     done = await triage.resume(paused.run_id, {paused.interruptions[0].id: True})
 
@@ -209,7 +221,8 @@ def test_older_checkpoints_without_an_active_agent_still_decode() -> None:
     record = json.loads(state.encode())
     del record["active_agent"]
     decoded = RunState.decode("r1", json.dumps(record).encode())
-    assert decoded.active_agent is None and decoded.agent == "triage"
+    assert decoded.active_agent is None
+    assert decoded.agent == "triage"
 
 
 async def test_resuming_after_the_target_disappeared_says_why() -> None:
