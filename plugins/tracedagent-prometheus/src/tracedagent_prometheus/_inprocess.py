@@ -185,6 +185,7 @@ class InProcessMetrics(Collector):
     retries_total: _Family
     interrupts_total: _Family
     resumes_total: _Family
+    handoffs_total: _Family
     compactions_total: _Family
     compaction_tokens_removed_total: _Family
 
