@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from .panels import breaker_timeline, dashboard, label_variable, row, timeseries
-from .promql import AGENT, FAILED, MODEL, RETRY_TARGET, TOOL, N, gauge, per_second, quantile, ratio, worst
+from .promql import AGENT, FAILED, FROM_AGENT, MODEL, RETRY_TARGET, TOOL, N, gauge, per_second, quantile, ratio, worst
 
 UID = "tracedagent-overview"
 RATE = "ops"  # Grafana shows "ops/s": events per second
@@ -21,7 +21,7 @@ def build() -> Dashboard:
     return dashboard(
         "tracedagent / Overview",
         UID,
-        "Agent runs, model and tool calls, resilience (breakers, bulkheads, retries), context compaction "
+        "Agent runs and handoffs, model and tool calls, resilience (breakers, bulkheads, retries), context compaction "
         "and the health of tracedagent's own telemetry. Metrics of the tracedagent-prometheus plugin.",
         variables,
         [
@@ -53,6 +53,17 @@ def build() -> Dashboard:
                 RATE,
                 ("interrupts", per_second(N.INTERRUPTS_TOTAL, AGENT)),
                 ("resumes", per_second(N.RESUMES_TOTAL, AGENT)),
+            ),
+            timeseries(
+                "Handoffs between agents",
+                "Runs handed from one agent to another per second (Agent(handoffs=...)), by the agent handing off "
+                "and the agent taking over. The agent variable selects the agents handing off.",
+                RATE,
+                (
+                    "{{from_agent}} -> {{to_agent}}",
+                    per_second(N.HANDOFFS_TOTAL, FROM_AGENT, by=("from_agent", "to_agent")),
+                ),
+                width=24,
             ),
             row("Models"),
             timeseries(

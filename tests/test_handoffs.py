@@ -11,6 +11,7 @@ from tracedagent import (
     Agent,
     ConfigurationError,
     HandoffOccurred,
+    InMemoryCheckpointStore,
     MaxTurnsExceeded,
     ModelCallStarted,
     RunEnded,
@@ -191,11 +192,14 @@ async def test_interrupt_and_resume_after_a_handoff_resume_in_the_active_agent(
 
 async def test_a_pending_call_of_the_turn_that_handed_off_keeps_its_tool(tracer: RecordingTracer) -> None:
     billing = billing_agent(Step("Billing here."))
+    # a store of its own: a paused run never stays in the process's default store for later tests
+    store = InMemoryCheckpointStore()
     triage = Agent(
         "triage",
         ScriptedModel([Step(tool_calls=[("transfer_to_billing", {}), ("ask_person", {})])]),
         tools=[tool(needs_approval=True)(ask_person)],
         handoffs=[billing],
+        checkpoints=store,
     )
     paused = await triage.run("hi")
     assert paused.status == "interrupted"
@@ -206,6 +210,7 @@ async def test_a_pending_call_of_the_turn_that_handed_off_keeps_its_tool(tracer:
     assert done.output == "Billing here."
     asked = [e for e in tracer.of_type(ToolCallEnded) if e.tool == "ask_person"]
     assert [(e.status, e.result) for e in asked] == [("ok", "asked")]
+    assert await store.load(paused.run_id) is None  # a completed run leaves nothing behind
 
 
 def ask_person() -> str:
@@ -227,9 +232,12 @@ def test_older_checkpoints_without_an_active_agent_still_decode() -> None:
 
 async def test_resuming_after_the_target_disappeared_says_why() -> None:
     billing = billing_agent(Step(tool_calls=[("issue_credit", {"amount": 5})]))
-    triage = triage_agent([billing], Step(tool_calls=[("transfer_to_billing", {})]))
+    # a store of its own: the run stays paused, and must not stay in the process's default store
+    store = InMemoryCheckpointStore()
+    triage = triage_agent([billing], Step(tool_calls=[("transfer_to_billing", {})]), checkpoints=store)
     paused = await triage.run("credit me")
-    without = Agent("triage", ScriptedModel(["x"]), checkpoints=triage.checkpoints)
+    assert paused.status == "interrupted"
+    without = Agent("triage", ScriptedModel(["x"]), checkpoints=store)
     with pytest.raises(UserError, match="was with agent 'billing'"):
         await without.resume(paused.run_id, {paused.interruptions[0].id: True})
 

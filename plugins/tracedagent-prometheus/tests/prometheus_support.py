@@ -62,6 +62,7 @@ DESIGN_TABLE: dict[str, tuple[str, frozenset[str]]] = {
     "tracedagent_export_queue_depth": ("gauge", frozenset({"sink"})),
     "tracedagent_export_dropped_total": ("counter", frozenset({"sink"})),
     "tracedagent_traces_shed_total": ("counter", frozenset({"sink"})),
+    "tracedagent_handoffs_total": ("counter", frozenset({"from_agent", "to_agent"})),
 }
 
 #: gen_ai.client.operation.duration's explicit bucket boundaries (OpenTelemetry GenAI conventions).
@@ -102,6 +103,7 @@ EVENT_DRIVEN = (
     "tracedagent_resumes_total",
     "tracedagent_compactions_total",
     "tracedagent_compaction_tokens_removed_total",
+    "tracedagent_handoffs_total",
 )
 
 
@@ -137,6 +139,8 @@ def predicted(events: Iterable[Any]) -> dict[Key, float]:
         elif hook == "on_compaction":
             out[key("tracedagent_compactions_total", agent=e.agent, strategy=e.strategy)] += 1
             out[key("tracedagent_compaction_tokens_removed_total", agent=e.agent)] += e.tokens_before - e.tokens_after
+        elif hook == "on_handoff":
+            out[key("tracedagent_handoffs_total", from_agent=e.from_agent, to_agent=e.to_agent)] += 1
     return {k: v for k, v in out.items() if v}
 
 
@@ -251,7 +255,7 @@ class RetryOnce:
 class VariedScenario:
     """Runs that make every event the tracer counts: tools that succeed, fail, time out, are refused by
     a bulkhead and by an open breaker, a tool retry and a model retry, an interrupt and its resume, a
-    failed run, and both compaction strategies. ``SECRET`` is in every content field.
+    failed run, both compaction strategies, and a handoff. ``SECRET`` is in every content field.
 
     It is also a plugin (given to its agents): it lets the first call of the one-slot tool go on once the
     second call has been refused, so the refusal does not depend on timing.
@@ -365,3 +369,9 @@ class VariedScenario:
 
         retrier = Agent("retrier", RetryOnce(ScriptedModel([f"Fine {SECRET}"], name="retry-model")), plugins=gate)
         assert (await retrier.run(f"Retry {SECRET}")).status == "completed"
+
+        # a handoff: the router hands its run to the specialist, which answers
+        specialist = Agent("specialist", ScriptedModel([f"Specialist on {SECRET}"], name="specialist-model"))
+        router_model = ScriptedModel([Step(tool_calls=[("transfer_to_specialist", {})])], name="router-model")
+        router = Agent("router", router_model, handoffs=[specialist], plugins=gate)
+        assert (await router.run(f"Route {SECRET}")).output == f"Specialist on {SECRET}"
