@@ -210,7 +210,6 @@ async def test_a_pending_call_of_the_turn_that_handed_off_keeps_its_tool(tracer:
     assert done.output == "Billing here."
     asked = [e for e in tracer.of_type(ToolCallEnded) if e.tool == "ask_person"]
     assert [(e.status, e.result) for e in asked] == [("ok", "asked")]
-    assert await store.load(paused.run_id) is None  # a completed run leaves nothing behind
 
 
 def ask_person() -> str:
