@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, TextBoxVar
 from grafana_foundation_sdk.builders.timeseries import Panel as TimeSeries
 
 from .panels import breaker_timeline, dashboard, label_variable, row, textbox_variable, timeseries
-from .promql import AGENT, FAILED, MODEL, RETRY_TARGET, TOOL, N, gauge, per_second, quantile, ratio, worst
+from .promql import AGENT, FAILED, FROM_AGENT, MODEL, RETRY_TARGET, TOOL, N, gauge, per_second, quantile, ratio, worst
 
 UID = "tracedagent-overview"
 RATE = "ops"  # Grafana shows "ops/s": events per second
@@ -65,7 +65,7 @@ def build() -> Dashboard:
     return dashboard(
         "tracedagent / Overview",
         UID,
-        "Agent runs, model and tool calls, resilience (breakers, bulkheads, retries), context compaction "
+        "Agent runs and handoffs, model and tool calls, resilience (breakers, bulkheads, retries), context compaction "
         "and the health of tracedagent's own telemetry. Metrics of the tracedagent-prometheus plugin.",
         variables,
         [
@@ -104,6 +104,17 @@ def build() -> Dashboard:
                 "(corrected or not; runs that failed on one also count as failed runs).",
                 RATE,
                 ("{{agent}}", per_second(N.OUTPUT_VALIDATION_FAILURES_TOTAL, AGENT, by=("agent",))),
+            ),
+            timeseries(
+                "Handoffs between agents",
+                "Runs handed from one agent to another per second (Agent(handoffs=...)), by the agent handing off "
+                "and the agent taking over. The agent variable selects the agents handing off.",
+                RATE,
+                (
+                    "{{from_agent}} -> {{to_agent}}",
+                    per_second(N.HANDOFFS_TOTAL, FROM_AGENT, by=("from_agent", "to_agent")),
+                ),
+                width=24,
             ),
             row("Models"),
             timeseries(

@@ -12,6 +12,7 @@ from tracedagent_prometheus import _names as N
 __all__ = [
     "AGENT",
     "FAILED",
+    "FROM_AGENT",
     "MODEL",
     "N",
     "RATE_INTERVAL",
@@ -29,6 +30,8 @@ RATE_INTERVAL = "$__rate_interval"
 
 #: Matchers on the dashboards' template variables (multi-valued: Grafana writes ``(a|b)``, or ``.*`` for All).
 AGENT = 'agent=~"$agent"'
+#: A handoff's agent is the one handing off (tracedagent_handoffs_total has from_agent and to_agent).
+FROM_AGENT = 'from_agent=~"$agent"'
 TOOL = 'tool=~"$tool"'
 MODEL = 'model=~"$model"'
 #: A retry's target is a tool or a model: either variable selects it.

@@ -169,6 +169,7 @@ def test_overview_has_the_panels_operators_asked_for() -> None:
         "Active runs",
         "Interrupts and resumes",
         "Output validation failures",
+        "Handoffs between agents",
         "Model calls per second",
         "Model call latency",
         "Time to first token",
@@ -326,6 +327,8 @@ def test_every_alert_has_a_firing_test_case() -> None:
 #: The demo's names (tracedagent demo: the trip desk agent on its scripted model).
 DEMO_AGENT, DEMO_PROVIDER, DEMO_MODEL = "trip-desk", "scripted", "trip-desk-scripted"
 DEMO_TOOLS = ("book_seat", "exchange_rate", "fare_quote", "flight_status", "get_weather", "seat_map")
+#: The demo's handoff (its flight change scene): from the trip desk to the rebooking agent.
+DEMO_HANDOFF = (DEMO_AGENT, "rebooking")
 
 # A plugin loaded into the demo by module path (TRACEDAGENT_PLUGINS). The demo's scenario takes a tenth of
 # a second, faster than any scrape, and rate() needs a counter to move between two scrapes. So the probe
@@ -345,6 +348,7 @@ PROBE = textwrap.dedent(
 
     AGENT, PROVIDER, MODEL = {DEMO_AGENT!r}, {DEMO_PROVIDER!r}, {DEMO_MODEL!r}
     TOOLS = {DEMO_TOOLS!r}
+    HANDOFF = {DEMO_HANDOFF!r}
 
     m = PrometheusTracer().metrics  # the default registry's metrics, shared with the plugin's tracer
     for status in ("completed", "interrupted"):
@@ -367,6 +371,7 @@ PROBE = textwrap.dedent(
     m.resumes_total.labels(AGENT)
     m.compactions_total.labels(AGENT, "summarize")
     m.compaction_tokens_removed_total.labels(AGENT)
+    m.handoffs_total.labels(*HANDOFF)
 
     sink = tracedagent.ExportPipeline("probe", lambda batch: None, max_queue=3, max_batch=10_000, interval_s=3600)
     paused = False

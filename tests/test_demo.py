@@ -57,10 +57,12 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
         "on_tool_call_start",
         "on_tool_call_end",
         "on_compaction",
+        "on_handoff",
     ):
         assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
-    # 5 runs, the compaction run, the booking, the burst of quotes, the flaky rate and 4 seat map runs
-    assert hooks["on_run_start"] == 13
+    # 5 runs, the compaction run, the booking, the burst of quotes, the flaky rate, the flight change
+    # and 4 seat map runs
+    assert hooks["on_run_start"] == 14
     assert hooks["on_interrupt"] == hooks["on_resume"] == 1  # the booking waits for approval
     # one end per start, sharing the span id
     for start, end in STARTS.items():
@@ -87,7 +89,17 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
     assert {"ok", "error"} <= {e["status"] for e in tool_ends}
     assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
-    assert "completed 13" in proc.stdout
+    assert "completed 14" in proc.stdout
+    # the flight change: the trip desk hands the run to the rebooking agent, which changes the flight
+    (handoff,) = [e for e in events if e["hook"] == "on_handoff"]
+    assert (handoff["from_agent"], handoff["to_agent"], handoff["agent"]) == ("trip-desk", "rebooking", "trip-desk")
+    assert handoff["span_id"] in segments[handoff["run_id"]]
+    handed = [e for e in tool_ends if e["run_id"] == handoff["run_id"]]
+    assert [(e["agent"], e["tool"], e["status"]) for e in handed] == [
+        ("trip-desk", "transfer_to_rebooking", "ok"),
+        ("rebooking", "change_flight", "ok"),
+    ]
+    assert "trip-desk -> rebooking 1" in proc.stdout
     changes = [(e["old"], e["new"]) for e in events if e["hook"] == "on_circuit_change"]
     assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
     assert {"circuit_open", "rejected"} <= {e["status"] for e in tool_ends}
@@ -155,16 +167,16 @@ def test_demo_on_an_openai_compatible_server(tmp_path: Path) -> None:
 
     transcript = (Path(__file__).parent / "transcripts" / "openai" / "text.sse").read_bytes()
     with wire_server() as server:
-        # 1 run, the compaction run (2 calls) and 7 more runs answered without tools here
-        server.queue(*[Reply(chunks=[transcript]) for _ in range(10)])
+        # 1 run, the compaction run (2 calls) and 8 more runs answered without tools here
+        server.queue(*[Reply(chunks=[transcript]) for _ in range(11)])
         proc, events = run_demo(
             tmp_path, "--runs", "1", "--quiet", "--model", "openai:local-model", OPENAI_BASE_URL=server.url + "/v1"
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "completed 9" in proc.stdout
+    assert "completed 10" in proc.stdout
     assert "\ncost " not in proc.stdout  # genai-prices has no price for local-model
     model_starts = [e for e in events if e["hook"] == "on_model_call_start"]
     assert {e["provider"] for e in model_starts} == {"openai"}
-    assert len(server.requests) == len(model_starts) == 10
+    assert len(server.requests) == len(model_starts) == 11
     sent = sorted(r.headers["traceparent"] for r in server.requests)
     assert sent == sorted(f"00-{e['trace_id']}-{e['span_id']}-01" for e in model_starts)

@@ -18,6 +18,7 @@ from tracedagent import (
     CheckpointSaved,
     CircuitStateChanged,
     Event,
+    HandoffOccurred,
     ModelError,
     RetryScheduled,
     RunInterrupted,
@@ -117,6 +118,10 @@ class Exploding:
         self._boom("on_retry")
 
     @hookimpl
+    def on_handoff(self, event: Event) -> None:
+        self._boom("on_handoff")
+
+    @hookimpl
     def approve_tool_call(self, call: Any) -> None:
         self._boom("approve_tool_call")
 
@@ -145,6 +150,7 @@ def later_events(run_id: str, trace_id: str) -> list[Event]:
         CheckpointSaved(**common, timestamp_ns=3, bytes=10),
         CircuitStateChanged(**common, timestamp_ns=4, tool="add", old="closed", new="open"),
         RetryScheduled(**common, timestamp_ns=5, target="add", kind="tool", attempt=1),
+        HandoffOccurred(**common, timestamp_ns=6, from_agent="calc", to_agent="checker"),
     ]
 
 
@@ -183,6 +189,7 @@ async def test_a_plugin_raising_in_every_hook_breaks_nothing(
         "on_checkpoint",
         "on_circuit_change",
         "on_retry",
+        "on_handoff",
     ]
 
     expected = collections.Counter(recorder.hooks())

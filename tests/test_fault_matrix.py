@@ -206,7 +206,8 @@ def raising_plugin(hook: str) -> Any:
 
 async def every_hook_scenario(w: Witness, plugins: Sequence[object]) -> tuple[RunResult, RunResult]:
     """One run that fires every observer hook: a compaction, checkpoints, a tool retried, a tool whose
-    breaker opens, a tool that pauses the run for approval; then its resume to the answer."""
+    breaker opens, a tool that pauses the run for approval; then its resume, which hands the run off to
+    another agent (``handoffs=``) that gives the answer."""
     suffix = tag()
     attempts = Counter[str]()
 
@@ -225,12 +226,19 @@ async def every_hook_scenario(w: Witness, plugins: Sequence[object]) -> tuple[Ru
     async def guarded() -> str:
         return "guarded ok"
 
-    model = ScriptedModel([Step(tool_calls=[(flaky.name, {}), (fragile.name, {}), (guarded.name, {})]), "done"])
+    closer = w.agent("closer", ScriptedModel(["done"]))
+    model = ScriptedModel(
+        [
+            Step(tool_calls=[(flaky.name, {}), (fragile.name, {}), (guarded.name, {})]),
+            Step(tool_calls=[("transfer_to_closer", {})]),
+        ]
+    )
     agent = w.agent(
         "every-hook",
         model,
         plugins=plugins,
         tools=[flaky, fragile, guarded],
+        handoffs=[closer],
         compaction=DropOldest(max_tokens=200),
         checkpoints=InMemoryCheckpointStore(),
         checkpoint_every="step",

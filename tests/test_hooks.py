@@ -26,6 +26,7 @@ from tracedagent import (
     DropOldest,
     ErrorInfo,
     Event,
+    HandoffOccurred,
     Interruption,
     Message,
     ModelCallEnded,
@@ -456,6 +457,7 @@ async def test_on_retry(fresh_registry: Any) -> None:
 def test_every_observer_hook_has_an_event_class_and_a_spec() -> None:
     classes = [RunStarted, RunEnded, ModelCallStarted, ModelCallEnded, ToolCallStarted, ToolCallEnded]
     classes += [RunInterrupted, RunResumed, ContextCompacted, CheckpointSaved, CircuitStateChanged, RetryScheduled]
+    classes += [HandoffOccurred]
     assert sorted(c.hook for c in classes) == sorted(hookspecs.OBSERVER_HOOKS)
     for cls in classes:
         assert list(inspect.signature(getattr(hookspecs, cls.hook)).parameters) == ["event"]

@@ -12,12 +12,14 @@ from typing import Any, Literal
 import pluggy
 
 from . import _plugins
+from ._agent_tool import agent_tool
 from ._checkpoint import CheckpointStore
 from ._compaction import CompactionStrategy
 from ._config import AgentConfig, configure
 from ._context import RunContext
 from ._dispatch import Dispatcher
 from ._durable import default_store, is_default_memory, lease, restore
+from ._handoff import active_config
 from ._ids import _current, new_trace_id
 from ._loop import execute
 from ._messages import Message
@@ -76,6 +78,7 @@ class Agent:
         output_type: Any = None,
         output_retries: int = 1,
         output_mode: OutputMode = "auto",
+        handoffs: Iterable[Agent | Callable[[], Agent]] = (),
     ) -> None:
         #: The immutable configuration every run of this agent reads.
         self.config: AgentConfig = configure(
@@ -94,6 +97,7 @@ class Agent:
             output_type=output_type,
             output_retries=output_retries,
             output_mode=output_mode,
+            handoffs=handoffs,
         )
         self._active = 0
         self._active_lock = threading.Lock()
@@ -155,6 +159,18 @@ class Agent:
     @property
     def max_result_chars(self) -> int:
         return self.config.max_result_chars
+
+    @property
+    def handoffs(self) -> tuple[Any, ...]:
+        """The handoff targets: agents' configurations, or the functions given for later resolution."""
+        return self.config.handoffs
+
+    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
+        """This agent as another agent's tool: the model sends ``input``, this agent runs on it (a child
+        run of the tool call's span, in the same trace) and its output is the tool's result. Its usage is
+        added to the calling run's usage; a failure or a pause of this agent is a tool error the model
+        sees (see the README, "Agents as tools")."""
+        return agent_tool(self, name, description)
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, model={self.model.provider}:{self.model.name})"
@@ -239,7 +255,8 @@ class Agent:
     ) -> Segment:
         store = self.store()
         every = self.config.checkpoint_every or ("interrupt" if is_default_memory(store) else "step")
-        ctx = RunContext(self.config, state, dict(self.config.tools), deps)
+        config, tools = active_config(self.config, state, resumed.pending if resumed is not None else ())
+        ctx = RunContext(config, state, tools, deps)
         return Segment(
             ctx,
             self._get_dispatcher(),

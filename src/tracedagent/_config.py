@@ -57,6 +57,12 @@ class AgentConfig:
     #: Where more tools come from when a run starts (MCP servers): see :mod:`._toolsource`.
     tool_sources: tuple[ToolSource, ...] = ()
 
+    #: The agents a run may be handed to (``transfer_to_{name}`` tools): their configurations, or
+    #: zero-argument callables returning an agent, resolved when a run first needs them (for cycles).
+    handoffs: tuple[AgentConfig | Callable[[], Any], ...] = ()
+    #: The ``transfer_to_{name}`` tools of ``handoffs``, made on a run's first use (a cache, not a setting).
+    transfer_tools: dict[str, Tool] = field(default_factory=dict, compare=False, repr=False)
+
     def output_for(self, output_type: Any = None) -> OutputSpec | None:
         """The output a run asks for: ``output_type`` given to the run, else the agent's."""
         if output_type is None:
@@ -83,6 +89,7 @@ def configure(
     output_type: Any = None,
     output_retries: int = 1,
     output_mode: OutputMode = "auto",
+    handoffs: Iterable[Any] = (),
 ) -> AgentConfig:
     """Check every setting and build the configuration; a bad one is a :class:`ConfigurationError`
     that names the agent and says what is accepted."""
@@ -135,6 +142,7 @@ def configure(
         )
     # Checked (and compiled) even without a type, so a bad mode or retry count fails when the agent is built.
     output = compile_output(output_type if output_type is not None else str, output_mode, output_retries, model, name)
+    targets = _handoff_targets(name, handoffs, by_name)
     return AgentConfig(
         name=name,
         model=model,
@@ -153,7 +161,38 @@ def configure(
         output_mode=output_mode,
         output=output if output_type is not None else None,
         tool_sources=tuple(sources),
+        handoffs=targets,
     )
+
+
+def _handoff_targets(
+    name: str, handoffs: Iterable[Any], tools: dict[str, Tool]
+) -> tuple[AgentConfig | Callable[[], Any], ...]:
+    """The handoff targets as configurations (an agent's ``config``) or zero-argument callables; the
+    ``transfer_to_{name}`` tools of the agents known now must not clash with each other or a tool."""
+    if isinstance(handoffs, (str, bytes)) or not isinstance(handoffs, Iterable):
+        raise ConfigurationError(f"agent {name!r}: handoffs must be a list of agents, not {handoffs!r}")
+    targets: list[AgentConfig | Callable[[], Any]] = []
+    seen: set[str] = set()
+    for target in handoffs:
+        config = getattr(target, "config", target)
+        if isinstance(config, AgentConfig):
+            tool_name = f"transfer_to_{config.name}"
+            if tool_name in tools or config.name in seen:
+                raise ConfigurationError(
+                    f"agent {name!r}: the handoff to {config.name!r} makes a tool {tool_name!r}, which "
+                    "is already taken; rename the agent or the tool"
+                )
+            seen.add(config.name)
+            targets.append(config)
+        elif callable(target):
+            targets.append(target)
+        else:
+            raise ConfigurationError(
+                f"agent {name!r}: a handoff is an Agent or a function returning one (for cycles: "
+                f"handoffs=[lambda: other]), not {target!r}"
+            )
+    return tuple(targets)
 
 
 def _as_async(fn: Callable[[Any], Awaitable[None] | None]) -> PrepareTools:

@@ -5,8 +5,9 @@ in one turn, run concurrently), checks a flight with a tool that fails for one f
 is told and carries on), and answers; ``--runs`` says how many such questions. On top of them come the
 scene runs (:data:`._demo_scenes.SCENES`), each showing one stage: a run from a long earlier conversation,
 compacted (summarised by the model) before its first model call; a booking that pauses for approval and
-is resumed; a burst of quotes refused by backpressure; a flaky service retried; and a seat map outage
-that opens a circuit breaker and closes it again. The summary counts both. The model is scripted
+is resumed; a burst of quotes refused by backpressure; a flaky service retried; a flight change the trip
+desk hands off (``handoffs=``) to the rebooking agent, which answers with its own tool; and a seat map
+outage that opens a circuit breaker and closes it again. The summary counts both. The models are scripted
 (:class:`FunctionModel`), so the demo needs no network and no key.
 
 The event stream goes through the stdout tracer (``TRACEDAGENT_STDOUT`` defaults to on here); other
@@ -31,7 +32,7 @@ from ._compaction import Summarize
 from ._demo_mcp import QUESTION as MCP_QUESTION
 from ._demo_mcp import mcp_answer, mcp_server
 from ._demo_scenes import SCENE_RUNS, scenes_text
-from ._events import CircuitStateChanged, ModelCallEnded, RunEnded, ToolCallEnded
+from ._events import CircuitStateChanged, HandoffOccurred, ModelCallEnded, RunEnded, ToolCallEnded
 from ._export import flush
 from ._messages import Message, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse
@@ -42,10 +43,11 @@ from .hookspecs import hookimpl
 from .resilience import CircuitBreaker, RetryPolicy
 from .testing import FunctionModel
 
-__all__ = ["DemoSummary", "build_demo_agent", "run_demo"]
+__all__ = ["DemoSummary", "build_demo_agent", "build_rebooking_agent", "run_demo"]
 
 CITIES = ("Lisbon", "Oslo", "Nairobi", "Lima", "Osaka", "Denver", "Tunis", "Hobart")
 FAILING_FLIGHT = "TA404"
+REBOOKING = "rebooking"  # the agent the trip desk hands flight changes to
 
 
 @tool
@@ -140,6 +142,17 @@ def exchange_rate(currency: str) -> str:
     return f"1 EUR = {150 + len(currency)} {currency}"
 
 
+@tool
+def change_flight(code: str, day: str) -> str:
+    """Move a booking to another flight day (the rebooking agent's tool).
+
+    Args:
+        code: The flight's code.
+        day: The new day, for example Friday.
+    """
+    return f"{code} moved to {day}"
+
+
 def _special(question: str, tool_results: list[Message]) -> ModelResponse | str | list[ToolCall] | None:
     """The demo's resilience scenes: a breaker, a burst of quotes, a flaky rate service."""
     flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
@@ -160,6 +173,8 @@ def _special(question: str, tool_results: list[Message]) -> ModelResponse | str 
         if not tool_results:
             return [ToolCall.of("x0", "exchange_rate", {"currency": "JPY"})]
         return f"Rate: {tool_results[-1].content}"
+    if question.startswith("Change"):  # changes are the rebooking agent's: hand the run to it
+        return [ToolCall.of("h0", f"transfer_to_{REBOOKING}", {})]
     return None
 
 
@@ -196,6 +211,19 @@ def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResp
     return f"Weather in {' and '.join(cities)} looks fine for travel. {flight_text}"
 
 
+def _rebooking_brain(messages: Sequence[Message], request: ModelRequest) -> str | list[ToolCall]:
+    """The rebooking agent's scripted model: after the handoff, change the flight, then say so."""
+    question = next(m.content or "" for m in reversed(messages) if m.role == "user")
+    flight = (re.findall(r"\b[A-Z]{2}\d{3}\b", question) or ["TA101"])[0]
+    day = (re.findall(r"\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day\b", question) or ["Friday"])[0]
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    changed = [m for m in messages[last_user:] if m.role == "tool" and m.name == "change_flight"]
+    if not changed:
+        return [ToolCall.of("c0", "change_flight", {"code": flight, "day": day})]
+    result = changed[-1]
+    return f"Rebooking here: {result.content}." if not result.is_error else "The change was not made."
+
+
 def scripted_demo_model() -> FunctionModel:
     # Priced as gpt-4o-mini (on its estimated tokens), so the summary and the metrics show what a run costs.
     return FunctionModel(_demo_brain, name="trip-desk-scripted", provider="scripted", price_as=DEMO_PRICE_AS)
@@ -205,17 +233,35 @@ def scripted_demo_model() -> FunctionModel:
 DEMO_PRICE_AS = "openai:gpt-4o-mini"
 
 
+def scripted_rebooking_model() -> FunctionModel:
+    return FunctionModel(_rebooking_brain, name="rebooking-scripted", provider="scripted")
+
+
+def build_rebooking_agent(model: Model | None = None) -> Agent:
+    """The agent the trip desk hands flight changes to: its own instructions, tool and model."""
+    return Agent(
+        REBOOKING,
+        model or scripted_rebooking_model(),
+        instructions="You change travellers' flight bookings, then confirm the change briefly.",
+        tools=[change_flight],
+        max_turns=6,
+    )
+
+
 def build_demo_agent(model: Model | None = None, mcp: ToolSource | None = None) -> Agent:
-    """The demo's agent: the trip desk with its tools (booking needs approval) and summarising compaction,
-    and an MCP server's tools when ``mcp`` is given."""
+    """The demo's agent: the trip desk with its tools (booking needs approval), summarising compaction,
+    a handoff to the rebooking agent (on the same ``model`` when one is given), and an MCP server's tools
+    when ``mcp`` is given."""
     tools: list[Tool | ToolSource] = [get_weather, flight_status, book_seat, seat_map, fare_quote, exchange_rate]
     if mcp is not None:
         tools.append(mcp)
     return Agent(
         "trip-desk",
         model or scripted_demo_model(),
-        instructions="You help travellers: check the weather of their cities and their flight, then answer briefly.",
+        instructions="You help travellers: check the weather of their cities and their flight, then answer briefly. "
+        "Hand flight changes to the rebooking agent.",
         tools=tools,
+        handoffs=[build_rebooking_agent(model)],
         max_turns=6,
         compaction=Summarize(max_tokens=400),
     )
@@ -264,6 +310,7 @@ class DemoSummary:
     resumes: int = 0
     circuit: list[str] = field(default_factory=list)
     retries: int = 0
+    handoffs: Counter[tuple[str, str]] = field(default_factory=Counter)
     wall_s: float = 0.0
     #: How many trip questions ``--runs`` asked; the rest of the runs are the scenes (:data:`SCENES`).
     asked: int | None = None
@@ -288,6 +335,7 @@ class DemoSummary:
         rows.append(("interrupts / resumes", f"{self.interrupts} / {self.resumes}"))
         rows.append(("breaker changes", ", ".join(self.circuit) or "none"))
         rows.append(("retries", str(self.retries)))
+        rows.append(("handoffs", ", ".join(f"{a} -> {b} {n}" for (a, b), n in sorted(self.handoffs.items())) or "none"))
         rows.append(("time", f"{self.wall_s:.2f} s"))
         width = max(len(k) for k, _ in rows)
         line = "-" * (width + 40)
@@ -346,6 +394,11 @@ class _SummaryCounter:
         with self._lock:
             self.summary.retries += 1
 
+    @hookimpl
+    def on_handoff(self, event: HandoffOccurred) -> None:
+        with self._lock:
+            self.summary.handoffs[(event.from_agent, event.to_agent)] += 1
+
 
 async def _scenario(agent: Agent, runs: int, concurrency: int, mcp: ToolSource | None = None) -> list[str]:
     try:
@@ -382,6 +435,7 @@ async def _trip_scenario(agent: Agent, runs: int, concurrency: int, only: list[s
     jobs.append(one("Book me a window seat on TA555, please."))
     jobs.append(one("Quote fares for TA321 in every class."))  # a burst: 2 in flight, 2 queued, 2 refused
     jobs.append(one("Convert 300 EUR to JPY for my trip."))  # a flaky service: retried
+    jobs.append(one("Change my flight TA555 to Friday, please."))  # handed off to the rebooking agent
     await asyncio.gather(*jobs)
     # An outage: two failures open the seat map's breaker, the next call is refused at once; once the
     # service is back and the reset timeout has passed, a probe succeeds and the breaker closes.

@@ -13,6 +13,7 @@ SCENES: tuple[tuple[str, int], ...] = (
     ("approval", 1),  # a booking that pauses for a person and is resumed
     ("backpressure", 1),  # a burst of fare quotes: 2 in flight, 2 queued, 2 refused
     ("retry", 1),  # a flaky exchange-rate service
+    ("handoff", 1),  # a flight change: the trip desk hands the run to the rebooking agent
     ("circuit breaker", 4),  # a seat map outage: 3 runs open the breaker, 1 after it closes again
 )
 SCENE_RUNS = sum(count for _, count in SCENES)

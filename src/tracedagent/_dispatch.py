@@ -87,6 +87,7 @@ class Dispatcher:
     on_checkpoint: tuple[Impl, ...]
     on_circuit_change: tuple[Impl, ...]
     on_retry: tuple[Impl, ...]
+    on_handoff: tuple[Impl, ...]
     approve_tool_call: tuple[Impl, ...]
 
     def __init__(self, managers: Iterable[pluggy.PluginManager] = ()) -> None:

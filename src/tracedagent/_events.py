@@ -24,6 +24,7 @@ __all__ = [
     "ContextCompacted",
     "ErrorInfo",
     "Event",
+    "HandoffOccurred",
     "Interruption",
     "ModelCallEnded",
     "ModelCallStarted",
@@ -247,3 +248,15 @@ class RetryScheduled(Event):
     attempt: int = 0
     delay_s: float = 0.0
     error: ErrorInfo | None = None
+
+
+@fast_init
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandoffOccurred(Event):
+    """The run passed from ``from_agent`` to ``to_agent`` (a ``transfer_to_{name}`` tool call), and goes on
+    with the other agent's instructions, tools and model: the same run, trace and segment. ``span_id`` is
+    the segment's span; ``agent`` is the agent handing off (``from_agent``)."""
+
+    hook: ClassVar[str] = "on_handoff"
+    from_agent: str = ""
+    to_agent: str = ""

@@ -19,6 +19,7 @@ from . import _durable
 from ._approval import _granted
 from ._compaction import CompactionContext
 from ._events import ContextCompacted, RunEnded, RunResumed, RunStarted
+from ._handoff import settle
 from ._messages import Message
 from ._model_step import call_model
 from ._output import judge
@@ -40,7 +41,7 @@ def _open(seg: Segment) -> Stage:
     """The segment's stage: ``RunStarted`` for a new run, ``RunResumed`` for a resume."""
     state, config, resumed = seg.state, seg.config, seg.resumed
     if resumed is not None:
-        stage = Stage(seg.span, RunResumed, RunEnded, ok="completed", failed="failed")
+        stage = Stage(seg.run_span, RunResumed, RunEnded, ok="completed", failed="failed")
         if stage.listened:
             now = _now_ns()
             waited = max(0.0, (now - (resumed.paused_at_ns or now)) / 1e9)
@@ -48,7 +49,7 @@ def _open(seg: Segment) -> Stage:
             stage.start(_NONE, {**resume, "run_started_ns": state.started_ns}, now)
         return stage
     state.started_ns = started = _now_ns()
-    stage = Stage(seg.span, RunStarted, RunEnded, ok="completed", failed="failed")
+    stage = Stage(seg.run_span, RunStarted, RunEnded, ok="completed", failed="failed")
     if stage.listened:
         fields: dict[str, Any] = {
             "model": config.model.name,
@@ -66,7 +67,7 @@ async def execute(seg: Segment, output_of: Output) -> RunResult:
     state = seg.state
     output: str | None = None
     stage = _open(seg)
-    stage.baggage = (seg.config.name, state.session_id)
+    stage.baggage = (state.agent, state.session_id)
     # A run started inside an approved tool must not see that approval as its own tools' approval.
     granted = _granted.set(False)
     try:
@@ -114,6 +115,9 @@ async def _turns(seg: Segment) -> str | None:
             # The turn in flight (new, resumed after a pause, or recovered after a crash): run the
             # calls that have no result yet, then hand every result back in the model's order.
             await call_tools(seg, [c for c in last.tool_calls if c.id not in state.turn_results])
+            if seg.ctx.agent is not config:  # a transfer_to_{name} tool handed the run to another agent
+                settle(seg)
+                config = seg.config
             if state.pending:
                 return None
             results = state.turn_results

@@ -17,6 +17,7 @@ from ._events import (
     CircuitStateChanged,
     ContextCompacted,
     Event,
+    HandoffOccurred,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -83,4 +84,8 @@ class QueueingTracer:
 
     @hookimpl
     def on_retry(self, event: RetryScheduled) -> None:
+        self._put(event)
+
+    @hookimpl
+    def on_handoff(self, event: HandoffOccurred) -> None:
         self._put(event)

@@ -35,6 +35,7 @@ class Segment:
         "external_results",
         "output",
         "resumed",
+        "run_span",
         "span",
         "started",
         "state",
@@ -66,7 +67,15 @@ class Segment:
         #: Decisions and external results given to ``resume``, by call id (used up as the calls run).
         self.decisions: dict[str, Approval] = decisions if decisions is not None else {}
         self.external_results: dict[str, str] = external_results if external_results is not None else {}
-        self.span = Span(dispatcher, self.state.run_id, self.state.trace_id, self.config.name, parent_span_id)
+        state = self.state
+        #: The span of the segment's stages and point events: the agent the run is with (see _handoff).
+        self.span = span = Span(dispatcher, state.run_id, state.trace_id, self.config.name, parent_span_id)
+        #: The segment's own span (its start and end events): the same ids, the agent the run belongs to.
+        self.run_span = (
+            span
+            if state.agent == span.agent
+            else Span(dispatcher, state.run_id, state.trace_id, state.agent, parent_span_id, span.span_id)
+        )
         self.started = time.perf_counter()
         #: The structured output this segment asks for and its progress (None: the answer is text).
         self.output: OutputRun | None = None

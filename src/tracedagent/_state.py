@@ -67,6 +67,8 @@ class RunState:
     started_ns: int | None = None
     #: Corrections of invalid structured output sent to the model so far (bounded by ``output_retries``).
     output_retries: int = 0
+    #: The agent the run is with after a handoff (``Agent(handoffs=...)``); None while it is with ``agent``.
+    active_agent: str | None = None
 
     # ------------------------------------------------------------------------ live and saved forms
 
@@ -166,7 +168,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Fields a record written before they existed may lack.
-_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries"})
+_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries", "active_agent"})
 
 
 # Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
@@ -274,5 +276,6 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "step": _count,
     "started_ns": lambda v: _optional(_count, v),
     "output_retries": _count,
+    "active_agent": lambda v: _optional(_str, v),
 }
 assert set(_DECODERS) == {f.name for f in _FIELDS}, "every field of RunState needs a decoder"

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         CheckpointSaved,
         CircuitStateChanged,
         ContextCompacted,
+        HandoffOccurred,
         ModelCallEnded,
         ModelCallStarted,
         RetryScheduled,
@@ -115,6 +116,13 @@ def on_circuit_change(event: CircuitStateChanged) -> None:
 @hookspec
 def on_retry(event: RetryScheduled) -> None:
     """A model or tool call failed and will be retried after ``event.delay_s``."""
+
+
+@hookspec
+def on_handoff(event: HandoffOccurred) -> None:
+    """A run passed to another agent (``Agent(handoffs=[...])``); fired on the run segment's span, after
+    the ``transfer_to_{name}`` tool call ended and before the other agent's first model call. ``agent``
+    and ``from_agent`` name the agent handing off; later events of the run's stages carry ``to_agent``."""
 
 
 # ----------------------------------------------------------------------------------------- deciders

@@ -150,8 +150,8 @@ def test_each_run_segment_is_an_invoke_agent_span_with_its_calls_as_children(
 ) -> None:
     by_id = {s["context"]["span_id"]: s for s in phoenix_spans}
     segments = [s for s in phoenix_spans if s["name"] == "invoke_agent trip-desk"]
-    # 3 questions + compaction + booking (2 segments) + quotes + exchange rate + 4 seat-map runs
-    assert len(segments) == 3 + 1 + 2 + 1 + 1 + 4
+    # 3 questions + compaction + booking (2 segments) + quotes + exchange rate + flight change + 4 seat-map runs
+    assert len(segments) == 3 + 1 + 2 + 1 + 1 + 1 + 4
     for segment in segments:
         assert segment["span_kind"] == "AGENT"
         assert segment["attributes"][N.GEN_AI_OPERATION_NAME] == "invoke_agent"
@@ -199,6 +199,13 @@ def test_a_resumed_run_continues_its_trace(phoenix_spans: list[dict[str, Any]]) 
 def test_the_demo_scenes_show_as_span_events(phoenix_spans: list[dict[str, Any]]) -> None:
     events = {e["name"] for s in phoenix_spans for e in s["events"]}
     assert {N.EVENT_COMPACTION, N.EVENT_INTERRUPT, N.EVENT_RESUME, N.EVENT_CIRCUIT_CHANGE, N.EVENT_RETRY} <= events
+    # the flight change: the trip desk's segment records the handoff; the rebooking agent's calls are its children
+    (handoff,) = [(s, e) for s in phoenix_spans for e in s["events"] if e["name"] == N.EVENT_HANDOFF]
+    segment, event = handoff
+    assert segment["name"] == "invoke_agent trip-desk"
+    assert (event["attributes"][N.TD_HANDOFF_FROM], event["attributes"][N.TD_HANDOFF_TO]) == ("trip-desk", "rebooking")
+    (change,) = [s for s in phoenix_spans if s["name"] == "execute_tool change_flight"]
+    assert change["parent_id"] == segment["context"]["span_id"]
 
 
 def test_the_grpc_exporter_delivers_too(phoenix_work: Path) -> None:

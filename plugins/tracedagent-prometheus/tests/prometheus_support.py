@@ -66,6 +66,7 @@ DESIGN_TABLE: dict[str, tuple[str, frozenset[str]]] = {
     "tracedagent_traces_shed_total": ("counter", frozenset({"sink"})),
     # Not in the DESIGN table yet (issue 18, structured output): invalid answers to an output_type.
     "tracedagent_output_validation_failures_total": ("counter", frozenset({"agent"})),
+    "tracedagent_handoffs_total": ("counter", frozenset({"from_agent", "to_agent"})),
 }
 
 #: gen_ai.client.operation.duration's explicit bucket boundaries (OpenTelemetry GenAI conventions).
@@ -108,6 +109,7 @@ EVENT_DRIVEN = (
     "tracedagent_compactions_total",
     "tracedagent_compaction_tokens_removed_total",
     "tracedagent_output_validation_failures_total",
+    "tracedagent_handoffs_total",
 )
 
 
@@ -147,6 +149,8 @@ def predicted(events: Iterable[Any]) -> dict[Key, float]:
         elif hook == "on_compaction":
             out[key("tracedagent_compactions_total", agent=e.agent, strategy=e.strategy)] += 1
             out[key("tracedagent_compaction_tokens_removed_total", agent=e.agent)] += e.tokens_before - e.tokens_after
+        elif hook == "on_handoff":
+            out[key("tracedagent_handoffs_total", from_agent=e.from_agent, to_agent=e.to_agent)] += 1
     return {k: v for k, v in out.items() if v}
 
 
@@ -261,7 +265,7 @@ class RetryOnce:
 class VariedScenario:
     """Runs that make every event the tracer counts: tools that succeed, fail, time out, are refused by
     a bulkhead and by an open breaker, a tool retry and a model retry, an interrupt and its resume, a
-    failed run, and both compaction strategies. ``SECRET`` is in every content field.
+    failed run, both compaction strategies, and a handoff. ``SECRET`` is in every content field.
 
     It is also a plugin (given to its agents): it lets the first call of the one-slot tool go on once the
     second call has been refused, so the refusal does not depend on timing.
@@ -387,3 +391,8 @@ class VariedScenario:
         assert (await typed.run(f"Numbers {SECRET}")).output == [1, 2]
         with pytest.raises(OutputValidationError):
             await typed.run(f"More numbers {SECRET}")
+        # a handoff: the router hands its run to the specialist, which answers
+        specialist = Agent("specialist", ScriptedModel([f"Specialist on {SECRET}"], name="specialist-model"))
+        router_model = ScriptedModel([Step(tool_calls=[("transfer_to_specialist", {})])], name="router-model")
+        router = Agent("router", router_model, handoffs=[specialist], plugins=gate)
+        assert (await router.run(f"Route {SECRET}")).output == f"Specialist on {SECRET}"

@@ -131,9 +131,19 @@ async def test_output_validation_failures_count_every_invalid_answer(registry, v
     assert value(registry, "tracedagent_output_validation_failures_total", agent="desk") == 0
 
 
+async def test_handoffs_count_by_the_agents_handing_off_and_taking_over(registry, varied):
+    handoffs = varied.of_type(tracedagent.HandoffOccurred)
+    assert [(e.from_agent, e.to_agent) for e in handoffs] == [("router", "specialist")]
+    assert value(registry, "tracedagent_handoffs_total", from_agent="router", to_agent="specialist") == 1
+    # the run stays the router's; the specialist's calls carry the specialist
+    assert value(registry, "tracedagent_runs_total", agent="router", status="completed") == 1
+    specialist = {"agent": "specialist", "provider": "scripted", "model": "specialist-model"}
+    assert value(registry, "tracedagent_model_calls_total", **specialist, status="ok") == 1
+
+
 async def test_runs_active_is_back_to_zero(registry, varied):
     agents = {e.agent for e in varied.of_type(RunStarted)}
-    assert agents == {"desk", "summarizer", "dropper", "retrier", "typed"}
+    assert agents == {"desk", "summarizer", "dropper", "retrier", "typed", "router"}
     for agent in agents:
         assert registry.get_sample_value("tracedagent_runs_active", {"agent": agent}) == 0
 

@@ -69,7 +69,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             return "lingering" in out.read_text()
 
         wait_until(lingering, "the demo to finish its runs and linger", timeout=60)
-        assert "completed 12" in out.read_text()
+        assert "completed 13" in out.read_text()
         events = [_event(json.loads(line)) for line in events_file.read_text().splitlines()]
         yield Demo(f"http://127.0.0.1:{port}/metrics", port, events)
     finally:
@@ -78,8 +78,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 def predicted_circuit_states(demo: Demo) -> dict[str, float]:
-    """Each tool's breaker state after the runs: the last change's new state, else closed."""
-    states = {e.tool: CIRCUIT_VALUE["closed"] for e in demo.of("on_tool_call_start")}
+    """Each tool's breaker state after the runs: the last change's new state, else closed. A handoff's
+    ``transfer_to_{agent}`` tool has no breaker, so no state."""
+    states = {
+        e.tool: CIRCUIT_VALUE["closed"] for e in demo.of("on_tool_call_start") if not e.tool.startswith("transfer_to_")
+    }
     for change in demo.of("on_circuit_change"):
         states[change.tool] = CIRCUIT_VALUE[change.new]
     return states
@@ -105,6 +108,7 @@ def test_the_lingering_demo_serves_the_metrics_of_its_runs(demo):
     assert hooks["on_interrupt"] == hooks["on_resume"] == 1
     assert hooks["on_retry"] >= 1
     assert hooks["on_compaction"] >= 1
+    assert hooks["on_handoff"] == 1  # the flight change, handed from the trip desk to the rebooking agent
     assert {"circuit_open", "rejected", "error", "ok"} <= {e.status for e in demo.of("on_tool_call_end")}
     assert gauges["tracedagent_circuit_state"] == predicted_circuit_states(demo)
     assert set(gauges["tracedagent_tool_inflight"].values()) == {0}
@@ -253,4 +257,13 @@ def test_prometheus_scrapes_the_demo_and_promql_returns_what_the_events_predict(
     removed = sum(e.tokens_before - e.tokens_after for e in demo.of("on_compaction"))
     assert q("sum(tracedagent_compaction_tokens_removed_total)") == {(): float(removed)}
     assert q("sum(tracedagent_runs_active)") == {(): 0.0}
+    # the flight change scene: the trip desk hands its run to the rebooking agent
+    handoffs = demo.of("on_handoff")
+    assert q("sum by (from_agent, to_agent) (tracedagent_handoffs_total)") == by(handoffs, "from_agent", "to_agent")
+    raw = q("tracedagent_handoffs_total")  # one series, labelled with the two agents and nothing else
+    scrape = ("__name__", "instance", "job")
+    assert [{k: v for k, v in labels if k not in scrape} for labels in raw] == [
+        {"from_agent": "trip-desk", "to_agent": "rebooking"}
+    ]
+    assert list(raw.values()) == [1.0]
     assert q('sum by (instance) (up{job="tracedagent-demo"})') == {(("instance", f"127.0.0.1:{demo.port}"),): 1.0}

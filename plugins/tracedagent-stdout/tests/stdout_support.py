@@ -12,6 +12,7 @@ from tracedagent import (
     ContextCompacted,
     ErrorInfo,
     Event,
+    HandoffOccurred,
     Interruption,
     Message,
     ModelCallEnded,
@@ -45,6 +46,7 @@ LINE_NAMES = {
     "on_checkpoint": "checkpoint.save",
     "on_circuit_change": "circuit.change",
     "on_retry": "model.retry",
+    "on_handoff": "run.handoff",
 }
 
 
@@ -115,5 +117,6 @@ def one_of_each() -> list[Event]:
         RunResumed(**{**ids, "span_id": "e" * 16}, previous_span_id="c" * 16, waited_s=12.5),
         CircuitStateChanged(**ids, tool="lookup", old="closed", new="open", reason="5 failures in a row"),
         RetryScheduled(**child, target="m", kind="model", attempt=2, delay_s=0.5, error=error),
+        HandoffOccurred(**ids, from_agent="unit", to_agent="other"),
         RunEnded(**ids, status="failed", error=error, duration_s=1.5, usage=Usage(3, 4, requests=1), output=SECRET),
     ]

@@ -31,7 +31,7 @@ async def test_content_is_absent_by_default(make_tracer, monkeypatch, fmt, env):
 
     text = stream.getvalue()
     assert tracer.capture_content is False
-    assert len(text.splitlines()) == 10 + 12
+    assert len(text.splitlines()) == 10 + len(one_of_each())
     assert SECRET not in text
     assert "error_type" in text  # the failing tool's error type still shows...
     assert "error_message" not in text  # ...its message (which quotes the arguments) does not

@@ -113,6 +113,7 @@ def test_every_observer_hook_prints_a_line(make_tracer):
     assert lines["run.resume"] | {"previous_span_id": "c" * 16, "waited_s": 12.5} == lines["run.resume"]
     assert lines["circuit.change"] | {"old": "closed", "new": "open", "level": "warning"} == lines["circuit.change"]
     assert lines["model.retry"] | {"attempt": 2, "delay_s": 0.5, "error_type": "ValueError"} == lines["model.retry"]
+    assert lines["run.handoff"] | {"from_agent": "unit", "to_agent": "other", "level": "info"} == lines["run.handoff"]
     assert lines["run.start"]["metadata"] == {"tenant": "t1"}
     assert lines["run.end"] | {"status": "failed", "level": "error"} == lines["run.end"]
     assert lines["run.start"]["timestamp"] == "2023-11-14T22:13:20.123456Z"

@@ -13,6 +13,7 @@ from .._events import (
     CircuitStateChanged,
     ContextCompacted,
     Event,
+    HandoffOccurred,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -37,6 +38,7 @@ _SPAN_EVENTS = {
     CheckpointSaved: "checkpoint",
     CircuitStateChanged: "circuit_change",
     RetryScheduled: "retry",
+    HandoffOccurred: "handoff",
 }
 
 
@@ -104,6 +106,10 @@ class RecordingTracer:
 
     @hookimpl
     def on_retry(self, event: RetryScheduled) -> None:
+        self._record(event)
+
+    @hookimpl
+    def on_handoff(self, event: HandoffOccurred) -> None:
         self._record(event)
 
     # ------------------------------------------------------------------------------------ reading

@@ -12,9 +12,28 @@ It reads the code through :func:`tracedagent.tools.file_tools`, confined to the 
 unless ``allow_write=True``, and then every write waits for a person). Every run is traced like any
 tracedagent run: the installed tracer plugins (stdout, OTLP, LangSmith, Prometheus) see it with no code
 here. Without a model, :func:`offline_model` explores with a keyword search so the command works offline.
+:func:`build_reviewer` is an agent with the explorer as its tool (``Agent.as_tool``): it asks, the
+explorer reads.
 """
 
-from .agent import AGENT_NAME, INSTRUCTIONS, build_agent
+from .agent import (
+    AGENT_NAME,
+    EXPLORER_TOOL,
+    INSTRUCTIONS,
+    REVIEWER_INSTRUCTIONS,
+    REVIEWER_NAME,
+    build_agent,
+    build_reviewer,
+)
 from .offline import offline_model
 
-__all__ = ["AGENT_NAME", "INSTRUCTIONS", "build_agent", "offline_model"]
+__all__ = [
+    "AGENT_NAME",
+    "EXPLORER_TOOL",
+    "INSTRUCTIONS",
+    "REVIEWER_INSTRUCTIONS",
+    "REVIEWER_NAME",
+    "build_agent",
+    "build_reviewer",
+    "offline_model",
+]

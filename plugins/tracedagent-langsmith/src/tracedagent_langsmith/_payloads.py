@@ -17,6 +17,7 @@ from tracedagent import (
     CircuitStateChanged,
     ContextCompacted,
     ErrorInfo,
+    HandoffOccurred,
     Message,
     ModelCallEnded,
     ModelCallStarted,
@@ -239,6 +240,10 @@ def _retry(event: RetryScheduled, capture: bool) -> JSON:
     return kwargs
 
 
+def _handoff(event: HandoffOccurred, capture: bool) -> JSON:
+    return {"from_agent": event.from_agent, "to_agent": event.to_agent}
+
+
 _EVENTS: dict[type, tuple[str, Any]] = {
     RunInterrupted: ("interrupt", _interrupt),
     RunResumed: ("resume", _resume),
@@ -246,14 +251,21 @@ _EVENTS: dict[type, tuple[str, Any]] = {
     CheckpointSaved: ("checkpoint", _checkpoint),
     CircuitStateChanged: ("circuit_change", _circuit),
     RetryScheduled: ("retry", _retry),
+    HandoffOccurred: ("handoff", _handoff),
 }
 
 
 def run_event(
-    event: RunInterrupted | RunResumed | ContextCompacted | CheckpointSaved | CircuitStateChanged | RetryScheduled,
+    event: RunInterrupted
+    | RunResumed
+    | ContextCompacted
+    | CheckpointSaved
+    | CircuitStateChanged
+    | RetryScheduled
+    | HandoffOccurred,
     capture: bool,
 ) -> JSON:
     """The LangSmith run event (``{"name", "time", "kwargs"}``) for a point-in-time tracedagent event:
-    ``interrupt``, ``resume``, ``compaction``, ``checkpoint``, ``circuit_change`` or ``retry``."""
+    ``interrupt``, ``resume``, ``compaction``, ``checkpoint``, ``circuit_change``, ``retry`` or ``handoff``."""
     name, describe = _EVENTS[type(event)]
     return _event(name, event.timestamp_ns, describe(event, capture))

@@ -48,6 +48,7 @@ from tracedagent import (
     CircuitStateChanged,
     ContextCompacted,
     Event,
+    HandoffOccurred,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -183,6 +184,7 @@ class TraceBuilder:
             CheckpointSaved: self._point_event,
             CircuitStateChanged: self._point_event,
             RetryScheduled: self._point_event,
+            HandoffOccurred: self._point_event,
         }
 
     def handle(self, event: Event) -> None:
@@ -577,7 +579,12 @@ class TraceBuilder:
 
     def _point_event(
         self,
-        event: RunInterrupted | ContextCompacted | CheckpointSaved | CircuitStateChanged | RetryScheduled,
+        event: RunInterrupted
+        | ContextCompacted
+        | CheckpointSaved
+        | CircuitStateChanged
+        | RetryScheduled
+        | HandoffOccurred,
     ) -> None:
         run = self._open.get(event.span_id)
         if run is None:

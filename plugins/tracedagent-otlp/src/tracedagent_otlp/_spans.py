@@ -32,6 +32,7 @@ from tracedagent import (
     ContextCompacted,
     ErrorInfo,
     Event,
+    HandoffOccurred,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -114,6 +115,7 @@ class SpanBuilder:
             CheckpointSaved: self._on_span,
             CircuitStateChanged: self._on_span,
             RetryScheduled: self._on_span,
+            HandoffOccurred: self._on_span,
         }
 
     @property
@@ -416,6 +418,8 @@ class SpanBuilder:
                 if self.capture_content:
                     attrs[N.TD_ERROR_MESSAGE] = _content.clip(event.error.message, self.max_content)
             return N.EVENT_RETRY, attrs
+        if isinstance(event, HandoffOccurred):
+            return N.EVENT_HANDOFF, {N.TD_HANDOFF_FROM: event.from_agent, N.TD_HANDOFF_TO: event.to_agent}
         return None
 
 

@@ -186,6 +186,7 @@ class InProcessMetrics(Collector):
     retries_total: _Family
     interrupts_total: _Family
     resumes_total: _Family
+    handoffs_total: _Family
     compactions_total: _Family
     compaction_tokens_removed_total: _Family
     output_validation_failures_total: _Family

@@ -26,6 +26,7 @@ EXPORT_QUEUE_DEPTH = "tracedagent_export_queue_depth"
 EXPORT_DROPPED_TOTAL = "tracedagent_export_dropped_total"
 TRACES_SHED_TOTAL = "tracedagent_traces_shed_total"
 OUTPUT_VALIDATION_FAILURES_TOTAL = "tracedagent_output_validation_failures_total"
+HANDOFFS_TOTAL = "tracedagent_handoffs_total"
 
 #: Every metric this plugin exposes (without the _total/_bucket suffixes the exposition adds).
 ALL = (
@@ -53,6 +54,7 @@ ALL = (
     EXPORT_DROPPED_TOTAL,
     TRACES_SHED_TOTAL,
     OUTPUT_VALIDATION_FAILURES_TOTAL,
+    HANDOFFS_TOTAL,
 )
 
 #: The OpenTelemetry GenAI conventions' buckets for gen_ai.client.operation.duration (seconds).
@@ -136,6 +138,14 @@ UPDATED: tuple[tuple[str, str, str, str, tuple[str, ...], tuple[float, ...]], ..
     ),
     ("interrupts_total", INTERRUPTS_TOTAL, "Runs paused for a person.", "counter", ("agent",), ()),
     ("resumes_total", RESUMES_TOTAL, "Paused runs resumed.", "counter", ("agent",), ()),
+    (
+        "handoffs_total",
+        HANDOFFS_TOTAL,
+        "Runs handed from one agent to another (Agent(handoffs=...)).",
+        "counter",
+        ("from_agent", "to_agent"),
+        (),
+    ),
     ("compactions_total", COMPACTIONS_TOTAL, "Context compactions, by strategy.", "counter", ("agent", "strategy"), ()),
     (
         "compaction_tokens_removed_total",

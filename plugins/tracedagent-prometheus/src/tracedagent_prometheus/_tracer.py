@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 import tracedagent
 from tracedagent import (
     ContextCompacted,
+    HandoffOccurred,
     ModelCallEnded,
     RetryScheduled,
     RunEnded,
@@ -101,6 +102,7 @@ class _Metrics:
     retries_total: Counter
     interrupts_total: Counter
     resumes_total: Counter
+    handoffs_total: Counter
     compactions_total: Counter
     compaction_tokens_removed_total: Counter
     output_validation_failures_total: Counter
@@ -339,6 +341,10 @@ class PrometheusTracer:
     @hookimpl
     def on_interrupt(self, event: RunInterrupted) -> None:
         self._child(self.metrics.interrupts_total, self.agent(event.agent)).inc()
+
+    @hookimpl
+    def on_handoff(self, event: HandoffOccurred) -> None:
+        self._child(self.metrics.handoffs_total, self.agent(event.from_agent), self.agent(event.to_agent)).inc()
 
     @hookimpl
     def on_compaction(self, event: ContextCompacted) -> None:

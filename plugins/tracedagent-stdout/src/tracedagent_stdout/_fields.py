@@ -16,6 +16,7 @@ from tracedagent import (
     ContextCompacted,
     ErrorInfo,
     Event,
+    HandoffOccurred,
     Message,
     ModelCallEnded,
     ModelCallStarted,
@@ -38,7 +39,7 @@ def describe(event: Event, capture: bool) -> tuple[str, str, Fields]:
     """The line for ``event``: ``(name, level, fields)``; ids are added by the caller.
 
     Names: ``run.start``, ``run.end``, ``model.start``, ``model.end``, ``tool.start``, ``tool.end``,
-    ``run.interrupt``, ``run.resume``, ``context.compact``, ``checkpoint.save``, ``circuit.change``,
+    ``run.interrupt``, ``run.resume``, ``run.handoff``, ``context.compact``, ``checkpoint.save``, ``circuit.change``,
     and ``model.retry`` or ``tool.retry``.
     """
     fields: Fields = {}
@@ -214,6 +215,12 @@ def _retry(event: RetryScheduled, fields: Fields, capture: bool) -> tuple[str, s
     return f"{event.kind}.retry", "warning"
 
 
+def _handoff(event: HandoffOccurred, fields: Fields, capture: bool) -> tuple[str, str]:
+    fields["from_agent"] = event.from_agent
+    fields["to_agent"] = event.to_agent
+    return "run.handoff", "info"
+
+
 def _unknown(event: Event, fields: Fields, capture: bool) -> tuple[str, str]:
     # An event class newer than this plugin: say which hook, show no field (it may be content).
     return event.hook or type(event).__name__, "info"
@@ -232,4 +239,5 @@ _DESCRIBERS: dict[type[Event], Callable[[Any, Fields, bool], tuple[str, str]]] =
     CheckpointSaved: _checkpoint,
     CircuitStateChanged: _circuit,
     RetryScheduled: _retry,
+    HandoffOccurred: _handoff,
 }
