@@ -371,6 +371,7 @@ PROBE = textwrap.dedent(
     m.resumes_total.labels(AGENT)
     m.compactions_total.labels(AGENT, "summarize")
     m.compaction_tokens_removed_total.labels(AGENT)
+    m.output_validation_failures_total.labels(AGENT)
     m.handoffs_total.labels(*HANDOFF)
 
     sink = tracedagent.ExportPipeline("probe", lambda batch: None, max_queue=3, max_batch=10_000, interval_s=3600)

@@ -62,7 +62,7 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
         assert hooks[hook] > 0, f"{hook} never fired: {hooks}"
     # 5 runs, the compaction run, the booking, the burst of quotes, the flaky rate, the flight change
     # and 4 seat map runs
-    assert hooks["on_run_start"] == 14
+    assert hooks["on_run_start"] == 15
     assert hooks["on_interrupt"] == hooks["on_resume"] == 1  # the booking waits for approval
     # one end per start, sharing the span id
     for start, end in STARTS.items():
@@ -89,7 +89,7 @@ def test_demo_event_stream_invariants(tmp_path: Path) -> None:
     tool_ends = [e for e in events if e["hook"] == "on_tool_call_end"]
     assert {"ok", "error"} <= {e["status"] for e in tool_ends}
     assert any(e["purpose"] == "compaction" for e in events if e["hook"] == "on_model_call_start")
-    assert "completed 14" in proc.stdout
+    assert "completed 15" in proc.stdout
     # the flight change: the trip desk hands the run to the rebooking agent, which changes the flight
     (handoff,) = [e for e in events if e["hook"] == "on_handoff"]
     assert (handoff["from_agent"], handoff["to_agent"], handoff["agent"]) == ("trip-desk", "rebooking", "trip-desk")

@@ -24,7 +24,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
+
+import pydantic
 
 from . import _plugins
 from ._agent import Agent
@@ -178,11 +180,38 @@ def _special(question: str, tool_results: list[Message]) -> ModelResponse | str 
     return None
 
 
+class TripCard(pydantic.BaseModel):
+    """The structured answer of the demo's structured-output scene (``output_type=TripCard``)."""
+
+    flight: str
+    status: str
+    advice: str
+
+
+CARD_QUESTION = "Summarise my trip on TA101 as a card."
+
+
+def _card_answer(messages: Sequence[Message]) -> str | None:
+    """The structured-output scene: a first answer that is not the card (the run sends it back as a
+    correction), then the card as JSON."""
+    users = [m for m in messages if m.role == "user"]
+    if not users or (CARD_QUESTION not in (users[0].content or "") and not any(
+        (m.content or "").startswith(CARD_QUESTION) for m in users
+    )):
+        return None
+    if (users[-1].content or "").startswith(CARD_QUESTION):
+        return "TA101 is on time and the weather is mild: have a good trip!"  # prose: not a TripCard
+    return '{"flight": "TA101", "status": "on time", "advice": "Pack a light jacket."}'
+
+
 def _demo_brain(messages: Sequence[Message], request: ModelRequest) -> ModelResponse | str | list[ToolCall]:
     """The scripted model: decides the next step from the conversation, so runs are independent."""
     if request.purpose == "compaction":
         users = [m.content for m in messages if m.role == "user" and m.content]
         return f"The traveller asked {len(users) - 1} earlier questions about trips; nothing is pending."
+    card = _card_answer(messages)
+    if card is not None:
+        return card
     question = next(m.content or "" for m in reversed(messages) if m.role == "user")
     asked = re.findall(r"[A-Z][a-z]+", question)
     cities = [c for c in asked if c in CITIES][:2] or ["Lisbon", "Oslo"]
@@ -234,7 +263,7 @@ DEMO_PRICE_AS = "openai:gpt-4o-mini"
 
 
 def scripted_rebooking_model() -> FunctionModel:
-    return FunctionModel(_rebooking_brain, name="rebooking-scripted", provider="scripted")
+    return FunctionModel(_rebooking_brain, name="rebooking-scripted", provider="scripted", price_as=DEMO_PRICE_AS)
 
 
 def build_rebooking_agent(model: Model | None = None) -> Agent:
@@ -314,11 +343,16 @@ class DemoSummary:
     wall_s: float = 0.0
     #: How many trip questions ``--runs`` asked; the rest of the runs are the scenes (:data:`SCENES`).
     asked: int | None = None
+    #: Whether the scenes ran on the scripted model (only it plays the structured-output scene).
+    scripted: bool = True
 
     def render(self) -> str:
         rows = [("runs", ", ".join(f"{k} {v}" for k, v in sorted(self.runs.items())) or "none")]
         if self.asked is not None:
-            rows.append(("  of which", f"{self.asked} asked with --runs, {SCENE_RUNS} scene runs ({scenes_text()})"))
+            scenes = SCENE_RUNS if self.scripted else SCENE_RUNS - 1
+            rows.append(
+                ("  of which", f"{self.asked} asked with --runs, {scenes} scene runs ({scenes_text(self.scripted)})")
+            )
         rows.append(("model calls", ", ".join(f"{k} {v}" for k, v in sorted(self.model_calls.items())) or "none"))
         rows.append(
             (
@@ -415,10 +449,10 @@ async def _trip_scenario(agent: Agent, runs: int, concurrency: int, only: list[s
     limit = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 
-    async def one(question: str, history: list[Message] | None = None) -> None:
+    async def one(question: str, history: list[Message] | None = None, output_type: Any = None) -> None:
         async with limit:
             try:
-                result = await agent.run(question, messages=history)
+                result = await agent.run(question, messages=history, output_type=output_type)
                 while result.status == "interrupted":
                     # A person would decide here; the demo approves every booking it is asked about.
                     approvals = {i.id: True for i in result.interruptions if i.kind == "approval"}
@@ -436,6 +470,8 @@ async def _trip_scenario(agent: Agent, runs: int, concurrency: int, only: list[s
     jobs.append(one("Quote fares for TA321 in every class."))  # a burst: 2 in flight, 2 queued, 2 refused
     jobs.append(one("Convert 300 EUR to JPY for my trip."))  # a flaky service: retried
     jobs.append(one("Change my flight TA555 to Friday, please."))  # handed off to the rebooking agent
+    if agent.model.provider == "scripted":  # the scripted model's first card is prose on purpose
+        jobs.append(one(CARD_QUESTION, output_type=TripCard))  # structured output: corrected once, then a card
     await asyncio.gather(*jobs)
     # An outage: two failures open the seat map's breaker, the next call is refused at once; once the
     # service is back and the reset timeout has passed, a probe succeeds and the breaker closes.
@@ -469,7 +505,7 @@ def run_demo(
         print(
             "(install tracedagent-stdout to see the event stream: pip install -e plugins/tracedagent-stdout)", file=out
         )
-    summary = DemoSummary(asked=runs)
+    summary = DemoSummary(asked=runs, scripted=model is None)
     counter = _SummaryCounter(summary)
     name = _plugins.register(counter, "demo-summary")
     started = time.perf_counter()

@@ -14,11 +14,13 @@ SCENES: tuple[tuple[str, int], ...] = (
     ("backpressure", 1),  # a burst of fare quotes: 2 in flight, 2 queued, 2 refused
     ("retry", 1),  # a flaky exchange-rate service
     ("handoff", 1),  # a flight change: the trip desk hands the run to the rebooking agent
+    ("structured output", 1),  # a trip card (output_type=TripCard): one answer corrected (scripted model only)
     ("circuit breaker", 4),  # a seat map outage: 3 runs open the breaker, 1 after it closes again
 )
 SCENE_RUNS = sum(count for _, count in SCENES)
 
 
-def scenes_text() -> str:
-    """The scene runs, as the help and the summary say them: ``compaction 1, ..., circuit breaker 4``."""
-    return ", ".join(f"{name} {count}" for name, count in SCENES)
+def scenes_text(scripted: bool = True) -> str:
+    """The scene runs, as the help and the summary say them: ``compaction 1, ..., circuit breaker 4``
+    (on another model than the scripted one, without the structured-output scene)."""
+    return ", ".join(f"{name} {count}" for name, count in SCENES if scripted or name != "structured output")
