@@ -150,8 +150,9 @@ def test_each_run_segment_is_an_invoke_agent_span_with_its_calls_as_children(
 ) -> None:
     by_id = {s["context"]["span_id"]: s for s in phoenix_spans}
     segments = [s for s in phoenix_spans if s["name"] == "invoke_agent trip-desk"]
-    # 3 questions + compaction + booking (2 segments) + quotes + exchange rate + flight change + 4 seat-map runs
-    assert len(segments) == 3 + 1 + 2 + 1 + 1 + 1 + 4
+    # 3 questions + compaction + booking (2 segments) + quotes + exchange rate + flight change + trip card
+    # (structured output) + 4 seat-map runs
+    assert len(segments) == 3 + 1 + 2 + 1 + 1 + 1 + 1 + 4
     for segment in segments:
         assert segment["span_kind"] == "AGENT"
         assert segment["attributes"][N.GEN_AI_OPERATION_NAME] == "invoke_agent"
