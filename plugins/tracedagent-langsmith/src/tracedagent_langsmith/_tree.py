@@ -403,15 +403,7 @@ class TraceBuilder:
             self._create_held(root, event.agent, "chain", p.run_inputs(event, self.capture), event)
             return
         run_id = root_uuid(event.trace_id, event.run_id, event.parent_span_id)
-        metadata: JSON = dict(event.metadata or {})
-        metadata.update(
-            agent=event.agent,
-            model=event.model,
-            provider=event.provider,
-            tracedagent_run_id=event.run_id,
-            tracedagent_trace_id=event.trace_id,
-            tracedagent_span_id=event.span_id,
-        )
+        metadata = self._root_metadata(event)
         if parent is None and outer is not None:  # inside @traceable: a child of that run, in its trace
             outer_id, outer_trace, outer_order = outer
             run_id = nested_root_uuid(event.trace_id, event.run_id)
