@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,17 +151,22 @@ def asgi_app(
     runs = Runs(agent, max_concurrent_runs=limit)
     threads: dict[str, str] = {}
 
-    async def start_run(request: Request) -> Response:
-        body = _validated(RunBody, await _body(request, body_limit))
+    async def answer(request: Request, call: Callable[[bool], Any]) -> Response:
+        """Start ``call(streaming)`` under the request's ``traceparent``; answer with its SSE stream when
+        the client asks for one, else with its result as JSON."""
         parent = parent_from(request.headers.get("traceparent"))
         if _streams(request):
-            started = runs.start(run_call(agent, body, True), parent, encoder=SSEEncoder())
+            started = runs.start(call(True), parent, encoder=SSEEncoder())
             await runs.first_span(started)
             assert started.queue is not None
             return EventStream(started.queue, started.task, started.headers, keepalive_s=keepalive_s)  # type: ignore[return-value]
-        started = runs.start(run_call(agent, body, False), parent, encoder=None)
+        started = runs.start(call(False), parent, encoder=None)
         result, error = await started.task
         return _result_response(result, error, started.headers)
+
+    async def start_run(request: Request) -> Response:
+        body = _validated(RunBody, await _body(request, body_limit))
+        return await answer(request, lambda streaming: run_call(agent, body, streaming))
 
     async def resume_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -170,15 +176,7 @@ def asgi_app(
             raise Refused(409, "run_going", f"run {run_id!r} is going; resume it once it pauses")
         if await agent.store().load(run_id) is None:
             raise Refused(404, "unknown_run", f"no run {run_id!r} to resume in {agent.store()!r}")
-        parent = parent_from(request.headers.get("traceparent"))
-        if _streams(request):
-            started = runs.start(resume_call(agent, run_id, body), parent, encoder=SSEEncoder())
-            await runs.first_span(started)
-            assert started.queue is not None
-            return EventStream(started.queue, started.task, started.headers, keepalive_s=keepalive_s)  # type: ignore[return-value]
-        started = runs.start(resume_call(agent, run_id, body), parent, encoder=None)
-        result, error = await started.task
-        return _result_response(result, error, started.headers)
+        return await answer(request, lambda streaming: resume_call(agent, run_id, body))
 
     async def get_run(request: Request) -> Response:
         return JSONResponse(await runs.lookup(request.path_params["run_id"]))
