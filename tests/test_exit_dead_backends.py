@@ -7,6 +7,7 @@ blocked on a full stderr pipe would not exit however well its exporters behave."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -67,9 +68,9 @@ def black_hole() -> Iterator[str]:
     listener.close()
 
 
-@pytest.fixture
-def slow_503() -> Iterator[str]:
-    stop = threading.Event()
+@contextlib.contextmanager
+def _http_stand_in(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A threaded HTTP server on loopback that reads each request's body and calls ``answer``."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -79,13 +80,7 @@ def slow_503() -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            stop.wait(2.0)
-            try:
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            except OSError:
-                pass
+            answer(self)
 
         do_GET = do_POST = do_PATCH = _answer
 
@@ -93,10 +88,30 @@ def slow_503() -> Iterator[str]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    stop.set()
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def slow_503() -> Iterator[str]:
+    """A LangSmith stand-in that answers 503 after 2 s."""
+    stop = threading.Event()
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        stop.wait(2.0)
+        try:
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+        except OSError:
+            pass
+
+    with _http_stand_in(answer) as url:
+        yield url
+        stop.set()
 
 
 @pytest.fixture
@@ -113,28 +128,14 @@ def refused() -> str:
 def answering() -> Iterator[str]:
     """A collector and a LangSmith stand-in that take everything at once (200, ``{}``)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
 
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        do_GET = do_POST = do_PATCH = _answer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with _http_stand_in(answer) as url:
+        yield url
 
 
 def _exit_after_last_run(otlp: str, langsmith: str) -> tuple[int, float, str]:
