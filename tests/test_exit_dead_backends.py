@@ -21,13 +21,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 EXIT_TIMEOUT_S = 2.0
-#: Interpreter start-up is before the last run; this covers the interpreter's own teardown after the drain.
-TEARDOWN_S = 1.5
+#: What may pass after the timeout until the exit handlers are done: reading the clock, printing.
+EXIT_SLACK_S = 0.5
+#: The interpreter's own teardown after the exit handlers (freeing its modules; slow on a loaded machine).
+TEARDOWN_S = 3.0
 GUARD_S = 30.0
 
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, atexit, sys, time
+    # Registered first, so it runs last: every exit handler (the tracers', the SDKs') and the join of the
+    # non-daemon threads are done by then. What follows is the interpreter freeing its modules.
+    atexit.register(lambda: print(f"exit work done {time.monotonic()!r}", flush=True))
     import langsmith
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     import tracedagent
@@ -138,8 +143,9 @@ def answering() -> Iterator[str]:
         yield url
 
 
-def _exit_after_last_run(otlp: str, langsmith: str) -> tuple[int, float, str]:
-    """Run the child; return its exit code, the seconds from its last run to its exit, and its stderr."""
+def _exit_after_last_run(otlp: str, langsmith: str) -> tuple[int, float, float | None, str]:
+    """Run the child; return its exit code, the seconds from its last run to its exit and to the end of
+    its exit handlers (``time.monotonic`` is the system's clock: the child's and ours agree), and its stderr."""
     env = {
         **os.environ,
         "TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD": "1",
@@ -165,12 +171,14 @@ def _exit_after_last_run(otlp: str, langsmith: str) -> tuple[int, float, str]:
             pytest.fail(f"the child did not finish its runs: {line!r}\n{''.join(errors)[-4000:]}")
         code = child.wait(GUARD_S)
         took = time.monotonic() - last_run
+        done = child.stdout.readline().strip()
+        work = float(done.removeprefix("exit work done ")) - last_run if done.startswith("exit work done") else None
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
     reader.join(GUARD_S)
-    return code, took, "".join(errors)
+    return code, took, work, "".join(errors)
 
 
 @pytest.mark.parametrize("backends", ["black hole and slow 503", "refused", "answering"])
@@ -183,7 +191,13 @@ def test_the_process_exits_within_the_exit_timeout_of_its_last_run(
         otlp = langsmith = request.getfixturevalue("refused")
     else:
         otlp = langsmith = request.getfixturevalue("answering")
-    code, took, errors = _exit_after_last_run(otlp, langsmith)
-    print(f"{backends}: exit took {took:.2f} s after the last run (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
+    code, took, work, errors = _exit_after_last_run(otlp, langsmith)
+    print(
+        f"{backends}: exit work done {work} s and the process gone {took:.2f} s after the last run "
+        f"(TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})"
+    )
     assert code == 0, errors[-4000:]
+    assert work is not None, "the child's last exit handler did not run"
+    # The bound: every exit handler and thread join done within the timeout (and a little for the clocks).
+    assert work < EXIT_TIMEOUT_S + EXIT_SLACK_S, f"the exit handlers took {work:.2f} s after the last run"
     assert took < EXIT_TIMEOUT_S + TEARDOWN_S, f"the process took {took:.2f} s to exit after its last run"

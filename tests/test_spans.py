@@ -4,6 +4,7 @@ and a tool that fails in any way (even with an exception that cannot be printed)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tracedagent import (
     ModelCallStarted,
     ModelError,
     RunEnded,
+    RunResumed,
     RunStarted,
     SQLiteCheckpointStore,
     ToolCallEnded,
@@ -170,7 +172,7 @@ def run_stage(body: Any) -> tuple[list[Event], list[Any]]:
     try:
         with Stage(span, ToolCallStarted, ToolCallEnded, observer=streamed.append) as stage:
             assert stage.listened
-            stage.start({"tool": "x", "call_id": "c"}, {})
+            stage.start(("x", "c"), ())
             if body is not None:
                 body(stage)
     except BaseException as exc:  # what the body raised goes on past the stage, unchanged
@@ -208,6 +210,69 @@ def test_a_stage_ends_exactly_once_on_every_exit(body: Any, status: str, error: 
     assert (end.error.type if end.error else None) == error
     assert end.duration_s >= 0
     assert (end.tool, end.call_id) == ("x", "c")
+
+
+# Every pair of events a stage is made with (the run loop, the model step, the tool step), and the fields
+# those events share: the end's fields must be the header, the shared ones, then status, error, duration_s.
+STAGE_PAIRS = [
+    (RunStarted, RunEnded, ()),
+    (RunResumed, RunEnded, ()),
+    (ModelCallStarted, ModelCallEnded, ("model", "provider", "turn", "purpose")),
+    (ToolCallStarted, ToolCallEnded, ("tool", "call_id")),
+]
+HEADER = ["run_id", "trace_id", "span_id", "parent_span_id", "agent", "timestamp_ns"]
+
+
+@pytest.mark.parametrize(("start", "end", "shared"), STAGE_PAIRS, ids=lambda v: getattr(v, "__name__", ""))
+def test_each_stage_pair_has_the_layout_the_stage_builds(start: Any, end: Any, shared: tuple[str, ...]) -> None:
+    start_fields = [f.name for f in dataclasses.fields(start)]
+    end_fields = [f.name for f in dataclasses.fields(end)]
+    assert start_fields[: 6 + len(shared)] == [*HEADER, *shared]
+    assert end_fields[: 9 + len(shared)] == [*HEADER, *shared, "status", "error", "duration_s"]
+
+
+def test_the_stages_events_carry_each_field_where_it_belongs() -> None:
+    """A real run through every stage, each field checked by name: a value given in the wrong position
+    would land under its neighbour's name."""
+    recorder = RecordingTracer()
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    model = ScriptedModel([Step(tool_calls=[("add", {"a": 1, "b": 2})]), "3"])
+    agent = Agent("calc", model, tools=[add], plugins=[recorder])
+    result = agent.run_sync("add 1 2", metadata={"k": "v"})
+    events = recorder.events
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    assert (started.model, started.provider, started.metadata) == (model.name, model.provider, {"k": "v"})
+    assert started.input[-1].content == "add 1 2"
+    model_start, model_end = events[1], events[2]
+    assert isinstance(model_start, ModelCallStarted)
+    assert (model_start.model, model_start.turn, model_start.purpose) == (model.name, 0, "turn")
+    assert model_start.tools == ("add",)
+    assert model_start.messages[-1].content == "add 1 2"
+    assert isinstance(model_end, ModelCallEnded)
+    assert (model_end.model, model_end.provider) == (model.name, model.provider)
+    assert (model_end.turn, model_end.purpose, model_end.status, model_end.error) == (0, "turn", "ok", None)
+    assert model_end.duration_s >= 0
+    assert model_end.output is not None
+    assert model_end.output.tool_calls[0].name == "add"
+    assert model_end.usage.requests == 1
+    assert model_end.time_to_first_token_s is not None
+    tool_start = next(e for e in events if isinstance(e, ToolCallStarted))
+    tool_end = next(e for e in events if isinstance(e, ToolCallEnded))
+    assert (tool_start.tool, tool_start.call_id) == ("add", tool_end.call_id)
+    assert json.loads(tool_start.arguments) == {"a": 1, "b": 2}
+    assert (tool_end.tool, tool_end.status, tool_end.error) == ("add", "ok", None)
+    assert (tool_end.result, tool_end.reason) == ("3", None)
+    ended = events[-1]
+    assert isinstance(ended, RunEnded)
+    assert (ended.status, ended.error, ended.turns, ended.output) == ("completed", None, 2, "3")
+    assert ended.usage == result.usage
+    assert ended.output_validation_failures == 0
 
 
 def test_a_stage_makes_its_span_current_and_restores_the_outer_one() -> None:

@@ -103,7 +103,7 @@ def configure(
     if not isinstance(model, Model):
         raise ConfigurationError(
             f"agent {name!r}: model must implement the Model protocol (name, provider, stream()); "
-            f"got {type(model).__name__}. Pass a \"provider:model\" string (\"openai:gpt-4o-mini\"), a model from "
+            f'got {type(model).__name__}. Pass a "provider:model" string ("openai:gpt-4o-mini"), a model from '
             "tracedagent.models, or tracedagent.testing.ScriptedModel"
         )
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:

@@ -195,9 +195,10 @@ def _card_answer(messages: Sequence[Message]) -> str | None:
     """The structured-output scene: a first answer that is not the card (the run sends it back as a
     correction), then the card as JSON."""
     users = [m for m in messages if m.role == "user"]
-    if not users or (CARD_QUESTION not in (users[0].content or "") and not any(
-        (m.content or "").startswith(CARD_QUESTION) for m in users
-    )):
+    if not users or (
+        CARD_QUESTION not in (users[0].content or "")
+        and not any((m.content or "").startswith(CARD_QUESTION) for m in users)
+    ):
         return None
     if (users[-1].content or "").startswith(CARD_QUESTION):
         return "TA101 is on time and the weather is mild: have a good trip!"  # prose: not a TripCard

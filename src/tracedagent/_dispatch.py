@@ -16,6 +16,7 @@ import pluggy
 
 from . import hookspecs
 from ._events import Event
+from ._export import ExportPipeline
 from ._plugin_errors import record_error
 from ._queueing import QueueingTracer
 from .exceptions import PluginError
@@ -42,11 +43,16 @@ class DeciderFailed(Exception):
 def _direct(function: Callable[..., Any], hook: str) -> Callable[..., Any]:
     """The callable to call for ``function``: a :class:`QueueingTracer` hook that its class did not
     override only does ``self._put(event)``, so the dispatcher calls ``_put`` itself (one Python call
-    fewer per event and sink, on the run's thread). ``_put`` is read here, when the plugin is registered."""
+    fewer per event and sink, on the run's thread), and when ``_put`` is an :class:`ExportPipeline`'s
+    ``put_event``, the method that ``put_event`` amounts to for this hook. ``_put`` is read here, when
+    the plugin is registered."""
     owner = getattr(function, "__self__", None)
     if isinstance(owner, QueueingTracer) and getattr(function, "__func__", None) is getattr(QueueingTracer, hook, None):
         put: Callable[..., Any] | None = getattr(owner, "_put", None)
         if callable(put):
+            pipeline = getattr(put, "__self__", None)
+            if isinstance(pipeline, ExportPipeline) and getattr(put, "__func__", None) is ExportPipeline.put_event:
+                return pipeline.put_for(hook)
             return put
     return function
 
@@ -167,5 +173,3 @@ class Dispatcher:
             if result is not None:
                 return result
         return None
-
-

@@ -186,8 +186,8 @@ def restore(
     agent: AgentConfig, checkpoint: RunState, approvals: Mapping[str, Any], results: Mapping[str, Any]
 ) -> tuple[RunState, dict[str, Approval], dict[str, str]]:
     """The run's state from its checkpoint, with the decisions for its pending calls. Every problem is
-    a :class:`UserError` raised before anything runs, so a wrong resume loses nothing (a run that has
-already completed: a :class:`CheckpointError`, the answer a resume that lost a race gets)."""
+        a :class:`UserError` raised before anything runs, so a wrong resume loses nothing (a run that has
+    already completed: a :class:`CheckpointError`, the answer a resume that lost a race gets)."""
     run_id = checkpoint.run_id
     if checkpoint.agent != agent.name:
         raise UserError(f"run {run_id!r} belongs to agent {checkpoint.agent!r}, not {agent.name!r}")

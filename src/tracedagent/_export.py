@@ -205,11 +205,43 @@ class ExportPipeline(Generic[T]):
         step = _SEGMENT_STEP.get(event.hook)  # type: ignore[attr-defined]
         if step is not None:
             return self._segment(event, step)
-        admitted = self._decisions.get(event.trace_id)  # type: ignore[attr-defined]
-        if admitted is False:
+        return self.put_within(event)
+
+    def put_within(self, event: T) -> bool:
+        """:meth:`put_event` for an event inside a segment (any hook but a segment's start or end): the
+        dispatcher calls it directly for those hooks. :meth:`_append`, inlined: this runs for most events."""
+        trace: str = event.trace_id  # type: ignore[attr-defined]
+        admitted = self._decisions.get(trace)
+        queue = self._queue
+        if admitted is False or self._stopped:
             self.dropped += 1
             return False
-        return self._append(event, admitted)
+        if len(queue) >= (self.hard_limit if admitted else self.max_queue):
+            self.dropped += 1
+            if admitted:
+                self._broke(trace)
+            return False
+        queue.append(event)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self.max_batch and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def put_opening(self, event: T) -> bool:
+        """:meth:`put_event` for a segment's start (``on_run_start``, ``on_resume``)."""
+        return self._segment(event, 1)
+
+    def put_closing(self, event: T) -> bool:
+        """:meth:`put_event` for a segment's end (``on_run_end``)."""
+        return self._segment(event, -1)
+
+    def put_for(self, hook: str) -> Callable[[T], bool]:
+        """The method :meth:`put_event` amounts to for the events of ``hook`` (the dispatcher calls it)."""
+        step = _SEGMENT_STEP.get(hook)
+        if step is None:
+            return self.put_within
+        return self.put_opening if step > 0 else self.put_closing
 
     def _append(self, event: T, admitted: bool | None) -> bool:
         queue = self._queue

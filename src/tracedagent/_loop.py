@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import _durable
 from ._approval import _granted
@@ -32,7 +31,6 @@ from .exceptions import MaxTurnsExceeded, RunError
 __all__ = ["execute"]
 
 _now_ns = time.time_ns
-_NONE: dict[str, Any] = {}
 
 Output = Callable[[Segment, str, str | None], RunResult]
 
@@ -45,19 +43,16 @@ def _open(seg: Segment) -> Stage:
         if stage.listened:
             now = _now_ns()
             waited = max(0.0, (now - (resumed.paused_at_ns or now)) / 1e9)
-            resume: dict[str, Any] = {"previous_span_id": resumed.segment_span_id, "waited_s": waited}
-            stage.start(_NONE, {**resume, "run_started_ns": state.started_ns}, now)
+            # RunResumed: previous_span_id, waited_s, run_started_ns
+            stage.start((), (resumed.segment_span_id, waited, state.started_ns), now)
         return stage
     state.started_ns = started = _now_ns()
     stage = Stage(seg.run_span, RunStarted, RunEnded, ok="completed", failed="failed")
     if stage.listened:
-        fields: dict[str, Any] = {
-            "model": config.model.name,
-            "provider": config.model.provider,
-            "input": tuple(state.messages),
-            "metadata": state.metadata or None,
-        }
-        stage.start(_NONE, fields, started)
+        # RunStarted: model, provider, input, metadata
+        stage.start(
+            (), (config.model.name, config.model.provider, tuple(state.messages), state.metadata or None), started
+        )
     return stage
 
 
@@ -90,9 +85,11 @@ async def execute(seg: Segment, output_of: Output) -> RunResult:
                 raise
             finally:
                 if stage.listened:
-                    stage.end(usage=state.usage, turns=state.turn, output=output)
-                    if seg.output is not None:
-                        stage.end(output=seg.output.raw, output_validation_failures=seg.output.failures)
+                    # RunEnded, after duration_s: usage, turns, output, output_validation_failures
+                    if seg.output is None:
+                        stage.end(state.usage, state.turn, output)
+                    else:
+                        stage.end(state.usage, state.turn, seg.output.raw, seg.output.failures)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
         if isinstance(exc, RunError) and exc.result is None:

@@ -59,10 +59,8 @@ async def call_model(
     span = seg.span.child()
     stage = Stage(span, ModelCallStarted, ModelCallEnded)
     if stage.listened:
-        stage.start(
-            {"model": model.name, "provider": model.provider, "turn": state.turn, "purpose": purpose},
-            {"messages": messages, "tools": tuple(spec.name for spec in tools)},
-        )
+        # ModelCallStarted: model, provider, turn, purpose (shared with the end); messages, tools
+        stage.start((model.name, model.provider, state.turn, purpose), (messages, tuple([spec.name for spec in tools])))
     request = ModelRequest(
         messages,
         config.instructions if instructions is None else instructions,
@@ -118,13 +116,11 @@ async def call_model(
             usage = response.usage if response is not None and response.usage is not None else _NO_USAGE
             state.usage = state.usage + usage
             if stage.listened:
-                stage.end(
-                    usage=usage,
-                    finish_reason=response.finish_reason if response is not None else None,
-                    response_model=response.response_model if response is not None else None,
-                    time_to_first_token_s=first,
-                    output=response.message if response is not None else None,
-                )
+                # ModelCallEnded, after duration_s: usage, finish_reason, response_model, time_to_first_token_s, output
+                if response is not None:
+                    stage.end(usage, response.finish_reason, response.response_model, first, response.message)
+                else:
+                    stage.end(usage, None, None, first)
     if stream is not None:
         stream(UsageUpdated(usage, state.usage))
     return response

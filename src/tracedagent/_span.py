@@ -6,9 +6,15 @@ start event and an end event, used as a ``with`` block::
 
     with Stage(span, ModelCallStarted, ModelCallEnded) as stage:
         if stage.listened:
-            stage.start(shared, start_fields)   # fields of both events, and of the start
+            stage.start(shared, start_fields)   # fields of both events, and of the start (tuples)
         ...                                      # the stage's logic
-        stage.end(usage=usage)                   # fields of the end event
+        stage.end(usage, finish_reason)          # fields of the end event after duration_s
+
+The fields are positional, in the events' field order (``dataclasses.fields``): an event is built once per
+stage of every run, and a keyword call with merged dicts cost twice as much as this. The layout is the same
+for every stage: the header, then the fields the start and end share, then the start's own fields, or
+``status``, ``error`` and ``duration_s`` and the end's own fields (``tests/test_spans.py`` checks it for
+every pair of events a stage is made with).
 
 ``start`` fires the start event; ``__enter__`` makes the span current (so a sub-agent run, an OpenTelemetry span
 opened by user code, an outgoing request all nest under it); ``__exit__`` fires exactly one end event, on
@@ -29,6 +35,7 @@ from typing import Any, TypeVar
 from . import _otel
 from ._dispatch import Dispatcher
 from ._events import ErrorInfo, Event
+from ._fastinit import positional
 from ._ids import SpanContext, _current, new_span_id
 
 __all__ = ["Span", "Stage"]
@@ -132,37 +139,37 @@ class Stage:
         self.status = ok
         self.failed = failed
         self.error: BaseException | None = None
-        self.shared: dict[str, Any] = _EMPTY
-        self.end_fields: dict[str, Any] = {}
+        #: The fields both events carry; None until the start event was built.
+        self.shared: tuple[Any, ...] | None = None
+        self.end_fields: tuple[Any, ...] = ()
         #: For a run segment: (agent, conversation id), set as OpenTelemetry baggage while it runs.
         self.baggage: tuple[str, str | None] | None = None
         self.started = _perf()
 
-    def start(self, shared: dict[str, Any], fields: dict[str, Any], at_ns: int | None = None) -> None:
+    def start(self, shared: tuple[Any, ...], fields: tuple[Any, ...], at_ns: int | None = None) -> None:
         """Fire the start event: ``shared`` (also in the end event) and ``fields``, at ``at_ns`` or now."""
         self.shared = shared
         span = self.span
         impls = getattr(span.d, self.start_cls.hook)
         if impls or self.observer is not None:
-            # Span.event's header, written out: one keyword dict per event instead of three.
-            event = self.start_cls(
-                run_id=span.run_id,
-                trace_id=span.trace_id,
-                span_id=span.span_id,
-                parent_span_id=span.parent_span_id,
-                agent=span.agent,
-                timestamp_ns=_now_ns() if at_ns is None else at_ns,
-                **shared,
-                **fields,
+            event = positional(self.start_cls)(
+                span.run_id,
+                span.trace_id,
+                span.span_id,
+                span.parent_span_id,
+                span.agent,
+                _now_ns() if at_ns is None else at_ns,
+                *shared,
+                *fields,
             )
             if impls:
                 span.d.emit(impls, event)
             if self.observer is not None:
                 self.observer(event)
 
-    def end(self, **fields: Any) -> None:
-        """Fields of the end event (they may be given in several calls)."""
-        self.end_fields.update(fields)
+    def end(self, *fields: Any) -> None:
+        """The end event's own fields (those after ``duration_s``, in order; the rest keep their defaults)."""
+        self.end_fields = fields
 
     def __enter__(self) -> Stage:
         span = self.span
@@ -190,30 +197,28 @@ class Stage:
                 self.status = self.failed
                 if self.error is None:
                     self.error = exc
-        if not self.listened:
+        shared = self.shared
+        if shared is None:  # not listened (start() was never called): no end either
             return
         span = self.span
         impls = getattr(span.d, self.end_cls.hook)
         if not impls and self.observer is None:
             return
         error = self.error
-        event = self.end_cls(
-            run_id=span.run_id,
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_span_id=span.parent_span_id,
-            agent=span.agent,
-            timestamp_ns=_now_ns(),
-            **self.shared,
-            **self.end_fields,
-            status=self.status,
-            error=ErrorInfo.of(error) if error is not None else None,
-            duration_s=_perf() - self.started,
+        event = positional(self.end_cls)(
+            span.run_id,
+            span.trace_id,
+            span.span_id,
+            span.parent_span_id,
+            span.agent,
+            _now_ns(),
+            *shared,
+            self.status,
+            ErrorInfo.of(error) if error is not None else None,
+            _perf() - self.started,
+            *self.end_fields,
         )
         if impls:
             span.d.emit(impls, event)
         if self.observer is not None:
             self.observer(event)
-
-
-_EMPTY: dict[str, Any] = {}

@@ -53,10 +53,11 @@ async def call_tool(seg: Segment, call: ToolCall) -> None:
         limit = seg.config.max_result_chars
     span = seg.span.child()
     content = ""
+    reason: str | None = None
     try:
         with Stage(span, ToolCallStarted, ToolCallEnded, observer=seg.stream) as stage:
             if stage.listened:
-                stage.start({"tool": call.name, "call_id": call.id}, {"arguments": arguments})
+                stage.start((call.name, call.id), (arguments,))  # ToolCallStarted: tool, call_id; arguments
             try:
                 if tool is None:
                     raise UnknownToolError(
@@ -86,15 +87,13 @@ async def call_tool(seg: Segment, call: ToolCall) -> None:
             except ToolError as exc:
                 stage.status, stage.error, content = exc.status, exc, safe_str(exc)
                 reason = getattr(exc, "reason", None)
-                if reason is not None:
-                    stage.end(reason=reason)
             except Exception as exc:
                 stage.status, stage.error = "error", exc
                 content = f"tool {call.name!r} failed: {describe_error(exc)}"
             if len(content) > limit:
                 content = bounded(content, limit, "tool result" if stage.status == "ok" else "error message")
             if stage.listened:
-                stage.end(result=content)
+                stage.end(content, reason)  # ToolCallEnded, after duration_s: result, reason
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the telemetry of the call itself failed: the stage still ended once

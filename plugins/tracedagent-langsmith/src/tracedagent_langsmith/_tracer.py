@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -177,6 +178,8 @@ class LangSmithTracer(QueueingTracer):
         self._failure_logged = False
         #: True once the tracer gave up on what the SDK still held, at exit (see ``_abandon_sdk``).
         self.abandoned = False
+        #: Runs taken out of the SDK's queue unsent when the exit timeout was spent.
+        self.abandoned_runs = 0
         if isinstance(hold_s, bool) or not isinstance(hold_s, int | float) or not 0 <= hold_s < float("inf"):
             raise ConfigurationError(f"LangSmithTracer hold_s must be a number of seconds >= 0, not {hold_s!r}")
         self._builder = TraceBuilder(None, project=self.project_name, capture=self.capture_content, hold_s=hold_s)
@@ -366,6 +369,9 @@ class LangSmithTracer(QueueingTracer):
             return
         adapter.abandon()
         self.abandoned = True
+        # What the SDK's threads would still serialise (and fail to send, logging each batch) is taken out
+        # of its queue: the runs are given up, and the threads only finish the batch in their hands.
+        self.abandoned_runs += _drain(getattr(client, "tracing_queue", None))
         try:
             client.cleanup(timeout=0)  # no drain: only the SDK's flag that stops its threads
         except Exception:
@@ -374,6 +380,22 @@ class LangSmithTracer(QueueingTracer):
             "LangSmith: the endpoint did not take the last runs within TRACEDAGENT_EXIT_TIMEOUT; what the "
             "SDK still holds is dropped so that the process can exit"
         )
+
+
+def _drain(tracing_queue: Any) -> int:
+    """Empty the SDK client's queue of runs to upload (our own client's, at exit); how many were in it."""
+    if tracing_queue is None:
+        return 0
+    taken = 0
+    while True:
+        try:
+            tracing_queue.get_nowait()
+        except queue.Empty:
+            return taken
+        except Exception:  # another SDK version's queue: leave it to the SDK
+            return taken
+        taken += 1
+        tracing_queue.task_done()
 
 
 def _quietly(action: Callable[[], object]) -> None:
