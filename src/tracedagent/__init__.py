@@ -29,6 +29,7 @@ from ._events import (
 )
 from ._export import ExportPipeline, ExportStats, export_stats, flush, is_exporting, shutdown
 from ._ids import SpanContext, current_span
+from ._otel import OtelSpanSource, use_otel_spans
 from ._messages import Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputRequest, TextDelta, ThinkingDelta
 from ._plugin_context import PluginContext
@@ -105,6 +106,7 @@ __all__ = [
     "ModelResponse",
     "ModelStreamError",
     "ModelStreamPart",
+    "OtelSpanSource",
     "OutputRequest",
     "OutputValidationError",
     "PartialOutput",
@@ -160,4 +162,5 @@ __all__ = [
     "shutdown",
     "tool",
     "unregister",
+    "use_otel_spans",
 ]
