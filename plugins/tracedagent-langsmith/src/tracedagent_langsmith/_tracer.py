@@ -42,7 +42,7 @@ from ._settings import Settings
 from ._tree import RunClient, TraceBuilder
 
 if TYPE_CHECKING:  # requests is imported with the SDK, when the client is made
-    from ._transport import ExitBoundAdapter
+    from ._transport import ExitBoundAdapter, SdkNotices
 
 __all__ = ["LangSmithTracer"]
 
@@ -169,6 +169,8 @@ class LangSmithTracer(QueueingTracer):
         self._client: Any = client
         #: The transport of the client this tracer made (None with a client of the application's).
         self._adapter: ExitBoundAdapter | None = None
+        #: The filter that keeps the SDK's compression notice for that client off the logs (counted).
+        self._notices: SdkNotices | None = None
         self._client_pid = os.getpid()
         #: Requests the SDK reported as failed (its ``tracing_error_callback``; our own client only).
         self.send_failures = 0
@@ -220,6 +222,21 @@ class LangSmithTracer(QueueingTracer):
         self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls
+
+    @property
+    def sdk_notices(self) -> int:
+        """Warnings of the SDK's kept off stderr and counted: its "Run compression is not enabled", logged
+        when the endpoint does not offer zstd (a local receiver, an older LangSmith)."""
+        return self._notices.count if self._notices is not None else 0
+
+    def tracedagent_status(self) -> str:
+        """For ``tracedagent plugins``: what went to the SDK and what failed, and the SDK's notices that
+        were counted instead of printed."""
+        stats = self.stats()
+        return (
+            f"{stats.exported} events handed to the SDK, {self.send_failures} uploads failed, "
+            f"{self.sdk_notices} SDK notices counted (not printed)"
+        )
 
     def stats(self) -> ExportStats:
         """Events waiting, dropped (of traces shed, or after shutdown), handed to the SDK, and failed;
@@ -279,9 +296,24 @@ class LangSmithTracer(QueueingTracer):
         if self._client is None or self._client_pid != pid:
             from langsmith import Client
 
-            from ._transport import TIMEOUT_MS, bounded_retry, exit_bound_session, wrap_client_adapter
+            from ._transport import (
+                SDK_LOGGER,
+                TIMEOUT_MS,
+                SdkNotices,
+                bounded_retry,
+                exit_bound_session,
+                wrap_client_adapter,
+            )
 
             session, adapter = exit_bound_session()
+            # Before the client: its tracing thread reads /info and may log the notice at once.
+            notices = SdkNotices(adapter)
+            sdk_logger = logging.getLogger(SDK_LOGGER)
+            if self._notices is not None:  # a client made before a fork: its filter goes with it
+                notices.count = self._notices.count
+                sdk_logger.removeFilter(self._notices)
+            sdk_logger.addFilter(notices)
+            self._notices = notices
             self._client = Client(
                 tracing_sampling_rate=self.sampling_rate,
                 hide_inputs=self.hide_inputs,
