@@ -193,6 +193,8 @@ class LangSmithTracer(QueueingTracer):
         )
         self._pipeline.tracer = weakref.ref(self)
         self._put = self._pipeline.put_event
+        if client is None:
+            _preload_the_sdk()
 
     def __repr__(self) -> str:
         content = "with content" if self.capture_content else "no content"
@@ -225,18 +227,23 @@ class LangSmithTracer(QueueingTracer):
 
     @property
     def sdk_notices(self) -> int:
-        """Warnings of the SDK's kept off stderr and counted: its "Run compression is not enabled", logged
-        when the endpoint does not offer zstd (a local receiver, an older LangSmith)."""
+        """The SDK's log records (warnings and errors of the client this tracer made) kept off stderr and
+        counted: "Run compression is not enabled" when the endpoint does not offer zstd (a local receiver,
+        an older LangSmith), and one line per failed upload (also counted in ``send_failures``)."""
         return self._notices.count if self._notices is not None else 0
 
     def tracedagent_status(self) -> str:
-        """For ``tracedagent plugins``: what went to the SDK and what failed, and the SDK's notices that
-        were counted instead of printed."""
+        """For ``tracedagent plugins``: what went to the SDK and what failed, and the SDK's log records
+        that were counted instead of printed (with the first one)."""
         stats = self.stats()
-        return (
+        status = (
             f"{stats.exported} events handed to the SDK, {self.send_failures} uploads failed, "
-            f"{self.sdk_notices} SDK notices counted (not printed)"
+            f"{self.sdk_notices} SDK log lines counted (not printed)"
         )
+        notices = self._notices
+        if notices is not None and notices.first is not None:
+            status += f"; the first: {notices.first!r}"
+        return status
 
     def stats(self) -> ExportStats:
         """Events waiting, dropped (of traces shed, or after shutdown), handed to the SDK, and failed;
@@ -310,7 +317,7 @@ class LangSmithTracer(QueueingTracer):
             notices = SdkNotices(adapter)
             sdk_logger = logging.getLogger(SDK_LOGGER)
             if self._notices is not None:  # a client made before a fork: its filter goes with it
-                notices.count = self._notices.count
+                notices.count, notices.first = self._notices.count, self._notices.first
                 sdk_logger.removeFilter(self._notices)
             sdk_logger.addFilter(notices)
             self._notices = notices
@@ -406,6 +413,29 @@ class LangSmithTracer(QueueingTracer):
             "LangSmith: the endpoint did not take the last runs within TRACEDAGENT_EXIT_TIMEOUT; what the "
             "SDK still holds is dropped so that the process can exit"
         )
+
+
+_preloading: list[threading.Thread] = []
+
+
+def _preload_the_sdk() -> None:
+    """Import the SDK's client on a daemon thread of its own, once per process, as the first tracer is
+    made. The worker makes the client at the first event, and the import is most of that (a second or
+    more on a busy machine): a short process whose runs end before it would pay it at exit."""
+    if _preloading or "langsmith.client" in sys.modules:
+        return
+
+    def preload() -> None:
+        try:
+            import langsmith.client  # noqa: F401
+
+            from . import _transport  # noqa: F401
+        except Exception:  # the worker's own import reports it
+            pass
+
+    thread = threading.Thread(target=preload, name="tracedagent-langsmith-import", daemon=True)
+    _preloading.append(thread)
+    thread.start()
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -11,12 +11,14 @@ process) and fails every later request at once, so the SDK's threads finish thei
 the process exits. Everything here uses only ``requests``' public adapter interface and the ``Client``'s
 own ``session``, ``retry_config`` and ``timeout_ms`` parameters; the SDK's modules are not touched.
 
-The SDK also logs a warning on its tracing thread when the endpoint's ``/info`` does not offer zstd
-compression ("Run compression is not enabled"), which a local receiver or an older LangSmith never
-does, and which no client setting avoids (only the process-wide ``LANGSMITH_DISABLE_RUN_COMPRESSION``).
-:class:`SdkNotices` is a filter on the SDK's ``langsmith.client`` logger that drops exactly that record,
-and only when it comes from a thread that sent a request through this tracer's adapter (the tracing
-thread of the client the tracer built), and counts it instead; every other record passes untouched.
+The SDK also logs on its own threads: a warning when the endpoint's ``/info`` does not offer zstd
+compression ("Run compression is not enabled", which a local receiver or an older LangSmith never
+offers, and which no client setting avoids but the process-wide ``LANGSMITH_DISABLE_RUN_COMPRESSION``),
+and one for each upload that failed ("Failed to multipart ingest runs", "Failed to get info", with the
+run ids), which its error callback already reports and the tracer counts. :class:`SdkNotices`, a filter
+on the SDK's ``langsmith.client`` logger, keeps those records (WARNING and above) off the logs when they
+come from a thread that sent through this tracer's adapter, the SDK's threads of the client the tracer
+built, and counts them instead; every other record (an application's own client's among them) passes.
 
 A client the application passes in (``LangSmithTracer(client=...)``) is its own: none of this applies
 to it (see the README: its threads are the application's to bound, with ``LANGSMITH_USE_DAEMON=true`` or
@@ -178,22 +180,29 @@ def wrap_client_adapter(session: requests.Session, adapter: ExitBoundAdapter) ->
 
 
 class SdkNotices(logging.Filter):
-    """On the SDK's logger: drops and counts its "Run compression is not enabled" warning when it comes
-    from a thread of ``adapter`` (the client the tracer built); every other record passes."""
+    """On the SDK's logger: drops and counts the warnings and errors that come from a thread of
+    ``adapter`` (the client the tracer built); every other record passes."""
 
     def __init__(self, adapter: ExitBoundAdapter) -> None:
         super().__init__()
         self.adapter = adapter
         #: Records kept off the logs.
         self.count = 0
+        #: Of those, the "Run compression is not enabled" warnings.
+        self.compression = 0
+        #: The first record's message, cut to 200 characters (for ``tracedagent plugins``).
+        self.first: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or threading.current_thread() not in self.adapter.threads:
+            return True
+        self.count += 1
         message = record.msg
-        if (
-            isinstance(message, str)
-            and message.startswith(COMPRESSION_NOTICE)
-            and threading.current_thread() in self.adapter.threads
-        ):
-            self.count += 1
-            return False
-        return True
+        if isinstance(message, str) and message.startswith(COMPRESSION_NOTICE):
+            self.compression += 1
+        if self.first is None:
+            try:
+                self.first = record.getMessage()[:200]
+            except Exception:
+                self.first = str(message)[:200]
+        return False
