@@ -219,6 +219,9 @@ class OtlpTracer(QueueingTracer):
                 span_exporter = _providers.span_exporter_from_env(environ)
                 endpoint = _settings.endpoint_from_env(environ) or "http://localhost:4318/v1/traces"
                 self.destination = f"OTLP {_settings.protocol_from_env(environ)} to {endpoint}"
+                foreign = _providers.foreign_tracer_provider()
+                if foreign is not None:
+                    self.destination += f" (the application's tracer provider is a {foreign}, not the SDK's)"
             else:
                 self.destination = "the application's tracer provider"
         elif span_exporter is not None:
