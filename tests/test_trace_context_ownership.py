@@ -145,7 +145,7 @@ def test_runs_with_every_plugin_on_change_nothing_the_application_or_the_sdks_ow
     assert report["same_provider"]
     assert report["ids"]
     assert report["processors"]
-    assert report["owned"] == {k: True for k in report["owned"]}, report["owned"]
+    assert report["owned"] == dict.fromkeys(report["owned"], True), report["owned"]
     assert report["modules"] == [], report["modules"]
     # the runs did go everywhere: both tracers on the application's provider, and LangSmith
     assert {"invoke_agent a", "execute_tool look", "chat scripted", "SELECT", "request"} <= set(report["spans"])

@@ -29,9 +29,9 @@ from ._events import (
 )
 from ._export import ExportPipeline, ExportStats, export_stats, flush, is_exporting, shutdown
 from ._ids import SpanContext, current_span
-from ._otel import OtelSpanSource, use_otel_spans
 from ._messages import Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputRequest, TextDelta, ThinkingDelta
+from ._otel import OtelSpanSource, use_otel_spans
 from ._plugin_context import PluginContext
 from ._plugin_errors import plugin_errors
 from ._plugins import PluginInfo, list_plugins, load_plugins, register, unregister

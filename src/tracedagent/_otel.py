@@ -110,7 +110,9 @@ def enter(trace_id: str, span_id: str, agent: str | None = None, conversation: s
         span = source.current_for(span_id) if source is not None else None
         if span is None:
             span = trace.NonRecordingSpan(
-                trace.SpanContext(int(trace_id, 16), int(span_id, 16), False, trace.TraceFlags(trace.TraceFlags.SAMPLED))
+                trace.SpanContext(
+                    int(trace_id, 16), int(span_id, 16), False, trace.TraceFlags(trace.TraceFlags.SAMPLED)
+                )
             )
         ctx = trace.set_span_in_context(span)
         if agent is not None and baggage is not None:

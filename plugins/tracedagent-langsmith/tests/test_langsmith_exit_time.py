@@ -96,7 +96,8 @@ def _exit_after_last_run(url: str) -> tuple[int, float, dict[str, Any], str]:
         [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     errors: list[str] = []
-    assert child.stderr is not None and child.stdout is not None
+    assert child.stderr is not None
+    assert child.stdout is not None
     stderr = child.stderr
     reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
     reader.start()

@@ -151,5 +151,3 @@ def test_a_start_hook_called_outside_a_stage_leaves_no_span_current(
     assert trace_api.get_current_span().get_span_context().is_valid
     tracer.on_tool_call_end(ToolCallEnded(**head, parent_span_id=None, timestamp_ns=2, tool="t", call_id="c"))
     assert not trace_api.get_current_span().get_span_context().is_valid
-
-

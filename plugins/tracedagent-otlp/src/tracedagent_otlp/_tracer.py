@@ -21,14 +21,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-from opentelemetry import context as context_api
-from opentelemetry import trace as trace_api
 from opentelemetry.trace import SpanKind
 
 from tracedagent import (
@@ -198,11 +197,15 @@ class OtlpTracer(QueueingTracer):
         if sender is not None:
             sender.start_thread = self._pipeline.start_helper
         self._put: Callable[[Event], bool] = self._pipeline.put_event if self.enabled else _drop
-        if self._provider_sink is not None:
-            self._start_spans_as_stages_start(self._provider_sink)
+        provider_sink = self._provider_sink_made()  # set by _setup, through the application's provider
+        if provider_sink is not None:
+            self._start_spans_as_stages_start(provider_sink)
 
     def _made_sender(self) -> SpanSender | None:
         return self._sender
+
+    def _provider_sink_made(self) -> ProviderSink | None:
+        return self._provider_sink
 
     def _setup(
         self,
