@@ -6,7 +6,12 @@ a receiver whose /info offers no zstd, not its failed uploads): its lines are co
 ``tracedagent plugins`` shows the count. The SDK's logger still prints what an application's own
 client logs.
 
-The bounds are the OTLP exit tests' (interpreter teardown included); the times are printed."""
+What is bounded is the exit's work: from the last run to the end of the last exit handler (the drain,
+the SDK's threads, every ``atexit`` handler; the child's first ``atexit`` handler, which runs last,
+says when). After that the interpreter tears itself down: with the langsmith SDK imported its cyclic
+garbage collection over the SDK's module graph takes 0.1 s on a quiet machine and over a second on a
+loaded one (measured with the tracer not even registered; ``gc.freeze()`` before the exit removes it),
+which no tracer setting changes. That total is printed, not bounded."""
 
 from __future__ import annotations
 
@@ -30,15 +35,17 @@ from ls_support import API_KEY, MakeTracer, calc_agent
 from tracedagent_langsmith._transport import COMPRESSION_NOTICE
 
 EXIT_TIMEOUT_S = 2.0
-#: "Costs no wait": what the exit may take after the last run when nothing has to be waited for.
+#: "Costs no wait": what the exit's work may take after the last run when nothing has to be waited for
+#: (and what it may take past the exit timeout when something is given up).
 NO_WAIT_S = 1.0
-#: The interpreter's own teardown after the drain, on top of the exit timeout.
-TEARDOWN_S = 1.5
 GUARD_S = 60.0
 
 SCRIPT = textwrap.dedent(
     """
-    import json, time
+    import atexit, sys, time
+    # Registered first, so it runs last of the exit handlers: the exit's work is done when it runs.
+    atexit.register(lambda: print(f"exit work done at {time.monotonic()!r}", file=sys.stderr, flush=True))
+    import json
     import langsmith.client  # an application that traces with LangSmith has the SDK imported
     import tracedagent
     from ls_support import calc_agent
@@ -80,9 +87,9 @@ def no_zstd() -> Iterator[CaptureServer]:
         yield running
 
 
-def _exit_after_last_run(url: str) -> tuple[int, float, dict[str, Any], str]:
-    """Run the child; return its exit code, the seconds from its last run to its exit, its report and
-    its stderr."""
+def _exit_after_last_run(url: str) -> tuple[int, float, float, dict[str, Any], str]:
+    """Run the child; return its exit code, the seconds from its last run to the end of its exit
+    handlers and to its exit, its report and its stderr (without the exit handlers' time line)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
@@ -116,14 +123,18 @@ def _exit_after_last_run(url: str) -> tuple[int, float, dict[str, Any], str]:
             child.kill()
             child.wait()
     reader.join(GUARD_S)
-    return code, took, json.loads(report), "".join(errors)
+    lines = "".join(errors).splitlines(keepends=True)
+    done = [float(line.split()[-1]) for line in lines if line.startswith("exit work done at ")]
+    assert len(done) == 1, "".join(lines)[-4000:]
+    stderr = "".join(line for line in lines if not line.startswith("exit work done at "))
+    return code, done[0] - last_run, took, json.loads(report), stderr
 
 
 def test_when_everything_was_sent_the_process_exits_at_once_and_the_compression_notice_is_counted(
     no_zstd: CaptureServer,
 ) -> None:
-    code, took, report, stderr = _exit_after_last_run(no_zstd.url)
-    print(f"answering: exit took {took:.2f} s after the last run")
+    code, took, total, report, stderr = _exit_after_last_run(no_zstd.url)
+    print(f"answering: exit work {took:.2f} s after the last run, exit {total:.2f} s")
     assert code == 0, stderr
     assert stderr.strip() == ""  # no "Run compression is not enabled", nothing else
     assert report["notices"] == 1
@@ -131,25 +142,25 @@ def test_when_everything_was_sent_the_process_exits_at_once_and_the_compression_
     assert COMPRESSION_NOTICE in report["status"]["langsmith-tracer"]
     assert report["failures"] == 0
     assert len([op for op in no_zstd.ops if op.operation == "post"]) >= 5 * 3  # each run, model and tool
-    assert took < NO_WAIT_S, f"the process took {took:.2f} s to exit after its last run"
+    assert took < NO_WAIT_S, f"the exit's work took {took:.2f} s after the last run"
 
 
 def test_an_endpoint_that_refuses_costs_no_wait_at_exit_and_prints_no_sdk_lines(refused: str) -> None:
-    code, took, report, stderr = _exit_after_last_run(refused)
-    print(f"refused: exit took {took:.2f} s after the last run")
+    code, took, total, report, stderr = _exit_after_last_run(refused)
+    print(f"refused: exit work {took:.2f} s after the last run, exit {total:.2f} s")
     assert code == 0, stderr
     assert stderr.strip() == "", stderr  # not "Failed to get info", not "Failed to multipart ingest runs"
     assert report["failures"] >= 1
     assert report["notices"] >= 2  # /info and an upload, at least
     assert "uploads failed" in report["status"]["langsmith-tracer"]
-    assert took < NO_WAIT_S, f"the process took {took:.2f} s to exit after its last run"
+    assert took < NO_WAIT_S, f"the exit's work took {took:.2f} s after the last run"
 
 
 def test_an_endpoint_that_hangs_holds_the_exit_no_longer_than_the_exit_timeout(black_hole: str) -> None:
-    code, took, _, stderr = _exit_after_last_run(black_hole)
-    print(f"black hole: exit took {took:.2f} s after the last run (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
+    code, took, total, _, stderr = _exit_after_last_run(black_hole)
+    print(f"black hole: exit work {took:.2f} s, exit {total:.2f} s (TRACEDAGENT_EXIT_TIMEOUT={EXIT_TIMEOUT_S})")
     assert code == 0, stderr
-    assert took < EXIT_TIMEOUT_S + TEARDOWN_S, f"the process took {took:.2f} s to exit after its last run"
+    assert took < EXIT_TIMEOUT_S + NO_WAIT_S, f"the exit's work took {took:.2f} s after the last run"
     # at most the tracer's own line saying what it gave up
     assert all(line.startswith("LangSmith: ") for line in stderr.splitlines() if line.strip()), stderr
 
