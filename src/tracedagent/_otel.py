@@ -36,8 +36,9 @@ class OtelSpanSource(Protocol):
     and must be quick; neither may raise (a failure is taken as "no span")."""
 
     def root_trace_id(self, agent: str) -> str | None:
-        """Start the root span of a run of ``agent`` that has no parent (it is the run's first segment, kept until its
-        start event) and return its trace id, 32 lowercase hex digits; None to let the core pick one."""
+        """Start the root span of a run of ``agent`` that has no parent (its first segment's span, kept
+        until its start event) and return its trace id, 32 lowercase hex digits; None to let the core
+        pick one."""
 
     def current_for(self, span_id: str) -> Any:
         """The OpenTelemetry span the tracer started for the core's span ``span_id`` (taken: asked once,
