@@ -31,6 +31,7 @@ from ._export import ExportPipeline, ExportStats, export_stats, flush, is_export
 from ._ids import SpanContext, current_span
 from ._messages import Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputRequest, TextDelta, ThinkingDelta
+from ._otel import OtelSpanSource, use_otel_spans
 from ._plugin_context import PluginContext
 from ._plugin_errors import plugin_errors
 from ._plugins import PluginInfo, list_plugins, load_plugins, register, unregister
@@ -105,6 +106,7 @@ __all__ = [
     "ModelResponse",
     "ModelStreamError",
     "ModelStreamPart",
+    "OtelSpanSource",
     "OutputRequest",
     "OutputValidationError",
     "PartialOutput",
@@ -160,4 +162,5 @@ __all__ = [
     "shutdown",
     "tool",
     "unregister",
+    "use_otel_spans",
 ]

@@ -211,7 +211,7 @@ class Agent:
             raise UserError("run() needs something to answer: pass a prompt or messages")
         # A run started inside another run's tool joins that trace as a child of the tool's span; one
         # started inside the application's OpenTelemetry span joins the application's trace.
-        parent = _current.get() or current_parent()
+        parent = _current.get() or current_parent(self.config.name)
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         state = RunState(new_trace_id(), trace_id, self.config.name, messages=history, metadata=metadata or {})
         return state, parent.span_id if parent is not None else None

@@ -23,9 +23,7 @@ def test_a_handoff_is_a_run_event_and_a_sub_agent_a_child_of_its_tool_run(
 ) -> None:
     point_at(server.url)
     tracer = make_tracer()
-    researcher = Agent(
-        "researcher", ScriptedModel([Step("Paris.", usage=Usage(7, 3, requests=1))]), plugins=[tracer]
-    )
+    researcher = Agent("researcher", ScriptedModel([Step("Paris.", usage=Usage(7, 3, requests=1))]), plugins=[tracer])
     billing = Agent(
         "billing",
         ScriptedModel(

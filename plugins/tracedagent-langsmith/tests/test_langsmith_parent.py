@@ -70,3 +70,22 @@ def test_a_run_inside_an_application_span_is_a_langsmith_trace_of_its_own(
     assert all(r.get("parent_run_id") is None for r in chains)
     assert len({norm(r["trace_id"]) for r in chains}) == 2  # two LangSmith traces, never one id twice
     assert_well_formed(runs)
+
+
+def test_a_run_inside_langsmith_trace_is_its_child_in_its_trace(
+    server: CaptureServer, point_at: Callable[[str], None], make_tracer: MakeTracer
+) -> None:
+    """``langsmith.trace`` (the context manager), with a client of the application's own: the chain run
+    is the child of that run tree, in its trace."""
+    point_at(server.url)
+    tracer = make_tracer()
+    client = langsmith.Client(api_url=server.url, api_key="test-key")
+    with langsmith.tracing_context(enabled=True), langsmith.trace("job", client=client) as outer:
+        assert calc_agent(tracer).run_sync("question").status == "completed"
+    client.flush()
+    runs = sent(server, tracer)
+    (chain,) = [r for r in runs.values() if r["name"] == "calc" and r["run_type"] == "chain"]
+    assert norm(chain["parent_run_id"]) == str(outer.id)
+    assert norm(chain["trace_id"]) == str(outer.trace_id)
+    assert str(chain["dotted_order"]).startswith(outer.dotted_order + ".")
+    assert_well_formed({k: v for k, v in runs.items() if norm(v["trace_id"]) == str(outer.trace_id)})

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once  # noqa: E402
 from otlp_support import MakeTracer  # noqa: E402
 
+from tracedagent import use_otel_spans  # noqa: E402
 from tracedagent_otlp import OtlpTracer  # noqa: E402
 
 SETTINGS = (
@@ -66,6 +67,8 @@ def _otel_globals_restored() -> Iterator[None]:
     _reset_otel_globals()
     yield
     _reset_otel_globals()
+    # A tracer left running by a test (through an application's provider) starts no span in the next one.
+    use_otel_spans(None)
 
 
 @pytest.fixture

@@ -206,8 +206,8 @@ class _Watch(SpanProcessor):
 async def test_the_application_provider_gets_the_spans_through_its_processors_with_its_own_ids(
     app_provider: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
-    """The provider picks the span ids (nothing is set on it); the tree is the core's, and each span
-    carries the core's span id, which is what spans made inside a tool name as their parent."""
+    """The provider picks the span ids (nothing is set on it); the tree is the core's, each span carries
+    the core's span id, and a span made inside a tool is the child of the exported tool span."""
     provider, app_exporter = app_provider
     watch = _Watch()
     provider.add_span_processor(watch)
@@ -237,9 +237,9 @@ async def test_the_application_provider_gets_the_spans_through_its_processors_wi
         parent = ends[core_id].parent_span_id
         assert parent_id(span) == (None if parent is None else span_id(core_ids[parent]))
     assert len({trace_id(s) for s in ours}) == 1
-    # a span opened in the tool names the core's tool span as its parent
+    # a span opened in the tool is the child of the exported tool span (the one current in the tool)
     (user,) = [s for s in spans if s.name == "user x"]
-    assert parent_id(user) == attrs(one(ours, "execute_tool async_tool"))[N.TD_SPAN_ID]
+    assert parent_id(user) == span_id(one(ours, "execute_tool async_tool"))
 
 
 async def test_the_application_sampler_decides() -> None:

@@ -43,7 +43,7 @@ from ._settings import Settings
 from ._tree import RunClient, TraceBuilder
 
 if TYPE_CHECKING:  # requests is imported with the SDK, when the client is made
-    from ._transport import ExitBoundAdapter
+    from ._transport import ExitBoundAdapter, SdkNotices
 
 __all__ = ["LangSmithTracer"]
 
@@ -170,6 +170,8 @@ class LangSmithTracer(QueueingTracer):
         self._client: Any = client
         #: The transport of the client this tracer made (None with a client of the application's).
         self._adapter: ExitBoundAdapter | None = None
+        #: The filter that keeps the SDK's compression notice for that client off the logs (counted).
+        self._notices: SdkNotices | None = None
         self._client_pid = os.getpid()
         #: Requests the SDK reported as failed (its ``tracing_error_callback``; our own client only).
         self.send_failures = 0
@@ -194,6 +196,8 @@ class LangSmithTracer(QueueingTracer):
         )
         self._pipeline.tracer = weakref.ref(self)
         self._put = self._pipeline.put_event
+        if client is None:
+            _preload_the_sdk()
 
     def __repr__(self) -> str:
         content = "with content" if self.capture_content else "no content"
@@ -223,6 +227,26 @@ class LangSmithTracer(QueueingTracer):
         self._put(event)
 
     # ---------------------------------------------------------------- the pipeline's controls
+
+    @property
+    def sdk_notices(self) -> int:
+        """The SDK's log records (warnings and errors of the client this tracer made) kept off stderr and
+        counted: "Run compression is not enabled" when the endpoint does not offer zstd (a local receiver,
+        an older LangSmith), and one line per failed upload (also counted in ``send_failures``)."""
+        return self._notices.count if self._notices is not None else 0
+
+    def tracedagent_status(self) -> str:
+        """For ``tracedagent plugins``: what went to the SDK and what failed, and the SDK's log records
+        that were counted instead of printed (with the first one)."""
+        stats = self.stats()
+        status = (
+            f"{stats.exported} events handed to the SDK, {self.send_failures} uploads failed, "
+            f"{self.sdk_notices} SDK log lines counted (not printed)"
+        )
+        notices = self._notices
+        if notices is not None and notices.first is not None:
+            status += f"; the first: {notices.first!r}"
+        return status
 
     def stats(self) -> ExportStats:
         """Events waiting, dropped (of traces shed, or after shutdown), handed to the SDK, and failed;
@@ -282,9 +306,24 @@ class LangSmithTracer(QueueingTracer):
         if self._client is None or self._client_pid != pid:
             from langsmith import Client
 
-            from ._transport import TIMEOUT_MS, bounded_retry, exit_bound_session, wrap_client_adapter
+            from ._transport import (
+                SDK_LOGGER,
+                TIMEOUT_MS,
+                SdkNotices,
+                bounded_retry,
+                exit_bound_session,
+                wrap_client_adapter,
+            )
 
             session, adapter = exit_bound_session()
+            # Before the client: its tracing thread reads /info and may log the notice at once.
+            notices = SdkNotices(adapter)
+            sdk_logger = logging.getLogger(SDK_LOGGER)
+            if self._notices is not None:  # a client made before a fork: its filter goes with it
+                notices.count, notices.first = self._notices.count, self._notices.first
+                sdk_logger.removeFilter(self._notices)
+            sdk_logger.addFilter(notices)
+            self._notices = notices
             self._client = Client(
                 tracing_sampling_rate=self.sampling_rate,
                 hide_inputs=self.hide_inputs,
@@ -396,6 +435,29 @@ def _drain(tracing_queue: Any) -> int:
             return taken
         taken += 1
         tracing_queue.task_done()
+
+
+_preloading: list[threading.Thread] = []
+
+
+def _preload_the_sdk() -> None:
+    """Import the SDK's client on a daemon thread of its own, once per process, as the first tracer is
+    made. The worker makes the client at the first event, and the import is most of that (a second or
+    more on a busy machine): a short process whose runs end before it would pay it at exit."""
+    if _preloading or "langsmith.client" in sys.modules:
+        return
+
+    def preload() -> None:
+        try:
+            import langsmith.client  # noqa: F401
+
+            from . import _transport  # noqa: F401
+        except Exception:  # the worker's own import reports it
+            pass
+
+    thread = threading.Thread(target=preload, name="tracedagent-langsmith-import", daemon=True)
+    _preloading.append(thread)
+    thread.start()
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -11,6 +11,15 @@ process) and fails every later request at once, so the SDK's threads finish thei
 the process exits. Everything here uses only ``requests``' public adapter interface and the ``Client``'s
 own ``session``, ``retry_config`` and ``timeout_ms`` parameters; the SDK's modules are not touched.
 
+The SDK also logs on its own threads: a warning when the endpoint's ``/info`` does not offer zstd
+compression ("Run compression is not enabled", which a local receiver or an older LangSmith never
+offers, and which no client setting avoids but the process-wide ``LANGSMITH_DISABLE_RUN_COMPRESSION``),
+and one for each upload that failed ("Failed to multipart ingest runs", "Failed to get info", with the
+run ids), which its error callback already reports and the tracer counts. :class:`SdkNotices`, a filter
+on the SDK's ``langsmith.client`` logger, keeps those records (WARNING and above) off the logs when they
+come from a thread that sent through this tracer's adapter, the SDK's threads of the client the tracer
+built, and counts them instead; every other record (an application's own client's among them) passes.
+
 A client the application passes in (``LangSmithTracer(client=...)``) is its own: none of this applies
 to it (see the README: its threads are the application's to bound, with ``LANGSMITH_USE_DAEMON=true`` or
 ``client.cleanup(timeout)``).
@@ -18,7 +27,9 @@ to it (see the README: its threads are the application's to bound, with ``LANGSM
 
 from __future__ import annotations
 
+import logging
 import threading
+import weakref
 from typing import Any
 
 import requests
@@ -26,13 +37,20 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
 __all__ = [
+    "COMPRESSION_NOTICE",
     "GIVEN_UP",
+    "SDK_LOGGER",
     "TIMEOUT_MS",
     "ExitBoundAdapter",
+    "SdkNotices",
     "bounded_retry",
     "exit_bound_session",
     "wrap_client_adapter",
 ]
+
+#: The SDK's logger, and the start of the warning it logs when the endpoint does not offer compression.
+SDK_LOGGER = "langsmith.client"
+COMPRESSION_NOTICE = "Run compression is not enabled"
 
 #: The message of the error an abandoned request ends with.
 GIVEN_UP = "tracedagent: the process is exiting past TRACEDAGENT_EXIT_TIMEOUT; LangSmith upload given up"
@@ -81,6 +99,8 @@ class ExitBoundAdapter(BaseAdapter):
         self.given_up = 0
         self._lock = threading.Lock()
         self._waiting: set[threading.Event] = set()
+        #: The threads that sent through this adapter (the SDK's threads of the client it serves).
+        self.threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     def send(
         self,
@@ -94,6 +114,7 @@ class ExitBoundAdapter(BaseAdapter):
         done = threading.Event()
         outcome: list[tuple[bool, Any]] = []
         inner = self.inner
+        self.threads.add(threading.current_thread())
 
         def send() -> None:
             try:
@@ -156,3 +177,32 @@ def wrap_client_adapter(session: requests.Session, adapter: ExitBoundAdapter) ->
         if mounted is not None and mounted is not adapter:
             adapter.inner = mounted
         session.mount(prefix, adapter)
+
+
+class SdkNotices(logging.Filter):
+    """On the SDK's logger: drops and counts the warnings and errors that come from a thread of
+    ``adapter`` (the client the tracer built); every other record passes."""
+
+    def __init__(self, adapter: ExitBoundAdapter) -> None:
+        super().__init__()
+        self.adapter = adapter
+        #: Records kept off the logs.
+        self.count = 0
+        #: Of those, the "Run compression is not enabled" warnings.
+        self.compression = 0
+        #: The first record's message, cut to 200 characters (for ``tracedagent plugins``).
+        self.first: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or threading.current_thread() not in self.adapter.threads:
+            return True
+        self.count += 1
+        message = record.msg
+        if isinstance(message, str) and message.startswith(COMPRESSION_NOTICE):
+            self.compression += 1
+        if self.first is None:
+            try:
+                self.first = record.getMessage()[:200]
+            except Exception:
+                self.first = str(message)[:200]
+        return False

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tracedagent import PluginContext, hookimpl
 
 from . import _names as names
-from ._providers import application_tracer_provider
+from ._providers import application_tracer_provider, foreign_tracer_provider
 from ._settings import endpoint_from_env, sdk_disabled
 
 if TYPE_CHECKING:
@@ -53,6 +53,12 @@ def tracedagent_configure(context: PluginContext) -> str:
     if (environ.get(names.ENV_TRACES_EXPORTER) or "").strip().lower() == "none":
         return f"inactive: {names.ENV_TRACES_EXPORTER} is none"
     if application_tracer_provider() is None and endpoint_from_env(environ) is None:
+        foreign = foreign_tracer_provider()
+        if foreign is not None:
+            return (
+                f"inactive: the application's tracer provider is a {foreign}, not the OpenTelemetry SDK's; set "
+                f"{names.ENV_ENDPOINT} to export on its own"
+            )
         return (
             f"inactive: set {names.ENV_ENDPOINT} (for example http://localhost:4318) or set up an OpenTelemetry "
             "tracer provider before the first run"

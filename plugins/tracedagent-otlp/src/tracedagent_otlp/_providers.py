@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "application_meter_provider",
     "application_tracer_provider",
+    "foreign_tracer_provider",
     "meter_provider_from_env",
     "span_exporter_from_env",
 ]
@@ -43,20 +44,24 @@ _GRPC_HINT = "install the gRPC exporter with: pip install 'tracedagent-otlp[grpc
 
 def application_tracer_provider() -> TracerProvider | None:
     """The tracer provider the application set, if it is the OpenTelemetry SDK's (None when only the
-    API's proxy or no-op default is there). A provider of another SDK cannot carry tracedagent's span
-    ids, so it is refused with a message saying what to do."""
+    API's proxy or no-op default is there, or a provider of another SDK, whose spans the plugin cannot
+    make: then it exports on its own, from ``OTEL_*``, and :func:`foreign_tracer_provider` says why)."""
     provider = trace_api.get_tracer_provider()
     if isinstance(provider, (trace_api.ProxyTracerProvider, trace_api.NoOpTracerProvider)):
         return None
     from opentelemetry.sdk.trace import TracerProvider
 
-    if not isinstance(provider, TracerProvider):
-        raise ConfigurationError(
-            f"the application's tracer provider is a {type(provider).__name__}, not the OpenTelemetry SDK's "
-            "TracerProvider; tracedagent-otlp needs the SDK's to export spans with the run's own ids. Pass "
-            "OtlpTracer(span_exporter=...) to export on its own"
-        )
-    return provider
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def foreign_tracer_provider() -> str | None:
+    """The type of the application's tracer provider when it is not the OpenTelemetry SDK's."""
+    provider = trace_api.get_tracer_provider()
+    if isinstance(provider, (trace_api.ProxyTracerProvider, trace_api.NoOpTracerProvider)):
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return None if isinstance(provider, TracerProvider) else type(provider).__name__
 
 
 def application_meter_provider() -> ApiMeterProvider | None:

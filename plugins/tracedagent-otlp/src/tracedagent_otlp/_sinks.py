@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -200,32 +201,108 @@ def readable_span(record: SpanRecord, resource: Resource, scope: Instrumentation
 
 
 class ProviderSink(SpanSink):
-    """Makes each span through an SDK tracer of the application's provider, which picks its ids; keeps
-    the map from the core's span ids to the SDK's span contexts (at most ``max_spans``, the oldest go
-    first) so that children, links and resumed segments find their SDK parent."""
+    """Spans through an SDK tracer of the application's provider, which picks their ids.
+
+    Each span is started on the run's thread as its stage starts (:meth:`start`, from the tracer's start
+    hooks), under its parent's SDK span, and the core makes it OpenTelemetry's current span for the stage
+    (:meth:`current_for`, see ``tracedagent.use_otel_spans``): what user code or an instrumented library
+    opens inside a tool nests under the very span that is exported. A run with no parent gets its trace id
+    from the root span started for it (:meth:`root_trace_id`), so its events and ``RunResult.trace_id``
+    name the exported trace. The worker ends each span at its end event (:meth:`emit`).
+
+    The maps from the core's span ids to the SDK's spans are shared by the run's threads and the worker
+    (under a lock), and bounded by ``max_spans`` (the oldest go first)."""
 
     def __init__(self, tracer: Tracer, max_spans: int = 20_000) -> None:
         self.tracer = tracer
         self.sampler = ALWAYS_ON  # the provider's sampler decides in start_span, parents first
         self.max_spans = max_spans
+        self._lock = threading.Lock()
         #: core span id -> the SDK span started for it and not yet ended.
-        self._open: dict[int, Span] = {}
-        #: core span id -> the SDK span context made for it (open or ended).
+        self._open: OrderedDict[int, Span] = OrderedDict()
+        #: core span id -> the SDK span context made for it (open or ended): parents, links, resumes.
         self._contexts: OrderedDict[int, SpanContext] = OrderedDict()
+        #: core span id (hex) -> the span to make current when its stage is entered (taken once).
+        self._to_enter: OrderedDict[str, Span] = OrderedDict()
+        #: trace id -> the root span started for a run with no parent, until its start event.
+        self._roots: OrderedDict[int, Span] = OrderedDict()
 
     def sdk_context(self, span_id: int) -> SpanContext | None:
         """The SDK span context made for the core's span ``span_id``, if it is still known."""
         return self._contexts.get(span_id)
 
-    def _parent(self, trace_id: int, parent_id: int | None) -> Context:
-        parent_context = Context()  # not the worker's context: only the span's parent
+    # ------------------------------------------------------------------ on the run's thread
+
+    def root_trace_id(self, agent: str) -> str | None:
+        """Start the ``invoke_agent`` span of a run of ``agent`` with no parent; its trace id becomes the
+        run's."""
+        span = self.tracer.start_span(N.agent_span_name(agent), Context(), SpanKind.INTERNAL)
+        context = span.get_span_context()
+        if not context.is_valid:
+            return None
+        with self._lock:
+            _bounded(self._roots, context.trace_id, span, self.max_spans)
+        return f"{context.trace_id:032x}"
+
+    def current_for(self, span_id: str) -> Span | None:
+        """The span started for the core's span ``span_id``, to make current as its stage is entered."""
+        if not self._to_enter:
+            return None
+        with self._lock:
+            return self._to_enter.pop(span_id, None)
+
+    def start(
+        self,
+        name: str,
+        kind: SpanKind,
+        trace_id: str,
+        span_id: str,
+        parent_id: str | None,
+        start_ns: int,
+        *,
+        follows: str | None = None,
+        enter: bool = True,
+    ) -> Span:
+        """Start the SDK span of one of the core's spans as its stage starts (``enter``: the core makes it
+        current when it enters the stage; a stage already entered makes it current itself)."""
+        trace, own = int(trace_id, 16), int(span_id, 16)
+        span: Span | None = None
+        if parent_id is None and follows is None:
+            with self._lock:
+                span = self._roots.pop(trace, None)
+            if span is not None:
+                span.update_name(name)
+        if span is None:
+            parent = None if parent_id is None else int(parent_id, 16)
+            previous = None if follows is None else int(follows, 16)
+            span = self.tracer.start_span(name, self._parent(trace, parent, previous), kind, None, None, start_ns)
+        with self._lock:
+            _bounded(self._open, own, span, self.max_spans)
+            _bounded(self._contexts, own, span.get_span_context(), self.max_spans)
+            if enter:
+                _bounded(self._to_enter, span_id, span, self.max_spans)
+        return span
+
+    def _parent(self, trace_id: int, parent_id: int | None, follows: int | None) -> Context:
+        parent_context = Context()  # not the current context: only the span's parent
+        if parent_id is None and follows is not None:
+            # A resumed run with no parent goes under the segment it continues, in its trace: the SDK span
+            # made for it in this process, else (resumed in another process) the core's ids of that segment.
+            parent_id = follows
         if parent_id is None:
             return parent_context
-        known = self._contexts.get(parent_id)
-        # A parent that is not ours (the application's span the run started in, or a span of another
-        # process) keeps the core's ids, which are its own: a remote parent.
-        parent = known if known is not None else SpanContext(trace_id, parent_id, True, _SAMPLED)
+        parent = self._contexts.get(parent_id)
+        if parent is None:
+            # Not ours: the application's span the run started in (current on the run's thread as the run
+            # starts), or a span of another process, whose ids the core kept: a remote parent.
+            current = trace_api.get_current_span().get_span_context()
+            if current.span_id == parent_id and current.trace_id == trace_id:
+                parent = current
+            else:
+                parent = SpanContext(trace_id, parent_id, True, _SAMPLED)
         return trace_api.set_span_in_context(NonRecordingSpan(parent), parent_context)
+
+    # ---------------------------------------------------------------------- on the worker
 
     def opened(
         self,
@@ -238,19 +315,11 @@ class ProviderSink(SpanSink):
         start_ns: int,
         follows: int | None = None,
     ) -> None:
-        if parent_id is None and follows is not None and follows in self._contexts:
-            # A resumed run with no parent: the provider would start a new trace (it picks a root's trace
-            # id), so the segment goes under the segment it continues, in that segment's trace.
-            parent_id = follows
-        span = self.tracer.start_span(name, self._parent(trace_id, parent_id), kind, None, None, start_ns)
-        self._open[span_id] = span
-        contexts = self._contexts
-        contexts[span_id] = span.get_span_context()
-        if len(contexts) > self.max_spans:
-            contexts.popitem(last=False)
+        """Nothing: the span was started on the run's thread (:meth:`start`)."""
 
     def forget(self, span_id: int) -> None:
-        self._open.pop(span_id, None)
+        with self._lock:
+            self._open.pop(span_id, None)
 
     def emit(
         self,
@@ -268,10 +337,20 @@ class ProviderSink(SpanSink):
         end_ns: int,
         remote: bool = False,
     ) -> None:
-        span = self._open.pop(span_id, None)
-        if span is None:  # its start was not seen (dropped): made now, from its start time
-            self.opened(name, kind, trace_id, span_id, parent_id, remote, start_ns)
-            span = self._open.pop(span_id)
+        with self._lock:
+            span = self._open.pop(span_id, None)
+        if span is None:  # its start was not seen (dropped, or evicted): made now, from its start time
+            span = self.start(
+                name,
+                kind,
+                f"{trace_id:032x}",
+                f"{span_id:016x}",
+                None if parent_id is None else f"{parent_id:016x}",
+                start_ns,
+                enter=False,
+            )
+            with self._lock:
+                self._open.pop(span_id, None)
         if not span.is_recording():  # sampled out by the provider's sampler
             return
         span.update_name(name)
@@ -293,3 +372,9 @@ class ProviderSink(SpanSink):
         if status is not None:
             span.set_status(status)
         span.end(end_ns)
+
+
+def _bounded(mapping: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    mapping[key] = value
+    if len(mapping) > limit:
+        mapping.popitem(last=False)

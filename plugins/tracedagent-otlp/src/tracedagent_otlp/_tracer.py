@@ -21,18 +21,28 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
 from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind
 
 from tracedagent import (
     ConfigurationError,
     Event,
     ExportPipeline,
     ExportStats,
+    ModelCallStarted,
     QueueingTracer,
+    RunResumed,
+    RunStarted,
+    ToolCallEnded,
+    ToolCallStarted,
+    hookimpl,
+    use_otel_spans,
 )
 
 from . import _names as N
@@ -177,6 +187,7 @@ class OtlpTracer(QueueingTracer):
         # Read by the sender for its rests after a failed export (tests move it).
         self._clock: Callable[[], float] = time.monotonic
         self._builder: SpanBuilder | None = None
+        self._provider_sink: ProviderSink | None = None
         if self.enabled:
             self._setup(environ, span_exporter, tracer_provider, meter_provider, metrics, max_pending)
         sender = self._made_sender()
@@ -186,9 +197,15 @@ class OtlpTracer(QueueingTracer):
         if sender is not None:
             sender.start_thread = self._pipeline.start_helper
         self._put: Callable[[Event], bool] = self._pipeline.put_event if self.enabled else _drop
+        provider_sink = self._provider_sink_made()  # set by _setup, through the application's provider
+        if provider_sink is not None:
+            self._start_spans_as_stages_start(provider_sink)
 
     def _made_sender(self) -> SpanSender | None:
         return self._sender
+
+    def _provider_sink_made(self) -> ProviderSink | None:
+        return self._provider_sink
 
     def _setup(
         self,
@@ -205,6 +222,9 @@ class OtlpTracer(QueueingTracer):
                 span_exporter = _providers.span_exporter_from_env(environ)
                 endpoint = _settings.endpoint_from_env(environ) or "http://localhost:4318/v1/traces"
                 self.destination = f"OTLP {_settings.protocol_from_env(environ)} to {endpoint}"
+                foreign = _providers.foreign_tracer_provider()
+                if foreign is not None:
+                    self.destination += f" (the application's tracer provider is a {foreign}, not the SDK's)"
             else:
                 self.destination = "the application's tracer provider"
         elif span_exporter is not None:
@@ -237,7 +257,7 @@ class OtlpTracer(QueueingTracer):
                 raise ConfigurationError(
                     f"tracer provider {tracer_provider!r} gave a {type(tracer).__name__}, not an SDK Tracer"
                 )
-            sink = ProviderSink(tracer)
+            sink = self._provider_sink = ProviderSink(tracer)
             _flush_before_the_provider_stops(self)
         self.tracer_provider = tracer_provider
         if metrics:
@@ -281,8 +301,74 @@ class OtlpTracer(QueueingTracer):
 
     # ------------------------------------------------------------------ hooks: O(1), no I/O
 
-    # The core makes each stage's span OpenTelemetry's current span (tracedagent._otel), so every hook
-    # here is the queueing base's: the event goes on the queue, and the dispatcher calls put directly.
+    # The core makes each stage's span OpenTelemetry's current span (tracedagent._otel), so with its own
+    # exporter every hook here is the queueing base's: the event goes on the queue, and the dispatcher
+    # calls put directly. Through an application's provider the start hooks also start the SDK span.
+
+    def _start_spans_as_stages_start(self, sink: ProviderSink) -> None:
+        """Through a provider whose span ids the plugin cannot choose, start each stage's SDK span on the
+        run's thread as the stage starts, and have the core make it the current span of the stage
+        (``tracedagent.use_otel_spans``): so a span opened inside a tool, or a run inside a tool, is the
+        child of the exported span, and a run with no parent takes the trace id of its exported root.
+        These hooks are instance attributes: the plugin's own exporter keeps the queueing base's."""
+        put, start = self._put, sink.start
+        attach, detach, get_current = context_api.attach, context_api.detach, context_api.get_current
+        set_span_in_context = trace_api.set_span_in_context
+
+        def on_run_start(event: RunStarted) -> None:
+            if put(event):
+                name = N.agent_span_name(event.agent)
+                start(name, SpanKind.INTERNAL, event.trace_id, event.span_id, event.parent_span_id, event.timestamp_ns)
+
+        def on_resume(event: RunResumed) -> None:
+            if put(event):
+                name = N.agent_span_name(event.agent)
+                start(
+                    name,
+                    SpanKind.INTERNAL,
+                    event.trace_id,
+                    event.span_id,
+                    event.parent_span_id,
+                    event.timestamp_ns,
+                    follows=event.previous_span_id,
+                )
+
+        def on_model_call_start(event: ModelCallStarted) -> None:
+            if put(event):
+                name = N.chat_span_name(event.model)
+                start(name, SpanKind.CLIENT, event.trace_id, event.span_id, event.parent_span_id, event.timestamp_ns)
+
+        attached: dict[str, tuple[Any, Any]] = {}
+
+        def on_tool_call_start(event: ToolCallStarted) -> None:
+            # A tool's stage is entered before its start event: the span is made current here, over the
+            # core's, and the core's leaving the stage restores the context from before it (so the end
+            # hook detaches only a context that is still current: a start hook called outside a stage).
+            if put(event):
+                name = N.tool_span_name(event.tool)
+                span = start(
+                    name,
+                    SpanKind.INTERNAL,
+                    event.trace_id,
+                    event.span_id,
+                    event.parent_span_id,
+                    event.timestamp_ns,
+                    enter=False,
+                )
+                ctx = set_span_in_context(span)
+                attached[event.span_id] = (ctx, attach(ctx))
+                if len(attached) > sink.max_spans:
+                    attached.pop(next(iter(attached)))
+
+        def on_tool_call_end(event: ToolCallEnded) -> None:
+            put(event)
+            entry = attached.pop(event.span_id, None)
+            if entry is not None and get_current() is entry[0]:
+                detach(entry[1])
+
+        for hook in (on_run_start, on_resume, on_model_call_start, on_tool_call_start, on_tool_call_end):
+            setattr(self, hook.__name__, hookimpl(hook))
+        use_otel_spans(sink)
 
     # ---------------------------------------------------------------- the pipeline's controls
 
@@ -345,6 +431,10 @@ class OtlpTracer(QueueingTracer):
             return
         self._stopped = True
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._provider_sink is not None:
+            current = use_otel_spans(None)
+            if current is not self._provider_sink:  # another tracer's: left as it was
+                use_otel_spans(current)
         sender = self._sender
         if sender is not None:
             sender.close(timeout)  # shuts the exporter down too, ending a retry in progress
