@@ -10,10 +10,12 @@ With a store that leases runs (:class:`~tracedagent._checkpoint.ResumeLeaser`) e
 run's lease (:func:`lease`): a resume from before it reads the checkpoint until it ends, a new run from
 its first checkpoint on. So two processes never resume one run at once, a run still going in one process
 cannot be resumed by another, and a process whose lease was taken over cannot write its checkpoint over
-the new owner's (its save is refused with a :class:`CheckpointError`). A checkpoint whose status is still ``running`` was left by a segment that
-never ended (its process crashed or was killed): a call of its turn in flight without a result runs
-again only if its tool is ``idempotent``; any other gets an error result saying the call was
-interrupted and not retried (:func:`restore`), so a side effect happens at most once.
+the new owner's (its save is refused with a :class:`CheckpointError`).
+
+A checkpoint whose status is still ``running`` was left by a segment that never ended (its process
+crashed or was killed): a call of its turn in flight without a result runs again only if its tool is
+``idempotent``; any other gets an error result saying the call was interrupted and not retried
+(:func:`restore`), so a side effect happens at most once.
 """
 
 from __future__ import annotations
@@ -162,12 +164,13 @@ async def lease(store: CheckpointStore, run_id: str, *, new: bool = False) -> As
         return
     holder = f"{os.getpid()}-{uuid.uuid4().hex}"
     if new:
-        length: float | None = float(getattr(store, "lease_s", LEASE_S))
+        length = float(getattr(store, "lease_s", LEASE_S))
     else:
-        length = await leaser.acquire_lease(run_id, holder)
-        if length is None:
+        acquired = await leaser.acquire_lease(run_id, holder)
+        if acquired is None:
             yield
             return
+        length = acquired
     fence = Fence(run_id, holder, held=not new)
     token = set_fence(fence)
     renewing = asyncio.ensure_future(_renew(leaser, fence, length / 3))
@@ -226,8 +229,8 @@ def restore(
     agent: AgentConfig, checkpoint: RunState, approvals: Mapping[str, Any], results: Mapping[str, Any]
 ) -> tuple[RunState, dict[str, Approval], dict[str, str]]:
     """The run's state from its checkpoint, with the decisions for its pending calls. Every problem is
-    a :class:`UserError` raised before anything runs, so a wrong resume loses nothing (a run that has
-already completed: a :class:`CheckpointError`, the answer a resume that lost a race gets)."""
+        a :class:`UserError` raised before anything runs, so a wrong resume loses nothing (a run that has
+    already completed: a :class:`CheckpointError`, the answer a resume that lost a race gets)."""
     run_id = checkpoint.run_id
     if checkpoint.agent != agent.name:
         raise UserError(f"run {run_id!r} belongs to agent {checkpoint.agent!r}, not {agent.name!r}")

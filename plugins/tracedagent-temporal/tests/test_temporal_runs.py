@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from temporalio.worker import Replayer
 
 from tracedagent import (
     Agent,
+    DropOldest,
     Event,
     ModelCallEnded,
     ModelCallStarted,
@@ -113,7 +115,10 @@ async def test_replaying_a_run_fires_no_hooks(client: Client, task_queue: str, s
     assert result.output == "10"
     history = await client.get_workflow_handle(run_id).fetch_history()
     worker = agent.worker(client, task_queue=task_queue)
-    replayer = Replayer(workflows=[AgentWorkflow], workflow_runner=worker.config()["workflow_runner"])
+    config = worker.config()
+    replayer = Replayer(
+        workflows=[AgentWorkflow], workflow_runner=config["workflow_runner"], interceptors=config["interceptors"]
+    )
     with capture_events() as recorded:
         replayed = await replayer.replay_workflow(history)  # raises on any nondeterminism
     assert replayed.replay_failure is None
@@ -186,3 +191,24 @@ async def test_a_hundred_concurrent_workflows_on_one_worker_complete(
         assert _count(events, ModelCallStarted) == 2
         assert _count(events, ToolCallStarted) == 1
     assert len({r.trace_id for r in results}) == 100
+
+
+@dataclass
+class Verdict:
+    ok: bool
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("compaction", DropOldest(max_tokens=1000)),
+        ("handoffs", [Agent("billing", ScriptedModel(["paid"]))]),
+        ("output_type", Verdict),
+        ("max_concurrent_runs", 2),
+    ],
+)
+def test_an_agent_with_a_setting_the_workflow_does_not_carry_out_is_refused_by_name(setting: str, value: Any) -> None:
+    agent = Agent("support", ScriptedModel(["hi"]), **{setting: value})
+    with pytest.raises(UserError, match=rf"agent 'support' has {setting}=.*runs on Temporal do not support: "):
+        TemporalAgent(agent)
+    TemporalAgent(Agent("support", ScriptedModel(["hi"]), output_type=str))  # plain text is what runs give
