@@ -231,19 +231,22 @@ class RunSteps:
         external_result: Any = None,
         attempt: int | None = None,
     ) -> ToolStep:
-        """One tool call (``{"id", "name", "arguments"}``) of the segment ``span_id``, through the approval
-        layer (``decision``: a decision given to resume, as a bool or :meth:`decision_record` data;
+        """One tool call (``{"id", "name", "arguments"}``) of the segment ``span_id``, with the tools the
+        agent's ``prepare_tools`` gives the run (called on the step's state, as before a model step),
+        through the approval layer (``decision``: a decision given to resume, as a bool or :meth:`decision_record` data;
         ``external_result``: an external tool's result) and the tool pipeline."""
         state = self.state(record)
         tool_call = ToolCall(str(call["id"]), str(call["name"]), str(call["arguments"]))
         tools = dict(self.config.tools)
+        seg = self._segment(state, span_id, tools)
+        if self.config.prepare_tools is not None:  # the run's tools as the model step saw them
+            await self.config.prepare_tools(seg.ctx)
         one: _OneAttempt | None = None
         tool = tools.get(tool_call.name)
         if attempt is not None and tool is not None and tool.retry is not None:
             one = _OneAttempt()
             tools[tool.name] = single = copy.copy(tool)
             single.retry = one  # type: ignore[assignment]  # duck-typed: the step makes one attempt
-        seg = self._segment(state, span_id, tools)
         before = set(state.approved_tools)
         if decision is not None:
             seg.decisions[tool_call.id] = self.decision(tool_call.id, decision)

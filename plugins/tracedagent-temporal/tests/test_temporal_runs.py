@@ -212,3 +212,20 @@ def test_an_agent_with_a_setting_the_workflow_does_not_carry_out_is_refused_by_n
     with pytest.raises(UserError, match=rf"agent 'support' has {setting}=.*runs on Temporal do not support: "):
         TemporalAgent(agent)
     TemporalAgent(Agent("support", ScriptedModel(["hi"]), output_type=str))  # plain text is what runs give
+
+
+@tool
+def shout(text: str) -> str:
+    """Say it louder."""
+    return text.upper()
+
+
+async def test_a_tool_that_prepare_tools_offers_runs_in_its_activity(client: Client, task_queue: str) -> None:
+    def offer_shout(ctx: Any) -> None:
+        ctx.add_tool(shout)
+
+    model = ScriptedModel([("shout", {"text": "hello"}), "done"], per_run=True)
+    agent = TemporalAgent(Agent("loud", model, prepare_tools=offer_shout))
+    async with agent.worker(client, task_queue=task_queue):
+        result = await agent.run(client, "shout hello", id=_run_id(), task_queue=task_queue)
+    assert [(m.content, m.is_error) for m in result.messages if m.role == "tool"] == [("HELLO", False)]
