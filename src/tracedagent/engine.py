@@ -34,6 +34,7 @@ from ._checkpoint import InMemoryCheckpointStore
 from ._context import RunContext
 from ._events import ErrorInfo, Interruption, RetryScheduled, RunEnded, RunInterrupted, RunResumed, RunStarted
 from ._ids import new_span_id
+from ._loop import _maybe_compact as maybe_compact
 from ._messages import Message, ToolCall
 from ._model_step import call_model
 from ._result import RunResult
@@ -208,10 +209,14 @@ class RunSteps:
         return seg
 
     async def model_step(self, record: Mapping[str, Any], span_id: str) -> dict[str, Any]:
-        """One model request of the segment ``span_id``: returns the record with the answer appended,
-        the turn counted and the usage added. A failure raises (a :class:`~tracedagent.ModelError`)."""
+        """One model request of the segment ``span_id``, after what ``agent.run()`` does before one: the
+        agent's compaction (``on_compaction``, and a summary's own model call), then ``prepare_tools``.
+        Returns the record with the history as compacted, the answer appended, the turn counted and the
+        usage added. A failure raises (a :class:`~tracedagent.ModelError`)."""
         state = self.state(record)
         seg = self._segment(state, span_id, dict(self.config.tools))
+        if self.config.compaction is not None:
+            await maybe_compact(seg)
         messages = state.messages
         assert isinstance(messages, list)
         if self.config.prepare_tools is not None:

@@ -15,8 +15,10 @@ from temporalio.worker import Replayer
 
 from tracedagent import (
     Agent,
+    ContextCompacted,
     DropOldest,
     Event,
+    Message,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -201,7 +203,6 @@ class Verdict:
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
-        ("compaction", DropOldest(max_tokens=1000)),
         ("handoffs", [Agent("billing", ScriptedModel(["paid"]))]),
         ("output_type", Verdict),
         ("max_concurrent_runs", 2),
@@ -229,3 +230,28 @@ async def test_a_tool_that_prepare_tools_offers_runs_in_its_activity(client: Cli
     async with agent.worker(client, task_queue=task_queue):
         result = await agent.run(client, "shout hello", id=_run_id(), task_queue=task_queue)
     assert [(m.content, m.is_error) for m in result.messages if m.role == "tool"] == [("HELLO", False)]
+
+
+class PerMessage:
+    """Counts one token per message: exact, so the compaction's figures are known."""
+
+    estimated = False
+
+    def count(self, messages: Any) -> int:
+        return len(messages)
+
+
+async def test_compaction_runs_in_the_model_call_s_activity_as_in_agent_run(client: Client, task_queue: str) -> None:
+    history = [Message.user(f"question {i}") if i % 2 == 0 else Message.assistant(f"answer {i}") for i in range(9)]
+    agent = TemporalAgent(
+        Agent("brief", ScriptedModel(["short answer"], per_run=True), compaction=DropOldest(3, counter=PerMessage()))
+    )
+    with capture_events() as recorded:
+        async with agent.worker(client, task_queue=task_queue):
+            result = await agent.run(client, history, id=_run_id(), task_queue=task_queue)
+    assert result.output == "short answer"
+    (compacted,) = [e for e in recorded.events if type(e) is ContextCompacted]
+    assert (compacted.messages_before, compacted.messages_after) == (9, 3)  # type: ignore[attr-defined]
+    (call,) = [e for e in recorded.events if type(e) is ModelCallStarted]
+    assert [m.content for m in call.messages] == ["question 6", "answer 7", "question 8"]
+    assert [m.content for m in result.messages] == ["question 6", "answer 7", "question 8", "short answer"]

@@ -27,11 +27,6 @@ NON_RETRYABLE_MODEL_ERRORS = ("ModelBehaviorError", "UserError", "ConfigurationE
 #: What an agent may have that its workflow does not do yet, and what to do instead.
 _UNSUPPORTED: tuple[tuple[str, str], ...] = (
     (
-        "compaction",
-        "the workflow sends the whole history to every model call; drop compaction= (keep runs short with "
-        "max_turns=) or run this agent with agent.run()",
-    ),
-    (
         "handoffs",
         "a handoff switches the run to another agent's model and tools, which the workflow's activities do not "
         "have; give the other agents as tools (other_agent.as_tool()) or run this agent with agent.run()",
@@ -92,7 +87,8 @@ class TemporalAgent:
     ``tool_timeout``. Activities heartbeat every third of ``heartbeat_timeout``, so the call of a worker
     that died is retried on another within that time.
 
-    An agent with a setting the workflow does not carry out (``compaction``, ``handoffs``, ``output_type``,
+    Compaction runs in the model call's activity, before the request, as in ``agent.run()``. An agent with
+    a setting the workflow does not carry out (``handoffs``, ``output_type``,
     MCP ``tool_sources``, ``max_concurrent_runs``) is refused here with a :class:`~tracedagent.UserError`
     that names it and says what to do. Runs take no ``deps``, ``session_id`` or stream (there are no
     such parameters); the agent's checkpoint store is not used (the workflow's history is the run's
