@@ -18,6 +18,7 @@ from tracedagent import (
     ContextCompacted,
     DropOldest,
     Event,
+    HandoffOccurred,
     Message,
     ModelCallEnded,
     ModelCallStarted,
@@ -203,7 +204,6 @@ class Verdict:
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
-        ("handoffs", [Agent("billing", ScriptedModel(["paid"]))]),
         ("output_type", Verdict),
         ("max_concurrent_runs", 2),
     ],
@@ -213,6 +213,9 @@ def test_an_agent_with_a_setting_the_workflow_does_not_carry_out_is_refused_by_n
     with pytest.raises(UserError, match=rf"agent 'support' has {setting}=.*runs on Temporal do not support: "):
         TemporalAgent(agent)
     TemporalAgent(Agent("support", ScriptedModel(["hi"]), output_type=str))  # plain text is what runs give
+    target = Agent("support", ScriptedModel(["hi"]), **{setting: value})
+    with pytest.raises(UserError, match=rf"agent 'support' has {setting}="):  # an agent a handoff reaches
+        TemporalAgent(Agent("triage", ScriptedModel(["hi"]), handoffs=[target]))
 
 
 @tool
@@ -255,3 +258,36 @@ async def test_compaction_runs_in_the_model_call_s_activity_as_in_agent_run(clie
     (call,) = [e for e in recorded.events if type(e) is ModelCallStarted]
     assert [m.content for m in call.messages] == ["question 6", "answer 7", "question 8"]
     assert [m.content for m in result.messages] == ["question 6", "answer 7", "question 8", "short answer"]
+
+
+@tool
+def refund_invoice(invoice: str) -> str:
+    """Refund an invoice."""
+    _note_refund.append(invoice)
+    return f"refunded {invoice}"
+
+
+_note_refund: list[str] = []
+
+
+async def test_a_handoff_goes_on_with_the_target_agent_s_model_and_tools(client: Client, task_queue: str) -> None:
+    billing = Agent(
+        "billing",
+        ScriptedModel([("refund_invoice", {"invoice": "INV-7"}), "billing: refunded INV-7"], per_run=True),
+        tools=[refund_invoice],
+    )
+    triage = Agent("triage", ScriptedModel([("transfer_to_billing", {}), "never"], per_run=True), handoffs=[billing])
+    agent = TemporalAgent(triage)
+    with capture_events() as recorded:
+        async with agent.worker(client, task_queue=task_queue):
+            result = await agent.run(client, "refund my invoice", id=_run_id(), task_queue=task_queue)
+    assert (result.status, result.output) == ("completed", "billing: refunded INV-7")
+    assert _note_refund == ["INV-7"]
+    events = recorded.events
+    (handoff,) = [e for e in events if type(e) is HandoffOccurred]
+    assert (handoff.from_agent, handoff.to_agent, handoff.agent) == ("triage", "billing", "triage")  # type: ignore[attr-defined]
+    models = [(e.agent, e.model) for e in events if type(e) is ModelCallStarted]  # type: ignore[attr-defined]
+    assert [agent for agent, _ in models] == ["triage", "billing", "billing"]
+    tools = [(e.agent, e.tool) for e in events if type(e) is ToolCallStarted]  # type: ignore[attr-defined]
+    assert tools == [("triage", "transfer_to_billing"), ("billing", "refund_invoice")]
+    assert {e.agent for e in events if type(e) in (RunStarted, RunEnded)} == {"triage"}

@@ -113,6 +113,7 @@ def activities(steps: RunSteps, heartbeat_s: float | None) -> list[Callable[...,
                 "kind": interruption.kind,
             },
             "approved_tools": list(step.approved_tools),
+            "handoff": step.handoff,
         }
 
     @activity.defn(name=activity_name(agent, "segment"))

@@ -27,11 +27,6 @@ NON_RETRYABLE_MODEL_ERRORS = ("ModelBehaviorError", "UserError", "ConfigurationE
 #: What an agent may have that its workflow does not do yet, and what to do instead.
 _UNSUPPORTED: tuple[tuple[str, str], ...] = (
     (
-        "handoffs",
-        "a handoff switches the run to another agent's model and tools, which the workflow's activities do not "
-        "have; give the other agents as tools (other_agent.as_tool()) or run this agent with agent.run()",
-    ),
-    (
         "output_type",
         "the workflow does not validate structured output; ask for JSON in the instructions and validate "
         "RunResult.output yourself, or run this agent with agent.run()",
@@ -49,17 +44,18 @@ _UNSUPPORTED: tuple[tuple[str, str], ...] = (
 )
 
 
-def unsupported(agent: Agent) -> None:
-    """A :class:`~tracedagent.UserError` naming the first setting of ``agent`` that a Temporal workflow
-    does not carry out, and what to do instead; never a run that silently ignores it."""
-    config = agent.config
-    for name, instead in _UNSUPPORTED:
-        value = getattr(config, name)
-        if value is not None and value != () and not (name == "output_type" and value is str):
-            raise UserError(
-                f"TemporalAgent: agent {agent.name!r} has {name}={value!r}, which runs on Temporal do not "
-                f"support: {instead}"
-            )
+def unsupported(steps: RunSteps) -> None:
+    """A :class:`~tracedagent.UserError` naming the first setting of the agent (or of an agent its
+    handoffs reach) that a Temporal workflow does not carry out, and what to do instead; never a run that
+    silently ignores it."""
+    for config in steps.agent_configs():
+        for name, instead in _UNSUPPORTED:
+            value = getattr(config, name)
+            if value is not None and value != () and not (name == "output_type" and value is str):
+                raise UserError(
+                    f"TemporalAgent: agent {config.name!r} has {name}={value!r}, which runs on Temporal do not "
+                    f"support: {instead}"
+                )
 
 
 def traced(client: Client) -> Client:
@@ -87,8 +83,10 @@ class TemporalAgent:
     ``tool_timeout``. Activities heartbeat every third of ``heartbeat_timeout``, so the call of a worker
     that died is retried on another within that time.
 
-    Compaction runs in the model call's activity, before the request, as in ``agent.run()``. An agent with
-    a setting the workflow does not carry out (``handoffs``, ``output_type``,
+    Compaction runs in the model call's activity, before the request, as in ``agent.run()``; a handoff is a
+    tool call's activity (``on_handoff`` fires there), after which the workflow goes on with the target
+    agent's model and tools (of two transfers in one turn, the first in the model's order wins). An agent
+    with a setting the workflow does not carry out (``output_type``,
     MCP ``tool_sources``, ``max_concurrent_runs``) is refused here with a :class:`~tracedagent.UserError`
     that names it and says what to do. Runs take no ``deps``, ``session_id`` or stream (there are no
     such parameters); the agent's checkpoint store is not used (the workflow's history is the run's
@@ -109,16 +107,16 @@ class TemporalAgent:
     ) -> None:
         if not isinstance(agent, Agent):
             raise UserError(f"TemporalAgent takes an Agent, not {agent!r}")
-        unsupported(agent)
         for label, value in (("model_attempts", model_attempts), ("activity_attempts", activity_attempts)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"TemporalAgent {label} must be a whole number >= 1, not {value!r}")
         self.agent = agent
         self.steps = RunSteps(agent)
+        unsupported(self.steps)
         self.heartbeat_timeout = heartbeat_timeout
-        tools = {
+        tools = {  # the tools of the agents handoffs can pass the run to as well
             name: self._tool_options(t, tool_timeout, timeout_grace, activity_attempts)
-            for name, t in agent.tools.items()
+            for name, t in self.steps.reachable_tools().items()
         }
         self._options: dict[str, Any] = {
             "agent": agent.name,

@@ -210,7 +210,10 @@ class AgentWorkflow:
                         for c in todo
                     )
                 )
+                handoff: str | None = None
                 for call, step in zip(todo, steps, strict=True):
+                    if step.get("handoff") is not None and handoff is None:  # the first transfer wins
+                        handoff = step["handoff"]
                     for name in step.get("approved_tools") or ():
                         if name not in record["approved_tools"]:
                             record["approved_tools"] = sorted([*record["approved_tools"], name])
@@ -218,6 +221,8 @@ class AgentWorkflow:
                         record["pending"].append(step["interruption"])
                     else:
                         done[call["id"]] = step["message"]
+                if handoff is not None:  # the run goes on with that agent's model and tools
+                    record["active_agent"] = None if handoff == record["agent"] else handoff
                 if record["pending"]:
                     return None
                 messages.extend(done[c["id"]] for c in calls)
