@@ -45,6 +45,7 @@ from ._span import Span
 from ._state import RunState
 from ._tool_step import call_tool
 from ._tools import Tool, serialize_result
+from .exceptions import UserError
 
 if TYPE_CHECKING:
     from ._agent import Agent, Input
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["RunSteps", "ToolStep", "new_span_id"]
 
 T = TypeVar("T")
+#: A conversation a run continues: its session id and its messages so far.
+Session = tuple[str, list[Message]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +99,31 @@ class RunSteps:
 
     # ------------------------------------------------------------------------------------- state
 
-    def new_run(self, input: Input, *, run_id: str, metadata: dict[str, Any] | None = None) -> RunState:
+    def new_run(
+        self, input: Input, *, run_id: str, metadata: dict[str, Any] | None = None, session: Session | None = None
+    ) -> RunState:
         """A new run's state with ``run_id`` (the engine's id for it), a trace id (the current span's when
-        the run starts inside one, else new) and, in ``parent_span_id``, the span it is a child of."""
-        state, parent_span_id = self.agent._new_state(input, None, metadata)
+        the run starts inside one, else new) and, in ``parent_span_id``, the span it is a child of.
+        ``session``: the id and the messages of the conversation it continues (:meth:`load_session`)."""
+        history = session[1] if session is not None else None
+        state, parent_span_id = self.agent._new_state(input, history, metadata)
         state.run_id = run_id
         state.parent_span_id = parent_span_id
+        state.session_id = session[0] if session is not None else None
         return state
+
+    async def load_session(self, session_id: str) -> Session:
+        """The conversation kept under ``session_id`` in the agent's store, for :meth:`new_run`."""
+        if not isinstance(session_id, str) or not session_id:
+            raise UserError(f"session_id must be a non-empty string, not {session_id!r}")
+        return session_id, await self.agent.store().load_session(session_id)
+
+    async def save_session(self, record: Mapping[str, Any]) -> None:
+        """A completed run's conversation, kept under its session id in the agent's store (if it has one),
+        as ``agent.run(session_id=...)`` keeps it."""
+        state = self.state(record)
+        if state.session_id is not None:
+            await self.agent.store().save_session(state.session_id, state.messages)
 
     @staticmethod
     def record(state: RunState) -> dict[str, Any]:

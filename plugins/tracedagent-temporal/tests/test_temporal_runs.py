@@ -27,6 +27,7 @@ from tracedagent import (
     RunInterrupted,
     RunResumed,
     RunStarted,
+    SQLiteCheckpointStore,
     ToolCallEnded,
     ToolCallStarted,
     UserError,
@@ -291,3 +292,16 @@ async def test_a_handoff_goes_on_with_the_target_agent_s_model_and_tools(client:
     tools = [(e.agent, e.tool) for e in events if type(e) is ToolCallStarted]  # type: ignore[attr-defined]
     assert tools == [("triage", "transfer_to_billing"), ("billing", "refund_invoice")]
     assert {e.agent for e in events if type(e) in (RunStarted, RunEnded)} == {"triage"}
+
+
+async def test_a_session_continues_across_runs_on_temporal(client: Client, task_queue: str, tmp_path: Path) -> None:
+    store = SQLiteCheckpointStore(tmp_path / "sessions.db")
+    model = ScriptedModel(["hello", "again"])
+    agent = TemporalAgent(Agent("chat", model, checkpoints=store))
+    async with agent.worker(client, task_queue=task_queue):
+        first = await agent.run(client, "hi", id=_run_id(), task_queue=task_queue, session_id="s1")
+        second = await agent.run(client, "and now?", id=_run_id(), task_queue=task_queue, session_id="s1")
+    assert (first.output, second.output) == ("hello", "again")
+    assert [m.content for m in second.messages] == ["hi", "hello", "and now?", "again"]
+    assert [m.content for m in await store.load_session("s1")] == ["hi", "hello", "and now?", "again"]
+    assert [m.content for m in model.requests[1].messages] == ["hi", "hello", "and now?"]

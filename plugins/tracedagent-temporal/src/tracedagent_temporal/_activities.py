@@ -128,6 +128,8 @@ def activities(steps: RunSteps, heartbeat_s: float | None) -> list[Callable[...,
         if kind == "interrupted":
             return _untraced(steps.interrupted(record, span_id))
         if kind == "ended":
+            if input["status"] == "completed":
+                await steps.save_session(record)  # before on_run_end, as agent.run() does
             error = input.get("error")
             steps.segment_ended(
                 record,

@@ -88,9 +88,10 @@ class TemporalAgent:
     agent's model and tools (of two transfers in one turn, the first in the model's order wins). An agent
     with a setting the workflow does not carry out (``output_type``,
     MCP ``tool_sources``, ``max_concurrent_runs``) is refused here with a :class:`~tracedagent.UserError`
-    that names it and says what to do. Runs take no ``deps``, ``session_id`` or stream (there are no
-    such parameters); the agent's checkpoint store is not used (the workflow's history is the run's
-    durable state).
+    that names it and says what to do. ``run(session_id=...)`` continues a conversation kept in the
+    agent's store. Runs take no ``deps`` and have no stream (there are no such parameters: tools run on
+    workers, where the caller's objects are not); the agent's store keeps no checkpoints of these runs
+    (the workflow's history is the run's durable state).
     """
 
     def __init__(
@@ -188,12 +189,19 @@ class TemporalAgent:
         id: str,
         task_queue: str,
         metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> RunResult:
         """Start the run as workflow ``id`` (its run id) on ``task_queue`` and wait for it to complete or
         pause. A paused run returns with status ``interrupted``; continue it with :meth:`resume`. A run
-        that fails raises :class:`~tracedagent.RunError` with ``.result``."""
+        that fails raises :class:`~tracedagent.RunError` with ``.result``.
+
+        ``session_id`` continues the conversation kept under that id in the agent's store, as
+        ``agent.run(session_id=...)`` does: read here, before the workflow starts (its input), and saved
+        by the worker when the run completes. Across processes the store must be one they share
+        (``PostgresCheckpointStore``, or a SQLite file on one host)."""
         started = time.perf_counter()
-        state = self.steps.new_run(input, run_id=id, metadata=metadata)
+        session = await self.steps.load_session(session_id) if session_id is not None else None
+        state = self.steps.new_run(input, run_id=id, metadata=metadata, session=session)
         span_id = new_span_id()
         trace = {"trace_id": state.trace_id, "parent_span_id": state.parent_span_id, "span_id": span_id}
         record = {**self.steps.record(state), "trace_id": "", "parent_span_id": None}  # the trace: in headers
