@@ -147,3 +147,21 @@ async def test_every_event_on_two_worker_processes_is_in_the_caller_s_trace(
         ("ModelCallStarted", resumed["span_id"]),
     ]
     assert _lines(side_effects) == ["refund A1"]
+
+
+async def test_a_run_started_before_the_header_existed_goes_on_in_its_trace(
+    client: Client, task_queue: str, side_effects: Path
+) -> None:
+    """A workflow in flight from before the trace moved to headers (its ids in the input, as the earlier
+    client sent them) is finished by an upgraded worker, in its own trace."""
+    agent = TemporalAgent(temporal_agents.math_agent())
+    state = agent.steps.new_run("add them up", run_id=(run_id := f"run-{uuid.uuid4().hex}"))
+    payload = {**agent._options, "record": agent.steps.record(state), "span_id": "00000000000000aa"}
+    with capture_events() as recorded:
+        async with agent.worker(client, task_queue=task_queue):
+            handle = await client.start_workflow(WORKFLOW_NAME, payload, id=run_id, task_queue=task_queue)
+            ended = await handle.result()
+    assert (ended["status"], ended["output"], ended["record"]["trace_id"]) == ("completed", "10", state.trace_id)
+    assert {e.trace_id for e in recorded.events} == {state.trace_id}
+    assert next(e for e in recorded.events if type(e) is RunStarted).span_id == "00000000000000aa"
+    assert _lines(side_effects) == ["add 1 2", "add 3 4", "add 3 7"]

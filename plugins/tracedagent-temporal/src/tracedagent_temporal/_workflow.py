@@ -59,6 +59,16 @@ def _cause(error: BaseException) -> tuple[str, str]:
     return type(cause).__name__, str(cause)
 
 
+def _legacy_trace(input: dict[str, Any]) -> dict[str, Any] | None:
+    """The trace context of a run started before it travelled in headers (its ids in the input), so that
+    such a run, in flight when its workers are upgraded, goes on in its trace; None for any other input."""
+    record, span_id = input.get("record") or {}, input.get("span_id")
+    if not (isinstance(span_id, str) and record.get("trace_id")):
+        return None
+    input["record"] = {**record, "trace_id": "", "parent_span_id": None}  # from here on: in headers
+    return {"trace_id": record["trace_id"], "parent_span_id": record.get("parent_span_id"), "span_id": span_id}
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class AgentWorkflow:
     """One agent run. Input: ``{"agent", "record", "max_turns", "model", "tools", "default_tool",
@@ -137,7 +147,7 @@ class AgentWorkflow:
     async def run(self, input: dict[str, Any]) -> dict[str, Any]:
         self._input = input
         record: dict[str, Any] = input["record"]
-        started = self._received.pop("start", None)
+        started = self._received.pop("start", None) or _legacy_trace(input)
         if started is None or not isinstance(started.get("trace_id"), str):
             raise ApplicationError(
                 f"run {workflow.info().workflow_id!r} was started without tracedagent's trace header, so its "
