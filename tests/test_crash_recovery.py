@@ -5,7 +5,8 @@ resumes the run from the same store (SQLite, and a real PostgreSQL).
 After each crash: the store is readable; a tool whose result was saved never runs again; the tool that
 was in flight runs again only if it is ``idempotent=True``, and any other gets an error result saying the
 call was interrupted by a crash and not retried (so a side effect happens at most once); and the trace of
-both processes (``tracedagent.testing.event_log``) has no span started or ended twice.
+both processes (``tracedagent.testing.event_log``) has no span started or ended twice. The killed process
+held the run's lease, so the resume is refused ("being resumed elsewhere") until that lease expires.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 import pytest
 
-from tracedagent import Checkpoint, PostgresCheckpointStore, SQLiteCheckpointStore
+from tracedagent import Checkpoint, CheckpointError, PostgresCheckpointStore, SQLiteCheckpointStore
 
 GUARD_S = 60.0  # only a guard against a hang; never asserted on
 TRIALS = 6
+LEASE_S = 4.0  # the runs' lease: a resume right after the kill waits for the dead process's to expire
 TOOLS = {"write_a": False, "read_b": True, "write_c": False, "read_d": True}  # name: idempotent
 
 SCRIPT = textwrap.dedent(
@@ -36,12 +38,13 @@ SCRIPT = textwrap.dedent(
     """python crashy.py KIND WHERE start|resume [RUN_ID]; KILL_AT=tool:NAME or save:N makes the
     process say where it is (stdout) and hang there, for the test to kill it."""
     import asyncio, json, os, sys, time
-    from tracedagent import Agent, PostgresCheckpointStore, SQLiteCheckpointStore, ToolCall, tool
+    from tracedagent import Agent, CheckpointError, PostgresCheckpointStore, SQLiteCheckpointStore, ToolCall, tool
     from tracedagent.testing import ScriptedModel, Step
 
     kind, where, phase = sys.argv[1], sys.argv[2], sys.argv[3]
     KILL_AT = os.environ.get("KILL_AT", "") if phase == "start" else ""
     TOOLS = json.loads(os.environ["TOOLS"])
+    LEASE_S = float(os.environ["LEASE_S"])
 
 
     def tell(line):
@@ -108,12 +111,20 @@ SCRIPT = textwrap.dedent(
     tools = [make(name, idempotent) for name, idempotent in TOOLS.items()]
     script = [Step(tool_calls=[ToolCall.of("c_" + name, name, {})]) for name in TOOLS]
     model = ScriptedModel([*script, "all done"] if phase == "start" else [*script, "all done"][-10:])
-    store = Store(where)
+    store = Store(where, lease_s=LEASE_S)
     agent = Agent("crashy", model, tools=tools, checkpoints=store, checkpoint_every="step")
     if phase == "start":
         tell("RUN_ID " + agent.run_sync("go").run_id)
     else:
-        result = agent.resume_sync(sys.argv[4])
+        while True:  # the killed process's lease outlives it by up to LEASE_S: until then, refused
+            try:
+                result = agent.resume_sync(sys.argv[4])
+                break
+            except CheckpointError as exc:
+                if "is being resumed elsewhere" not in str(exc):
+                    raise
+                tell("REFUSED")
+                time.sleep(0.2)
         tell(json.dumps({"status": result.status, "messages": [m.to_dict() for m in result.messages]}))
     '''
 )
@@ -133,6 +144,7 @@ class Trial:
             "TOOL_LOG": str(self.tool_log),
             "TOOLS": json.dumps(TOOLS),
             "KILL_AT": kill_at,
+            "LEASE_S": str(LEASE_S),
         }
 
     def crash(self, kill_at: str) -> None:
@@ -183,6 +195,14 @@ async def stored(kind: str, where: str, run_id: str) -> Checkpoint | None:
         store.close()
 
 
+async def take_lease(kind: str, where: str, run_id: str) -> None:
+    store = PostgresCheckpointStore(where) if kind == "postgres" else SQLiteCheckpointStore(where)
+    try:
+        await store.acquire_lease(run_id, "probe")
+    finally:
+        store.close()
+
+
 def kill_points(kind: str) -> list[str]:
     points = [f"tool:{name}" for name in TOOLS] + [f"save:{n}" for n in range(1, 12)]
     rng = random.Random(f"crash-{kind}-{os.environ.get('CRASH_SEED', '')}")
@@ -225,7 +245,10 @@ async def check_recovery(trial: Trial, kill_at: str) -> None:
     saved = {m.name for m in crashed.messages if m.role == "tool"} | {m.name for m in crashed.turn_results.values()}
     ran_before = [name for what, name, _ in trial.tool_lines() if what == "start"]
 
-    result = trial.resume(run_id)
+    # the killed process held the run's lease (from its first checkpoint): it outlives it for a while
+    with pytest.raises(CheckpointError, match="is being resumed elsewhere"):
+        await take_lease(trial.kind, trial.where, run_id)
+    result = trial.resume(run_id)  # it waits the lease out
     assert result["status"] == "completed", kill_at
     lines = trial.tool_lines()
     again = [name for what, name, pid in lines if what == "start" and pid != first_pid]

@@ -120,6 +120,113 @@ async def test_a_lease_held_elsewhere_refuses_and_an_expired_one_is_taken_over(
         assert await store.acquire_lease(paused.run_id, "next") == store.lease_s  # released at the end
 
 
+def blocking_agent(store: Any, ran: list[str], entered: asyncio.Event, go_on: asyncio.Event, answer: str) -> Agent:
+    """An agent whose approved ``deploy`` tool says it was entered, then waits for ``go_on``."""
+
+    @tool(needs_approval=True)
+    async def deploy(version: str) -> str:
+        """Deploy a version."""
+        ran.append(answer)
+        entered.set()
+        await go_on.wait()
+        return "deployed " + version
+
+    return Agent("ops", ScriptedModel([answer]), tools=[deploy], checkpoints=store)
+
+
+def _expire_leases(kind: str, where: str) -> None:
+    """What a process whose renewals stopped reaching the store (paused, partitioned) leaves behind."""
+    if kind == "postgres":
+        with psycopg.connect(where, autocommit=True) as db:
+            db.execute("UPDATE tracedagent_checkpoints SET lease_until = now() - interval '1 second'")
+    else:
+        with sqlite3.connect(where) as db:
+            db.execute("UPDATE leases SET until_ns = 0")
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+async def test_a_writer_whose_lease_was_taken_over_is_refused_and_nothing_is_lost(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A resume whose lease expired (its renewals stalled) while its tool ran, and was taken over by
+    another resume that completed the run, gets a CheckpointError from its next save: the new owner's
+    completed checkpoint stays as it was."""
+    where = request.getfixturevalue("postgres_dsn") if kind == "postgres" else str(tmp_path / "runs.db")
+
+    def new_store() -> Any:
+        return PostgresCheckpointStore(where) if kind == "postgres" else SQLiteCheckpointStore(where)
+
+    paused = await deploy_agent(new_store(), []).run("go")
+    call_id = paused.interruptions[0].id
+    ran: list[str] = []
+    stale_in, stale_go = asyncio.Event(), asyncio.Event()
+    stale = asyncio.ensure_future(
+        blocking_agent(new_store(), ran, stale_in, stale_go, "stale answer").resume(paused.run_id, {call_id: True})
+    )
+    await asyncio.wait_for(stale_in.wait(), GUARD_S)
+    _expire_leases(kind, where)
+    owner_go = asyncio.Event()
+    owner_go.set()
+    owner = blocking_agent(new_store(), ran, asyncio.Event(), owner_go, "owner answer")
+    done = await owner.resume(paused.run_id, {call_id: True})
+    assert (done.status, done.output) == ("completed", "owner answer")
+    stale_go.set()
+    with pytest.raises(CheckpointError, match="lost its lease") as caught:
+        await asyncio.wait_for(stale, GUARD_S)
+    assert caught.value.run_id == paused.run_id
+    kept = await new_store().load(paused.run_id)
+    assert kept is not None
+    assert kept.status == "completed"
+    assert kept.messages[-1].content == "owner answer"
+    assert ran == ["stale answer", "owner answer"]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+async def test_a_run_going_in_its_first_segment_cannot_be_resumed_elsewhere(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A new run holds its lease from its first checkpoint: while it is inside a tool (its checkpoint
+    says ``running``, as a crashed run's would), a resume from another store is refused, and the tool
+    runs once."""
+    where = request.getfixturevalue("postgres_dsn") if kind == "postgres" else str(tmp_path / "runs.db")
+
+    def new_store() -> Any:
+        return PostgresCheckpointStore(where) if kind == "postgres" else SQLiteCheckpointStore(where)
+
+    ran: list[str] = []
+    entered, go_on = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def migrate(version: str) -> str:
+        """Migrate a database."""
+        ran.append(version)
+        entered.set()
+        await go_on.wait()
+        return "migrated " + version
+
+    script = [Step(tool_calls=[("migrate", {"version": "7"})]), "migrated"]
+    agent = Agent("ops", ScriptedModel(script), tools=[migrate], checkpoints=new_store())
+    running = asyncio.ensure_future(agent.run("go"))
+    await asyncio.wait_for(entered.wait(), GUARD_S)
+    (checkpoint,) = [c for c in [await new_store().load(r) for r in await _run_ids(kind, where)] if c is not None]
+    assert checkpoint.status == "running"
+    other = Agent("ops", ScriptedModel(["again"]), tools=[migrate], checkpoints=new_store())
+    with pytest.raises(CheckpointError, match="is being resumed elsewhere"):
+        await other.resume(checkpoint.run_id)
+    go_on.set()
+    result = await asyncio.wait_for(running, GUARD_S)
+    assert (result.status, result.output, ran) == ("completed", "migrated", ["7"])
+    assert await new_store().acquire_lease(result.run_id, "next") is not None  # released at the end
+
+
+async def _run_ids(kind: str, where: str) -> list[str]:
+    if kind == "postgres":
+        with psycopg.connect(where) as db:
+            return [r[0] for r in db.execute("SELECT run_id FROM tracedagent_checkpoints").fetchall()]
+    with sqlite3.connect(where) as db:
+        return [r[0] for r in db.execute("SELECT run_id FROM checkpoints").fetchall()]
+
+
 async def test_100_concurrent_runs_and_resumes(postgres_dsn: str) -> None:
     store = PostgresCheckpointStore(postgres_dsn, max_connections=8)
     ran: list[str] = []

@@ -54,8 +54,8 @@ SCENARIOS = textwrap.dedent(
     python scenarios.py SCENARIO start            run the agent (prints the result as JSON)
     python scenarios.py SCENARIO resume RUN_ID [CALL_ID]   resume it from the store
     """
-    import asyncio, json, os, sys
-    from tracedagent import Agent, SQLiteCheckpointStore, ToolCall, tool
+    import asyncio, json, os, sys, time
+    from tracedagent import Agent, CheckpointError, SQLiteCheckpointStore, ToolCall, tool
     from tracedagent.testing import ScriptedModel, Step
 
     scenario, phase = sys.argv[1], sys.argv[2]
@@ -84,7 +84,7 @@ SCENARIOS = textwrap.dedent(
         """Knows when a checkpoint holding the result of call "c2" is on disk."""
 
         def __init__(self, path):
-            super().__init__(path)
+            super().__init__(path, lease_s=2.0)  # a killed process's lease outlives it by up to 2 s
             self.second_saved = asyncio.Event()
 
         async def save(self, checkpoint):
@@ -165,7 +165,15 @@ SCENARIOS = textwrap.dedent(
     else:
         run_id = sys.argv[3]
         approvals = {sys.argv[4]: True} if len(sys.argv) > 4 else None
-        report(agent.resume_sync(run_id, approvals))
+        while True:
+            try:
+                result = agent.resume_sync(run_id, approvals)
+                break
+            except CheckpointError as exc:  # a killed first process's lease: wait it out
+                if "is being resumed elsewhere" not in str(exc):
+                    raise
+                time.sleep(0.2)
+        report(result)
     '''
 )
 

@@ -288,7 +288,8 @@ class Agent:
         state.session_id = session_id
         seg = self._segment(state, deps, stream, parent_span_id)
         seg.output = output.start() if output is not None else None
-        return await self._execute(seg)
+        async with lease(seg.store, state.run_id, new=True):  # taken with the run's first checkpoint
+            return await self._execute(seg)
 
     async def run(
         self,

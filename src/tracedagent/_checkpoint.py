@@ -13,11 +13,18 @@ A store that is also a :class:`ResumeLeaser` (the SQLite store, and ``PostgresCh
 each resume a lease on its run: while one process resumes a run, another that resumes it gets a
 :class:`CheckpointError` saying it is being resumed elsewhere. A lease has a deadline, renewed while the
 segment runs and released when it ends, so the lease of a process that died expires by itself.
+
+The lease is also a fencing token. A segment that holds one (a resume, and a new run from its first
+checkpoint on) sets its :class:`Fence` in a context variable, and such a store writes that run's
+checkpoint only while the lease is still the segment's: each lease taken has a new holder id, so a
+process whose lease expired and was taken over (it was paused, partitioned, or thought dead) gets a
+:class:`CheckpointError` from its next save instead of writing over the new owner's checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import sqlite3
@@ -25,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -35,6 +43,7 @@ from .exceptions import CheckpointError, ConfigurationError
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
+    "Fence",
     "InMemoryCheckpointStore",
     "PausedRunLister",
     "ResumeLeaser",
@@ -131,6 +140,43 @@ def leased_elsewhere(run_id: str, remaining_s: float) -> CheckpointError:
         f"run {run_id!r} is being resumed elsewhere (another process holds its lease for {max(remaining_s, 0.0):.1f} "
         "s more, renewed while it runs); wait for that resume to end, or retry once its lease has expired if "
         "that process died",
+        run_id=run_id,
+    )
+
+
+@dataclass(slots=True)
+class Fence:
+    """The lease a segment holds on its run, as its saves present it to the store: ``holder`` is the
+    lease's holder id (new for each lease taken, so it is the fencing token), ``held`` whether the store
+    has recorded it (False for a new run until its first checkpoint, which takes the lease)."""
+
+    run_id: str
+    holder: str
+    held: bool
+
+
+_fence: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("tracedagent_fence", default=None)
+
+
+def fence_of(run_id: str) -> Fence | None:
+    """The lease the current segment holds on ``run_id``, if any (a run inside a tool has its own)."""
+    fence = _fence.get()
+    return fence if fence is not None and fence.run_id == run_id else None
+
+
+def set_fence(fence: Fence | None) -> contextvars.Token[Fence | None]:
+    return _fence.set(fence)
+
+
+def reset_fence(token: contextvars.Token[Fence | None]) -> None:
+    _fence.reset(token)
+
+
+def lease_lost(run_id: str) -> CheckpointError:
+    """The error of a save by a segment whose lease another process has taken over."""
+    return CheckpointError(
+        f"run {run_id!r}: this process lost its lease on the run (it expired and another process took the run "
+        "over), so its checkpoint was not written and the other process's is kept; this segment stops here",
         run_id=run_id,
     )
 
@@ -269,16 +315,38 @@ class SQLiteCheckpointStore:
             ) from exc
 
     async def save(self, checkpoint: Checkpoint) -> int:
+        """Write ``checkpoint``; inside a segment holding the run's lease (:class:`Fence`), only while the
+        lease is still its own (else a :class:`CheckpointError`, and nothing written), renewing it."""
+        fence = fence_of(checkpoint.run_id)
+
         def write() -> int:
             data = checkpoint.encode()
-            with self._connection() as connection:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")  # the file's write lock: no lease changes hands meanwhile
+            try:
+                now = time.time_ns()
+                if fence is not None:
+                    run_id = checkpoint.run_id
+                    row = connection.execute("SELECT holder FROM leases WHERE run_id = ?", (run_id,)).fetchone()
+                    if (row is None and fence.held) or (row is not None and row[0] != fence.holder):
+                        raise lease_lost(run_id)
+                    connection.execute(
+                        "INSERT OR REPLACE INTO leases (run_id, holder, until_ns) VALUES (?, ?, ?)",
+                        (run_id, fence.holder, now + int(self.lease_s * 1e9)),
+                    )
                 connection.execute(
                     "INSERT INTO checkpoints (run_id, agent, status, version, updated_ns, data)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET"
                     " agent=excluded.agent, status=excluded.status,"
                     " version=excluded.version, updated_ns=excluded.updated_ns, data=excluded.data",
-                    (checkpoint.run_id, checkpoint.agent, checkpoint.status, FORMAT_VERSION, time.time_ns(), data),
+                    (checkpoint.run_id, checkpoint.agent, checkpoint.status, FORMAT_VERSION, now, data),
                 )
+                connection.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            if fence is not None:
+                fence.held = True
             return len(data)
 
         return await self._call(write, checkpoint.run_id)

@@ -6,12 +6,16 @@ model call and every finished tool call (so after a crash only the step in fligh
 store of its own uses the process's in-memory store and ``"interrupt"``, so resuming works in the same
 process and a plain run writes nothing.
 
-A resume from a store that leases runs (:class:`~tracedagent._checkpoint.ResumeLeaser`) holds the run's
-lease from before it reads the checkpoint until its segment ends (:func:`lease`), so two processes
-never resume one run at once. A checkpoint whose status is still ``running`` was left by a segment that
-never ended (its process crashed or was killed): a call of its turn in flight without a result runs
-again only if its tool is ``idempotent``; any other gets an error result saying the call was
-interrupted and not retried (:func:`restore`), so a side effect happens at most once.
+With a store that leases runs (:class:`~tracedagent._checkpoint.ResumeLeaser`) every segment holds the
+run's lease (:func:`lease`): a resume from before it reads the checkpoint until it ends, a new run from
+its first checkpoint on. So two processes never resume one run at once, a run still going in one process
+cannot be resumed by another, and a process whose lease was taken over cannot write its checkpoint over
+the new owner's (its save is refused with a :class:`CheckpointError`).
+
+A checkpoint whose status is still ``running`` was left by a segment that never ended (its process
+crashed or was killed): a call of its turn in flight without a result runs again only if its tool is
+``idempotent``; any other gets an error result saying the call was interrupted and not retried
+(:func:`restore`), so a side effect happens at most once.
 """
 
 from __future__ import annotations
@@ -23,10 +27,19 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ._approval import Approval, as_approval
-from ._checkpoint import CheckpointStore, InMemoryCheckpointStore, ResumeLeaser, SQLiteCheckpointStore
+from ._checkpoint import (
+    LEASE_S,
+    CheckpointStore,
+    Fence,
+    InMemoryCheckpointStore,
+    ResumeLeaser,
+    SQLiteCheckpointStore,
+    reset_fence,
+    set_fence,
+)
 from ._config import AgentConfig
 from ._events import CheckpointSaved, RunInterrupted
 from ._messages import Message
@@ -125,39 +138,69 @@ async def finish_quietly(seg: Segment, status: str) -> None:
         logger.exception("could not record that run %s ended %s", seg.state.run_id, status)
 
 
+_leasers: dict[type, bool] = {}
+
+
+def _leaser(store: CheckpointStore) -> ResumeLeaser | None:
+    """``store`` if it leases runs, else None (cached per class: a protocol check costs microseconds)."""
+    kind = type(store)
+    known = _leasers.get(kind)
+    if known is None:
+        known = _leasers[kind] = isinstance(store, ResumeLeaser)
+    return cast(ResumeLeaser, store) if known else None
+
+
 @contextlib.asynccontextmanager
-async def lease(store: CheckpointStore, run_id: str) -> AsyncIterator[None]:
-    """Hold ``run_id``'s resume lease inside the block, renewed every third of its length and released
-    at the end; a :class:`CheckpointError` if another process holds it. A store that does not lease
-    runs (or has no such run) gives nothing to hold."""
-    if not isinstance(store, ResumeLeaser):
+async def lease(store: CheckpointStore, run_id: str, *, new: bool = False) -> AsyncIterator[None]:
+    """Hold ``run_id``'s lease inside the block, renewed every third of its length and released at the
+    end. A resume takes it now (a :class:`CheckpointError` if another process holds it); a ``new`` run
+    takes it with its first checkpoint, so a run that writes none costs the store nothing. Inside the
+    block the store writes the run's checkpoints only while the lease is still this segment's (a
+    :class:`~tracedagent._checkpoint.Fence`). A store that does not lease runs (or, for a resume, has no
+    such run) gives nothing to hold."""
+    leaser = _leaser(store)
+    if leaser is None:
         yield
         return
     holder = f"{os.getpid()}-{uuid.uuid4().hex}"
-    length = await store.acquire_lease(run_id, holder)
-    if length is None:
-        yield
-        return
-    renewing = asyncio.ensure_future(_renew(store, run_id, holder, length / 3))
+    if new:
+        length = float(getattr(store, "lease_s", LEASE_S))
+    else:
+        acquired = await leaser.acquire_lease(run_id, holder)
+        if acquired is None:
+            yield
+            return
+        length = acquired
+    fence = Fence(run_id, holder, held=not new)
+    token = set_fence(fence)
+    renewing = asyncio.ensure_future(_renew(leaser, fence, length / 3))
     try:
         yield
     finally:
+        reset_fence(token)
         renewing.cancel()
-        try:
-            await asyncio.shield(store.release_lease(run_id, holder))
-        except Exception:  # it expires by itself; the run's own outcome matters more
-            logger.exception("could not release the resume lease of run %s", run_id)
+        if fence.held:
+            try:
+                await asyncio.shield(leaser.release_lease(run_id, holder))
+            except Exception:  # it expires by itself; the run's own outcome matters more
+                logger.exception("could not release the lease of run %s", run_id)
 
 
-async def _renew(store: ResumeLeaser, run_id: str, holder: str, every_s: float) -> None:
+async def _renew(store: ResumeLeaser, fence: Fence, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
+        if not fence.held:  # a new run before its first checkpoint: nothing to renew yet
+            continue
         try:
-            if not await store.renew_lease(run_id, holder):
-                logger.error("run %s: this resume lost its lease (it expired and another process took it)", run_id)
+            if not await store.renew_lease(fence.run_id, fence.holder):
+                logger.error(
+                    "run %s: this segment lost its lease (it expired and another process took it); "
+                    "its next checkpoint will be refused",
+                    fence.run_id,
+                )
                 return
         except Exception:  # a store that failed once may answer next time, before the lease expires
-            logger.exception("could not renew the resume lease of run %s", run_id)
+            logger.exception("could not renew the lease of run %s", fence.run_id)
 
 
 def _crashed_calls(agent: AgentConfig, checkpoint: RunState) -> dict[str, Message]:

@@ -12,7 +12,9 @@ this tracedagent knows is refused with a :class:`CheckpointError`, and left unto
 Resumes are leased (:class:`~tracedagent._checkpoint.ResumeLeaser`) with two columns of the run's row:
 ``UPDATE ... SET lease_holder = me, lease_until = now() + lease WHERE lease_holder IS NULL OR
 lease_until < now() RETURNING``. Row locking makes that an atomic test-and-set across hosts, and the
-deadline uses the server's clock, so hosts' clocks need not agree.
+deadline uses the server's clock, so hosts' clocks need not agree. The holder id is the fencing token:
+a save made under a lease writes the row only ``WHERE lease_holder = me``, so a process whose lease was
+taken over cannot write over the new owner's checkpoint (see :class:`~tracedagent._checkpoint.Fence`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checkpoint import LEASE_S, Checkpoint, _paused_order, decode_session, encode_session, leased_elsewhere
+from ._checkpoint import (
+    LEASE_S,
+    Checkpoint,
+    _paused_order,
+    decode_session,
+    encode_session,
+    fence_of,
+    lease_lost,
+    leased_elsewhere,
+)
 from ._messages import Message
 from ._state import FORMAT_VERSION
 from .exceptions import CheckpointError, ConfigurationError
@@ -56,6 +67,21 @@ _SCHEMA_V1 = (
         updated_at timestamptz NOT NULL DEFAULT now(),
         data bytea NOT NULL
     )""",
+)
+
+_SAVE = (
+    "INSERT INTO tracedagent_checkpoints (run_id, agent, status, version, data)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET"
+    " agent = EXCLUDED.agent, status = EXCLUDED.status, version = EXCLUDED.version,"
+    " updated_at = now(), data = EXCLUDED.data"
+)
+#: A save under a lease: the UPDATE's WHERE is the fence (row locking makes it atomic with a takeover).
+_SAVE_FENCED = (
+    "INSERT INTO tracedagent_checkpoints (run_id, agent, status, version, data, lease_holder, lease_until)"
+    " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s)) ON CONFLICT (run_id) DO UPDATE SET"
+    " agent = EXCLUDED.agent, status = EXCLUDED.status, version = EXCLUDED.version,"
+    " updated_at = now(), data = EXCLUDED.data, lease_until = EXCLUDED.lease_until"
+    " WHERE tracedagent_checkpoints.lease_holder = EXCLUDED.lease_holder"
 )
 
 T = TypeVar("T")
@@ -185,15 +211,22 @@ class PostgresCheckpointStore:
     # ---------------------------------------------------------------------------------- checkpoints
 
     async def save(self, checkpoint: Checkpoint) -> int:
+        """Write ``checkpoint``: one statement. Inside a segment holding the run's lease (:class:`Fence`)
+        the row is written only while ``lease_holder`` is still the segment's (the fencing token), and the
+        lease is renewed with it; a new run's first checkpoint takes the lease. Else a
+        :class:`CheckpointError`, and nothing is written."""
+        fence = fence_of(checkpoint.run_id)
+        row = (checkpoint.run_id, checkpoint.agent, checkpoint.status, FORMAT_VERSION)
+
         def write(connection: psycopg.Connection[Any]) -> int:
             data = checkpoint.encode()
-            connection.execute(
-                "INSERT INTO tracedagent_checkpoints (run_id, agent, status, version, data)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET"
-                " agent = EXCLUDED.agent, status = EXCLUDED.status, version = EXCLUDED.version,"
-                " updated_at = now(), data = EXCLUDED.data",
-                (checkpoint.run_id, checkpoint.agent, checkpoint.status, FORMAT_VERSION, data),
-            )
+            if fence is None:
+                connection.execute(_SAVE, (*row, data))
+                return len(data)
+            cursor = connection.execute(_SAVE_FENCED, (*row, data, fence.holder, self.lease_s))
+            if cursor.rowcount != 1:  # the row's lease is another holder's: ours was taken over
+                raise lease_lost(checkpoint.run_id)
+            fence.held = True
             return len(data)
 
         return await self._call(write, checkpoint.run_id)

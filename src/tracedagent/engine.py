@@ -31,9 +31,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._approval import Approval, as_approval
 from ._checkpoint import InMemoryCheckpointStore
+from ._config import AgentConfig
 from ._context import RunContext
 from ._events import ErrorInfo, Interruption, RetryScheduled, RunEnded, RunInterrupted, RunResumed, RunStarted
+from ._handoff import _reachable, active_config, settle, tools_of
 from ._ids import new_span_id
+from ._loop import _maybe_compact as maybe_compact
 from ._messages import Message, ToolCall
 from ._model_step import call_model
 from ._result import RunResult
@@ -42,6 +45,7 @@ from ._span import Span
 from ._state import RunState
 from ._tool_step import call_tool
 from ._tools import Tool, serialize_result
+from .exceptions import UserError
 
 if TYPE_CHECKING:
     from ._agent import Agent, Input
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["RunSteps", "ToolStep", "new_span_id"]
 
 T = TypeVar("T")
+#: A conversation a run continues: its session id and its messages so far.
+Session = tuple[str, list[Message]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,9 @@ class ToolStep:
     approved_tools: tuple[str, ...] = ()
     retry: BaseException | None = None
     retry_delay_s: float = 0.0
+    #: The agent a ``transfer_to_{name}`` call handed the run to (``on_handoff`` fired): the engine sets
+    #: the record's ``active_agent`` to it (None when it is the run's own agent) once the turn's calls end.
+    handoff: str | None = None
 
 
 class _OneAttempt:
@@ -90,13 +99,31 @@ class RunSteps:
 
     # ------------------------------------------------------------------------------------- state
 
-    def new_run(self, input: Input, *, run_id: str, metadata: dict[str, Any] | None = None) -> RunState:
+    def new_run(
+        self, input: Input, *, run_id: str, metadata: dict[str, Any] | None = None, session: Session | None = None
+    ) -> RunState:
         """A new run's state with ``run_id`` (the engine's id for it), a trace id (the current span's when
-        the run starts inside one, else new) and, in ``parent_span_id``, the span it is a child of."""
-        state, parent_span_id = self.agent._new_state(input, None, metadata)
+        the run starts inside one, else new) and, in ``parent_span_id``, the span it is a child of.
+        ``session``: the id and the messages of the conversation it continues (:meth:`load_session`)."""
+        history = session[1] if session is not None else None
+        state, parent_span_id = self.agent._new_state(input, history, metadata)
         state.run_id = run_id
         state.parent_span_id = parent_span_id
+        state.session_id = session[0] if session is not None else None
         return state
+
+    async def load_session(self, session_id: str) -> Session:
+        """The conversation kept under ``session_id`` in the agent's store, for :meth:`new_run`."""
+        if not isinstance(session_id, str) or not session_id:
+            raise UserError(f"session_id must be a non-empty string, not {session_id!r}")
+        return session_id, await self.agent.store().load_session(session_id)
+
+    async def save_session(self, record: Mapping[str, Any]) -> None:
+        """A completed run's conversation, kept under its session id in the agent's store (if it has one),
+        as ``agent.run(session_id=...)`` keeps it."""
+        state = self.state(record)
+        if state.session_id is not None:
+            await self.agent.store().save_session(state.session_id, state.messages)
 
     @staticmethod
     def record(state: RunState) -> dict[str, Any]:
@@ -201,21 +228,31 @@ class RunSteps:
 
     # ------------------------------------------------------------------------------------- steps
 
-    def _segment(self, state: RunState, span_id: str, tools: dict[str, Tool]) -> Segment:
-        ctx = RunContext(self.config, state, tools)
+    def _segment(self, state: RunState, span_id: str, pending: Sequence[Interruption] = ()) -> Segment:
+        """A segment of the agent the run is with now (``state.active_agent``, after a handoff), with its
+        tools (and the tool of a ``pending`` call made before the handoff), as ``agent.run()`` has it."""
+        config, tools = active_config(self.config, state, pending)
+        ctx = RunContext(config, state, tools)
         seg = Segment(ctx, self.agent._get_dispatcher(), None, self._store, False, state.parent_span_id)
-        seg.span = self._span(state, span_id)
+        span = seg.span = self._span(state, span_id)
+        if config is not self.config:  # events between the segment's own carry the agent the run is with
+            seg.span = Span(span.d, span.run_id, span.trace_id, config.name, span.parent_span_id, span.span_id)
         return seg
 
     async def model_step(self, record: Mapping[str, Any], span_id: str) -> dict[str, Any]:
-        """One model request of the segment ``span_id``: returns the record with the answer appended,
-        the turn counted and the usage added. A failure raises (a :class:`~tracedagent.ModelError`)."""
+        """One model request of the segment ``span_id``, after what ``agent.run()`` does before one: the
+        agent's compaction (``on_compaction``, and a summary's own model call), then ``prepare_tools``.
+        Returns the record with the history as compacted, the answer appended, the turn counted and the
+        usage added. A failure raises (a :class:`~tracedagent.ModelError`)."""
         state = self.state(record)
-        seg = self._segment(state, span_id, dict(self.config.tools))
+        seg = self._segment(state, span_id)
+        config = seg.config
+        if config.compaction is not None:
+            await maybe_compact(seg)
         messages = state.messages
         assert isinstance(messages, list)
-        if self.config.prepare_tools is not None:
-            await self.config.prepare_tools(seg.ctx)
+        if config.prepare_tools is not None:
+            await config.prepare_tools(seg.ctx)
         response = await call_model(seg, messages)
         messages.append(response.message)
         state.turn += 1
@@ -231,19 +268,24 @@ class RunSteps:
         external_result: Any = None,
         attempt: int | None = None,
     ) -> ToolStep:
-        """One tool call (``{"id", "name", "arguments"}``) of the segment ``span_id``, through the approval
-        layer (``decision``: a decision given to resume, as a bool or :meth:`decision_record` data;
+        """One tool call (``{"id", "name", "arguments"}``) of the segment ``span_id``, with the tools the
+        agent's ``prepare_tools`` gives the run (called on the step's state, as before a model step),
+        through the approval layer (``decision``: a decision given to resume, as a bool or :meth:`decision_record` data;
         ``external_result``: an external tool's result) and the tool pipeline."""
         state = self.state(record)
         tool_call = ToolCall(str(call["id"]), str(call["name"]), str(call["arguments"]))
-        tools = dict(self.config.tools)
+        answered = decision is not None or external_result is not None  # it was pending: its tool stays
+        pending = [Interruption(tool_call.id, tool_call.name, tool_call.arguments, "")] if answered else []
+        seg = self._segment(state, span_id, pending)
+        config, tools = seg.config, seg.ctx.tools
+        if config.prepare_tools is not None:  # the run's tools as the model step saw them
+            await config.prepare_tools(seg.ctx)
         one: _OneAttempt | None = None
         tool = tools.get(tool_call.name)
         if attempt is not None and tool is not None and tool.retry is not None:
             one = _OneAttempt()
             tools[tool.name] = single = copy.copy(tool)
             single.retry = one  # type: ignore[assignment]  # duck-typed: the step makes one attempt
-        seg = self._segment(state, span_id, tools)
         before = set(state.approved_tools)
         if decision is not None:
             seg.decisions[tool_call.id] = self.decision(tool_call.id, decision)
@@ -251,6 +293,10 @@ class RunSteps:
             seg.external_results[tool_call.id] = serialize_result(external_result)
         await call_tool(seg, tool_call)
         approved = tuple(sorted(set(state.approved_tools) - before))
+        handoff = None
+        if seg.ctx.agent is not config:  # a transfer_to_{name} tool: on_handoff, and the run goes on there
+            settle(seg)
+            handoff = seg.config.name
         if state.pending:
             return ToolStep(interruption=state.pending[-1], approved_tools=approved)
         message = state.turn_results[tool_call.id]
@@ -274,8 +320,8 @@ class RunSteps:
                     delay_s=delay,
                     error=ErrorInfo.of(error),
                 )
-            return ToolStep(message=message, approved_tools=approved, retry=error, retry_delay_s=delay)
-        return ToolStep(message=message, approved_tools=approved)
+            return ToolStep(message=message, approved_tools=approved, retry=error, retry_delay_s=delay, handoff=handoff)
+        return ToolStep(message=message, approved_tools=approved, handoff=handoff)
 
     # ---------------------------------------------------------------------------------- decisions
 
@@ -302,3 +348,16 @@ class RunSteps:
 
     def tool_names(self) -> Sequence[str]:
         return tuple(self.config.tools)
+
+    def agent_configs(self) -> list[AgentConfig]:
+        """The configurations of every agent a run can be with: this agent's, then its handoffs' agents'."""
+        return list(_reachable(self.config).values())
+
+    def reachable_tools(self) -> dict[str, Tool]:
+        """The tools of every agent a run can be with (the agent's, then its handoffs' agents'), each with
+        its ``transfer_to_{name}`` tools; a name two agents use is the first one's."""
+        found: dict[str, Tool] = {}
+        for config in self.agent_configs():
+            for name, tool in tools_of(config).items():
+                found.setdefault(name, tool)
+        return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ from temporalio.worker import Replayer
 
 from tracedagent import (
     Agent,
+    ContextCompacted,
+    DropOldest,
     Event,
+    HandoffOccurred,
+    Message,
     ModelCallEnded,
     ModelCallStarted,
     RetryScheduled,
@@ -22,6 +27,7 @@ from tracedagent import (
     RunInterrupted,
     RunResumed,
     RunStarted,
+    SQLiteCheckpointStore,
     ToolCallEnded,
     ToolCallStarted,
     UserError,
@@ -113,7 +119,10 @@ async def test_replaying_a_run_fires_no_hooks(client: Client, task_queue: str, s
     assert result.output == "10"
     history = await client.get_workflow_handle(run_id).fetch_history()
     worker = agent.worker(client, task_queue=task_queue)
-    replayer = Replayer(workflows=[AgentWorkflow], workflow_runner=worker.config()["workflow_runner"])
+    config = worker.config()
+    replayer = Replayer(
+        workflows=[AgentWorkflow], workflow_runner=config["workflow_runner"], interceptors=config["interceptors"]
+    )
     with capture_events() as recorded:
         replayed = await replayer.replay_workflow(history)  # raises on any nondeterminism
     assert replayed.replay_failure is None
@@ -186,3 +195,113 @@ async def test_a_hundred_concurrent_workflows_on_one_worker_complete(
         assert _count(events, ModelCallStarted) == 2
         assert _count(events, ToolCallStarted) == 1
     assert len({r.trace_id for r in results}) == 100
+
+
+@dataclass
+class Verdict:
+    ok: bool
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("output_type", Verdict),
+        ("max_concurrent_runs", 2),
+    ],
+)
+def test_an_agent_with_a_setting_the_workflow_does_not_carry_out_is_refused_by_name(setting: str, value: Any) -> None:
+    agent = Agent("support", ScriptedModel(["hi"]), **{setting: value})
+    with pytest.raises(UserError, match=rf"agent 'support' has {setting}=.*runs on Temporal do not support: "):
+        TemporalAgent(agent)
+    TemporalAgent(Agent("support", ScriptedModel(["hi"]), output_type=str))  # plain text is what runs give
+    target = Agent("support", ScriptedModel(["hi"]), **{setting: value})
+    with pytest.raises(UserError, match=rf"agent 'support' has {setting}="):  # an agent a handoff reaches
+        TemporalAgent(Agent("triage", ScriptedModel(["hi"]), handoffs=[target]))
+
+
+@tool
+def shout(text: str) -> str:
+    """Say it louder."""
+    return text.upper()
+
+
+async def test_a_tool_that_prepare_tools_offers_runs_in_its_activity(client: Client, task_queue: str) -> None:
+    def offer_shout(ctx: Any) -> None:
+        ctx.add_tool(shout)
+
+    model = ScriptedModel([("shout", {"text": "hello"}), "done"], per_run=True)
+    agent = TemporalAgent(Agent("loud", model, prepare_tools=offer_shout))
+    async with agent.worker(client, task_queue=task_queue):
+        result = await agent.run(client, "shout hello", id=_run_id(), task_queue=task_queue)
+    assert [(m.content, m.is_error) for m in result.messages if m.role == "tool"] == [("HELLO", False)]
+
+
+class PerMessage:
+    """Counts one token per message: exact, so the compaction's figures are known."""
+
+    estimated = False
+
+    def count(self, messages: Any) -> int:
+        return len(messages)
+
+
+async def test_compaction_runs_in_the_model_call_s_activity_as_in_agent_run(client: Client, task_queue: str) -> None:
+    history = [Message.user(f"question {i}") if i % 2 == 0 else Message.assistant(f"answer {i}") for i in range(9)]
+    agent = TemporalAgent(
+        Agent("brief", ScriptedModel(["short answer"], per_run=True), compaction=DropOldest(3, counter=PerMessage()))
+    )
+    with capture_events() as recorded:
+        async with agent.worker(client, task_queue=task_queue):
+            result = await agent.run(client, history, id=_run_id(), task_queue=task_queue)
+    assert result.output == "short answer"
+    (compacted,) = [e for e in recorded.events if type(e) is ContextCompacted]
+    assert (compacted.messages_before, compacted.messages_after) == (9, 3)  # type: ignore[attr-defined]
+    (call,) = [e for e in recorded.events if type(e) is ModelCallStarted]
+    assert [m.content for m in call.messages] == ["question 6", "answer 7", "question 8"]
+    assert [m.content for m in result.messages] == ["question 6", "answer 7", "question 8", "short answer"]
+
+
+@tool
+def refund_invoice(invoice: str) -> str:
+    """Refund an invoice."""
+    _note_refund.append(invoice)
+    return f"refunded {invoice}"
+
+
+_note_refund: list[str] = []
+
+
+async def test_a_handoff_goes_on_with_the_target_agent_s_model_and_tools(client: Client, task_queue: str) -> None:
+    billing = Agent(
+        "billing",
+        ScriptedModel([("refund_invoice", {"invoice": "INV-7"}), "billing: refunded INV-7"], per_run=True),
+        tools=[refund_invoice],
+    )
+    triage = Agent("triage", ScriptedModel([("transfer_to_billing", {}), "never"], per_run=True), handoffs=[billing])
+    agent = TemporalAgent(triage)
+    with capture_events() as recorded:
+        async with agent.worker(client, task_queue=task_queue):
+            result = await agent.run(client, "refund my invoice", id=_run_id(), task_queue=task_queue)
+    assert (result.status, result.output) == ("completed", "billing: refunded INV-7")
+    assert _note_refund == ["INV-7"]
+    events = recorded.events
+    (handoff,) = [e for e in events if type(e) is HandoffOccurred]
+    assert (handoff.from_agent, handoff.to_agent, handoff.agent) == ("triage", "billing", "triage")  # type: ignore[attr-defined]
+    models = [(e.agent, e.model) for e in events if type(e) is ModelCallStarted]  # type: ignore[attr-defined]
+    assert [agent for agent, _ in models] == ["triage", "billing", "billing"]
+    tools = [(e.agent, e.tool) for e in events if type(e) is ToolCallStarted]  # type: ignore[attr-defined]
+    assert tools == [("triage", "transfer_to_billing"), ("billing", "refund_invoice")]
+    assert {e.agent for e in events if type(e) in (RunStarted, RunEnded)} == {"triage"}
+
+
+async def test_a_session_continues_across_runs_on_temporal(client: Client, task_queue: str, tmp_path: Path) -> None:
+    store = SQLiteCheckpointStore(tmp_path / "sessions.db")
+    model = ScriptedModel(["hello", "again"])
+    agent = TemporalAgent(Agent("chat", model, checkpoints=store))
+    async with agent.worker(client, task_queue=task_queue):
+        first = await agent.run(client, "hi", id=_run_id(), task_queue=task_queue, session_id="s1")
+        second = await agent.run(client, "and now?", id=_run_id(), task_queue=task_queue, session_id="s1")
+    assert (first.output, second.output) == ("hello", "again")
+    assert [m.content for m in second.messages] == ["hi", "hello", "and now?", "again"]
+    assert [m.content for m in await store.load_session("s1")] == ["hi", "hello", "and now?", "again"]
+    assert [m.content for m in model.requests[1].messages] == ["hi", "hello", "and now?"]

@@ -2,7 +2,9 @@
 
 They run the core's own steps (:class:`tracedagent.engine.RunSteps`), so a model or tool call inside an
 activity fires the same hooks, with the same fields, as in ``agent.run()``, once per real execution;
-Temporal never runs an activity again on replay. A long call heartbeats, so the attempt of a worker that
+Temporal never runs an activity again on replay. The run's trace context comes from the activity's
+``tracedagent-trace`` header (see ``_trace``), on whichever worker runs it: the record in the arguments
+has no trace id, and the records given back have none either. A long call heartbeats, so the attempt of a worker that
 died is retried on another worker within the heartbeat timeout (else within its start-to-close timeout).
 """
 
@@ -21,7 +23,27 @@ from temporalio.exceptions import ApplicationError
 from tracedagent import ErrorInfo
 from tracedagent.engine import RunSteps
 
+from . import _trace
 from ._workflow import activity_name
+
+
+def _traced(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The record with the trace ids of the activity's header, and the segment's span id."""
+    trace = _trace.current()
+    if trace is None or not isinstance(trace.get("span_id"), str):
+        raise ApplicationError(
+            f"activity {activity.info().activity_type!r} came without tracedagent's trace header, so its events "
+            "would be in no trace: run this agent's workflows on workers made by TemporalAgent.worker (or give "
+            "the worker tracedagent_temporal.TraceInterceptor())",
+            type="UserError",
+            non_retryable=True,
+        )
+    return {**record, "trace_id": trace["trace_id"], "parent_span_id": trace.get("parent_span_id")}, trace["span_id"]
+
+
+def _untraced(record: dict[str, Any]) -> dict[str, Any]:
+    """A record to give back to the workflow: its trace and span ids stay in the headers."""
+    return {**record, "trace_id": "", "parent_span_id": None, "segment_span_id": None}
 
 
 @contextlib.asynccontextmanager
@@ -56,15 +78,17 @@ def activities(steps: RunSteps, heartbeat_s: float | None) -> list[Callable[...,
 
     @activity.defn(name=activity_name(agent, "model"))
     async def model(input: dict[str, Any]) -> dict[str, Any]:
+        record, span_id = _traced(input["record"])
         async with _heartbeating(every):
-            return await steps.model_step(input["record"], input["span_id"])
+            return _untraced(await steps.model_step(record, span_id))
 
     @activity.defn(name=activity_name(agent, "tool"))
     async def tool(input: dict[str, Any]) -> dict[str, Any]:
+        record, span_id = _traced(input["record"])
         async with _heartbeating(every):
             step = await steps.tool_step(
-                input["record"],
-                input["span_id"],
+                record,
+                span_id,
                 input["call"],
                 decision=input.get("decision"),
                 external_result=input.get("result"),
@@ -89,20 +113,23 @@ def activities(steps: RunSteps, heartbeat_s: float | None) -> list[Callable[...,
                 "kind": interruption.kind,
             },
             "approved_tools": list(step.approved_tools),
+            "handoff": step.handoff,
         }
 
     @activity.defn(name=activity_name(agent, "segment"))
     async def segment(input: dict[str, Any]) -> Any:
         kind = input["kind"]
-        record, span_id = input["record"], input["span_id"]
+        record, span_id = _traced(input["record"])
         if kind == "started":
-            return steps.segment_started(record, span_id)
+            return _untraced(steps.segment_started(record, span_id))
         if kind == "resumed":
             steps.segment_resumed(record, span_id, input.get("previous_span_id"))
             return time.time_ns()
         if kind == "interrupted":
-            return steps.interrupted(record, span_id)
+            return _untraced(steps.interrupted(record, span_id))
         if kind == "ended":
+            if input["status"] == "completed":
+                await steps.save_session(record)  # before on_run_end, as agent.run() does
             error = input.get("error")
             steps.segment_ended(
                 record,

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from tracedagent import Agent, Message, RunError, RunResult, Tool, UserError
 from tracedagent.engine import RunSteps, new_span_id
 
+from . import _trace
 from ._activities import activities
 from ._workflow import RESULT_UPDATE, RESUME_SIGNAL, WORKFLOW_NAME, AgentWorkflow
 
@@ -21,6 +22,49 @@ Input = str | Message | Sequence[Message]
 
 #: Model errors that another attempt cannot fix: Temporal does not retry them.
 NON_RETRYABLE_MODEL_ERRORS = ("ModelBehaviorError", "UserError", "ConfigurationError", "ScriptExhausted")
+
+
+#: What an agent may have that its workflow does not do yet, and what to do instead.
+_UNSUPPORTED: tuple[tuple[str, str], ...] = (
+    (
+        "output_type",
+        "the workflow does not validate structured output; ask for JSON in the instructions and validate "
+        "RunResult.output yourself, or run this agent with agent.run()",
+    ),
+    (
+        "tool_sources",
+        "the tools of MCP servers are listed as a run starts, which a workflow cannot do deterministically; "
+        "give the tools as Python tools, or run this agent with agent.run()",
+    ),
+    (
+        "max_concurrent_runs",
+        "on Temporal, runs are bounded by the worker: pass max_concurrent_workflow_tasks= and "
+        "max_concurrent_activities= to temporal_agent.worker(...)",
+    ),
+)
+
+
+def unsupported(steps: RunSteps) -> None:
+    """A :class:`~tracedagent.UserError` naming the first setting of the agent (or of an agent its
+    handoffs reach) that a Temporal workflow does not carry out, and what to do instead; never a run that
+    silently ignores it."""
+    for config in steps.agent_configs():
+        for name, instead in _UNSUPPORTED:
+            value = getattr(config, name)
+            if value is not None and value != () and not (name == "output_type" and value is str):
+                raise UserError(
+                    f"TemporalAgent: agent {config.name!r} has {name}={value!r}, which runs on Temporal do not "
+                    f"support: {instead}"
+                )
+
+
+def traced(client: Client) -> Client:
+    """``client``, or a client on the same connection that also carries tracedagent's trace header."""
+    config = client.config()
+    if _trace.has_tracing(config.get("interceptors")):
+        return client
+    config["interceptors"] = [*config.get("interceptors", ()), _trace.TraceInterceptor()]
+    return Client(**config)
 
 
 class TemporalAgent:
@@ -38,6 +82,16 @@ class TemporalAgent:
     ``timeout_grace`` seconds, is its activity's start-to-close timeout; a tool with none gets
     ``tool_timeout``. Activities heartbeat every third of ``heartbeat_timeout``, so the call of a worker
     that died is retried on another within that time.
+
+    Compaction runs in the model call's activity, before the request, as in ``agent.run()``; a handoff is a
+    tool call's activity (``on_handoff`` fires there), after which the workflow goes on with the target
+    agent's model and tools (of two transfers in one turn, the first in the model's order wins). An agent
+    with a setting the workflow does not carry out (``output_type``,
+    MCP ``tool_sources``, ``max_concurrent_runs``) is refused here with a :class:`~tracedagent.UserError`
+    that names it and says what to do. ``run(session_id=...)`` continues a conversation kept in the
+    agent's store. Runs take no ``deps`` and have no stream (there are no such parameters: tools run on
+    workers, where the caller's objects are not); the agent's store keeps no checkpoints of these runs
+    (the workflow's history is the run's durable state).
     """
 
     def __init__(
@@ -59,10 +113,11 @@ class TemporalAgent:
                 raise UserError(f"TemporalAgent {label} must be a whole number >= 1, not {value!r}")
         self.agent = agent
         self.steps = RunSteps(agent)
+        unsupported(self.steps)
         self.heartbeat_timeout = heartbeat_timeout
-        tools = {
+        tools = {  # the tools of the agents handoffs can pass the run to as well
             name: self._tool_options(t, tool_timeout, timeout_grace, activity_attempts)
-            for name, t in agent.tools.items()
+            for name, t in self.steps.reachable_tools().items()
         }
         self._options: dict[str, Any] = {
             "agent": agent.name,
@@ -105,13 +160,17 @@ class TemporalAgent:
 
     def worker(self, client: Client, *, task_queue: str, **options: Any) -> Worker:
         """A worker that runs this agent's workflows and activities on ``task_queue`` (``options`` go to
-        :class:`temporalio.worker.Worker`). Run it with ``async with worker:`` or ``await worker.run()``."""
+        :class:`temporalio.worker.Worker`). Run it with ``async with worker:`` or ``await worker.run()``.
+        It carries the run's trace context from the headers of the workflow's start, signals and
+        activities (:class:`~tracedagent_temporal.TraceInterceptor`, added unless the client has it)."""
         options.setdefault(
             "workflow_runner",
             SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules("tracedagent", "tracedagent_temporal")
             ),
         )
+        if not _trace.has_tracing(client.config().get("interceptors")):  # else the Worker takes the client's
+            options["interceptors"] = [_trace.TraceInterceptor(), *options.get("interceptors", ())]
         return Worker(
             client,
             task_queue=task_queue,
@@ -130,15 +189,25 @@ class TemporalAgent:
         id: str,
         task_queue: str,
         metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> RunResult:
         """Start the run as workflow ``id`` (its run id) on ``task_queue`` and wait for it to complete or
         pause. A paused run returns with status ``interrupted``; continue it with :meth:`resume`. A run
-        that fails raises :class:`~tracedagent.RunError` with ``.result``."""
+        that fails raises :class:`~tracedagent.RunError` with ``.result``.
+
+        ``session_id`` continues the conversation kept under that id in the agent's store, as
+        ``agent.run(session_id=...)`` does: read here, before the workflow starts (its input), and saved
+        by the worker when the run completes. Across processes the store must be one they share
+        (``PostgresCheckpointStore``, or a SQLite file on one host)."""
         started = time.perf_counter()
-        state = self.steps.new_run(input, run_id=id, metadata=metadata)
+        session = await self.steps.load_session(session_id) if session_id is not None else None
+        state = self.steps.new_run(input, run_id=id, metadata=metadata, session=session)
         span_id = new_span_id()
-        payload = {**self._options, "record": self.steps.record(state), "span_id": span_id}
-        handle = await client.start_workflow(WORKFLOW_NAME, payload, id=id, task_queue=task_queue)
+        trace = {"trace_id": state.trace_id, "parent_span_id": state.parent_span_id, "span_id": span_id}
+        record = {**self.steps.record(state), "trace_id": "", "parent_span_id": None}  # the trace: in headers
+        payload = {**self._options, "record": record}
+        with _trace.sending(trace):
+            handle = await traced(client).start_workflow(WORKFLOW_NAME, payload, id=id, task_queue=task_queue)
         return self._result(await self._segment(handle, span_id), started)
 
     async def resume(
@@ -154,15 +223,15 @@ class TemporalAgent:
         workflow as the ``resume`` signal; wait for the run to complete or pause again."""
         started = time.perf_counter()
         approvals, results = dict(approvals or {}), dict(results or {})
-        handle = client.get_workflow_handle(run_id)
+        handle = traced(client).get_workflow_handle(run_id)
         span_id = new_span_id()
         signal = {
-            "span_id": span_id,
             "approvals": {k: self.steps.decision_record(k, v) for k, v in approvals.items()},
             "results": results,
         }
         try:
-            await handle.signal(RESUME_SIGNAL, signal)
+            with _trace.sending({"span_id": span_id}):  # the run's trace id: the workflow knows it
+                await handle.signal(RESUME_SIGNAL, signal)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -9,9 +9,12 @@ read back from the history on replay:
 - ``tracedagent.<agent>.segment``: the run's own events (start, interrupt, resume, end), a local activity.
 
 Why this is deterministic: the workflow reads no clock, draws no random number and generates no id. The
-run id is the workflow id; the trace id, the run's parent span and each segment's span id come from the
-input (or the resume signal), made by the client before the workflow starts; the timestamps are taken
-inside activities. Tool calls of one turn run concurrently and their results are put back in the order
+run id is the workflow id; the trace id, the run's parent span and each segment's span id come in the
+``tracedagent-trace`` header of the workflow's start (or of the resume signal), made by the client, and
+go on in the header of every activity the workflow schedules (see ``_trace``), never in arguments: the
+run's record travels without its trace id, which the activities take from their header and the
+workflow puts back only into the results it gives the client. The timestamps are taken inside
+activities. Tool calls of one turn run concurrently and their results are put back in the order
 the model asked for them. This module imports nothing but the standard library and temporalio, so
 Temporal's sandbox re-imports it as it is.
 """
@@ -56,12 +59,25 @@ def _cause(error: BaseException) -> tuple[str, str]:
     return type(cause).__name__, str(cause)
 
 
+def _legacy_trace(input: dict[str, Any]) -> dict[str, Any] | None:
+    """The trace context of a run started before it travelled in headers (its ids in the input), so that
+    such a run, in flight when its workers are upgraded, goes on in its trace; None for any other input."""
+    record, span_id = input.get("record") or {}, input.get("span_id")
+    if not (isinstance(span_id, str) and record.get("trace_id")):
+        return None
+    input["record"] = {**record, "trace_id": "", "parent_span_id": None}  # from here on: in headers
+    return {"trace_id": record["trace_id"], "parent_span_id": record.get("parent_span_id"), "span_id": span_id}
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class AgentWorkflow:
-    """One agent run. Input: ``{"agent", "record", "span_id", "max_turns", "model", "tools", "default_tool",
+    """One agent run. Input: ``{"agent", "record", "max_turns", "model", "tools", "default_tool",
     "events"}`` (see ``TemporalAgent``); result: the last segment's result."""
 
     def __init__(self) -> None:
+        #: The current segment's trace context, which the interceptor puts in every activity's header.
+        self.trace: dict[str, Any] | None = None
+        self._received: dict[str, dict[str, Any] | None] = {}
         self._ended: dict[str, dict[str, Any]] = {}
         self._resume: dict[str, Any] | None = None
         self._paused = False
@@ -69,17 +85,31 @@ class AgentWorkflow:
 
     # ----------------------------------------------------------------------------------- handlers
 
+    def received_trace(self, kind: str, trace: dict[str, Any] | None) -> None:
+        """The trace context in the header of the workflow's start (``kind`` "start") or of a signal,
+        from the interceptor, just before the workflow sees the start or the signal."""
+        self._received[kind] = trace
+
     @workflow.signal(name=RESUME_SIGNAL)
     def resume(self, decisions: dict[str, Any]) -> None:
-        """Decisions for the paused run's calls and the new segment's span id. A signal that does not
-        answer exactly the pending calls changes nothing; its segment ends at once as ``rejected``."""
-        span_id = str(decisions.get("span_id"))
+        """Decisions for the paused run's calls; the new segment's span id is in the signal's header. A
+        signal that does not answer exactly the pending calls changes nothing; its segment ends at once
+        as ``rejected``. One without the header has no segment to answer and is dropped, with a warning."""
+        trace = self._received.pop(RESUME_SIGNAL, None)
+        if trace is None or not isinstance(trace.get("span_id"), str):
+            workflow.logger.warning(
+                "run %r: a resume signal without tracedagent's trace header was ignored; send it with "
+                "TemporalAgent.resume",
+                workflow.info().workflow_id,
+            )
+            return
+        span_id = trace["span_id"]
         problem = self._check(decisions) if self._paused and self._resume is None else "it is not paused"
         if problem is not None:
             error = {"type": "UserError", "message": f"run {workflow.info().workflow_id!r}: {problem}"}
             self._ended[span_id] = {"status": "rejected", "error": error}
             return
-        self._resume = decisions
+        self._resume = {**decisions, "span_id": span_id}
 
     def _check(self, decisions: dict[str, Any]) -> str | None:
         """What ``agent.resume`` checks: every pending call decided, nothing else, each in its kind."""
@@ -117,8 +147,18 @@ class AgentWorkflow:
     async def run(self, input: dict[str, Any]) -> dict[str, Any]:
         self._input = input
         record: dict[str, Any] = input["record"]
-        span_id: str = input["span_id"]
-        record = await self._event("started", record=record, span_id=span_id)
+        started = self._received.pop("start", None) or _legacy_trace(input)
+        if started is None or not isinstance(started.get("trace_id"), str):
+            raise ApplicationError(
+                f"run {workflow.info().workflow_id!r} was started without tracedagent's trace header, so its "
+                "events would have no trace: start it with TemporalAgent.run (or a client given "
+                "tracedagent_temporal.TraceInterceptor()) on workers made by TemporalAgent.worker",
+                type="UserError",
+                non_retryable=True,
+            )
+        self.trace = run_trace = dict(started)
+        span_id: str = run_trace["span_id"]
+        record = await self._event("started", record=record)
         started_ns: int = record["started_ns"]
         decisions: dict[str, Any] = {}
         results: dict[str, Any] = {}
@@ -127,34 +167,41 @@ class AgentWorkflow:
                 output = await self._turns(record, span_id, decisions, results)
             except _Failed as failed:
                 error = {"type": failed.type, "message": failed.message}
-                await self._event(
-                    "ended", record=record, span_id=span_id, status="failed", started_ns=started_ns, error=error
-                )
-                result = {"status": "failed", "output": None, "record": record, "error": error}
+                await self._event("ended", record=record, status="failed", started_ns=started_ns, error=error)
+                result = {"status": "failed", "output": None, "record": self._traced(record), "error": error}
                 break
             if output is None:  # paused: the calls in record["pending"] wait for a person
-                record = await self._event("interrupted", record=record, span_id=span_id)
-                await self._event("ended", record=record, span_id=span_id, status="interrupted", started_ns=started_ns)
+                record = await self._event("interrupted", record=record)
+                await self._event("ended", record=record, status="interrupted", started_ns=started_ns)
                 self._pending = list(record["pending"])
-                self._ended[span_id] = {"status": "interrupted", "output": None, "record": record, "error": None}
+                self._ended[span_id] = {
+                    "status": "interrupted",
+                    "output": None,
+                    "record": self._traced(record),
+                    "error": None,
+                }
                 self._paused = True
                 await workflow.wait_condition(lambda: self._resume is not None)
                 given = self._resume
                 assert given is not None
                 self._resume, self._paused, self._pending = None, False, []
                 previous, span_id = span_id, str(given["span_id"])
+                self.trace = {**run_trace, "span_id": span_id}
                 decisions, results = dict(given.get("approvals") or {}), dict(given.get("results") or {})
                 record["pending"], record["status"] = [], "running"
-                started_ns = await self._event("resumed", record=record, span_id=span_id, previous_span_id=previous)
+                started_ns = await self._event("resumed", record=record, previous_span_id=previous)
                 continue
-            await self._event(
-                "ended", record=record, span_id=span_id, status="completed", started_ns=started_ns, output=output
-            )
-            result = {"status": "completed", "output": output, "record": record, "error": None}
+            await self._event("ended", record=record, status="completed", started_ns=started_ns, output=output)
+            result = {"status": "completed", "output": output, "record": self._traced(record), "error": None}
             break
         self._ended[span_id] = result
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    def _traced(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with the run's trace ids put back, for the client."""
+        trace = self.trace or {}
+        return {**record, "trace_id": trace.get("trace_id"), "parent_span_id": trace.get("parent_span_id")}
 
     async def _turns(
         self, record: dict[str, Any], span_id: str, decisions: dict[str, Any], results: dict[str, Any]
@@ -173,7 +220,10 @@ class AgentWorkflow:
                         for c in todo
                     )
                 )
+                handoff: str | None = None
                 for call, step in zip(todo, steps, strict=True):
+                    if step.get("handoff") is not None and handoff is None:  # the first transfer wins
+                        handoff = step["handoff"]
                     for name in step.get("approved_tools") or ():
                         if name not in record["approved_tools"]:
                             record["approved_tools"] = sorted([*record["approved_tools"], name])
@@ -181,6 +231,8 @@ class AgentWorkflow:
                         record["pending"].append(step["interruption"])
                     else:
                         done[call["id"]] = step["message"]
+                if handoff is not None:  # the run goes on with that agent's model and tools
+                    record["active_agent"] = None if handoff == record["agent"] else handoff
                 if record["pending"]:
                     return None
                 messages.extend(done[c["id"]] for c in calls)
@@ -205,7 +257,7 @@ class AgentWorkflow:
         try:
             new: dict[str, Any] = await workflow.execute_activity(
                 activity_name(self._input["agent"], "model"),
-                {"record": record, "span_id": span_id},
+                {"record": record},
                 start_to_close_timeout=_seconds(options["start_to_close_s"]),
                 heartbeat_timeout=_seconds(options.get("heartbeat_s")),
                 retry_policy=RetryPolicy(
@@ -227,7 +279,7 @@ class AgentWorkflow:
         try:
             step: dict[str, Any] = await workflow.execute_activity(
                 activity_name(self._input["agent"], "tool"),
-                {"record": record, "span_id": span_id, "call": call, "decision": decision, "result": result},
+                {"record": record, "call": call, "decision": decision, "result": result},
                 start_to_close_timeout=_seconds(options["start_to_close_s"]),
                 heartbeat_timeout=_seconds(options.get("heartbeat_s")),
                 retry_policy=RetryPolicy(
