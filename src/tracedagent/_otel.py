@@ -111,9 +111,7 @@ def enter(trace_id: str, span_id: str, agent: str | None = None, conversation: s
         span = source.current_for(span_id) if source is not None else None
         if span is None:
             span = trace.NonRecordingSpan(
-                trace.SpanContext(
-                    int(trace_id, 16), int(span_id, 16), False, trace.TraceFlags(trace.TraceFlags.SAMPLED)
-                )
+                trace.SpanContext(int(trace_id, 16), int(span_id, 16), False, _sampled(trace))
             )
         ctx = trace.set_span_in_context(span)
         if agent is not None and baggage is not None:
@@ -124,6 +122,16 @@ def enter(trace_id: str, span_id: str, agent: str | None = None, conversation: s
         return token
     except Exception:
         return None
+
+
+_SAMPLED: list[Any] = []
+
+
+def _sampled(trace: Any) -> Any:
+    """``TraceFlags(TraceFlags.SAMPLED)``, made once (an immutable int)."""
+    if not _SAMPLED:
+        _SAMPLED.append(trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return _SAMPLED[0]
 
 
 def leave(token: Token[Any] | None) -> None:
