@@ -27,6 +27,7 @@ from tracedagent import (
     RunEnded,
     RunError,
     ToolCall,
+    _output,
     tool,
 )
 from tracedagent.models import AnthropicModel, OpenAIChatModel
@@ -391,6 +392,43 @@ async def test_function_model_native_mode_streams_partial_lists() -> None:
     partials = [e.output async for e in agent.stream("Films?") if isinstance(e, PartialOutput)]
     assert partials[-1] == [{"title": "Alien", "year": 1979}, {"title": "Heat", "year": 1995}]
     assert [{"title": "Alien", "year": 1979}] in partials
+
+
+@pytest.mark.parametrize("items", [25, 400])
+async def test_partial_parsing_costs_a_bounded_multiple_of_the_answer(
+    monkeypatch: pytest.MonkeyPatch, items: int
+) -> None:
+    """Each partial parse reads the whole text so far: parsing at every delta of a long answer would
+    cost its length squared. Paced, the characters parsed stay within a constant times the answer's."""
+    films = [{"title": f"Film number {i}", "year": 1900 + i} for i in range(items)]
+    text = json.dumps({"response": films})
+    parsed: list[int] = []
+    partial = _output._Schema.partial
+
+    def counted(self: Any, so_far: str) -> Any:
+        parsed.append(len(so_far))
+        return partial(self, so_far)
+
+    monkeypatch.setattr(_output._Schema, "partial", counted)
+
+    def answer(messages: Sequence[Message], request: ModelRequest) -> str:
+        return text
+
+    chunks = len(text) // 8  # a few characters a delta, as providers stream
+    agent = Agent("films", FunctionModel(answer, native_output=True, chunks=chunks), output_type=list[Movie])
+    partials: list[Any] = []
+    final = None
+    async for event in agent.stream("Films?"):
+        if isinstance(event, PartialOutput):
+            partials.append(event.output)
+        elif isinstance(event, FinalResult):
+            final = event.result
+    assert final is not None
+    assert final.output == films
+    assert sum(parsed) <= (_output.PARTIAL_BUDGET + 1) * len(text)
+    assert partials[-1] == films  # the last parse, when the call ends, sees the whole answer
+    assert [films[0]] in partials  # a short answer so far is parsed at every delta: the first item shows alone
+    assert len(partials) >= 10
 
 
 # ------------------------------------------------------------------------------ per run, text, config

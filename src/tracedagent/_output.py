@@ -33,7 +33,7 @@ from typing_extensions import TypedDict, is_typeddict
 from ._messages import Message, ToolCall
 from ._model import OutputRequest, TextDelta
 from ._state import RunState
-from ._stream import PartialOutput
+from ._stream import PartialOutput, UsageUpdated
 from ._tools import ToolSpec
 from .exceptions import ConfigurationError, OutputValidationError
 
@@ -52,12 +52,14 @@ _ACCEPTED = "Final result accepted."
 _NOT_RUN = "Not run: the answer was given with final_result in the same turn."
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
 _MAX_QUOTE = 2000  # characters of a bad answer quoted back to the model in a correction
+#: Characters of partial parsing each streamed character pays for (see :meth:`OutputRun.watch`).
+PARTIAL_BUDGET = 8
 
 
 class _Schema:
     """What one type compiles to, whatever the agent: the validator and the schema (cached by type)."""
 
-    __slots__ = ("_bare", "adapter", "description", "schema", "strict", "type", "wrapped")
+    __slots__ = ("_bare", "_validate_json", "adapter", "description", "schema", "strict", "type", "wrapped")
 
     def __init__(self, output_type: Any) -> None:
         self.type = output_type
@@ -78,13 +80,15 @@ class _Schema:
                 f"{str(exc).splitlines()[0]}"
             ) from None
         self.schema, self.strict = _strict(schema)
+        # pydantic-core's own validate_json, bound once: TypeAdapter.validate_json is a Python wrapper around it.
+        self._validate_json = self.adapter.validator.validate_json
         doc = (getattr(output_type, "__doc__", None) or "").strip() if not self.wrapped else ""
         if doc and (doc.startswith(("A base class", "Usage docs:")) or type(output_type).__module__ == "builtins"):
             doc = ""  # pydantic's or a builtin's docstring, not the user's
         self.description = doc or f"The final answer, as {_type_name(output_type)}."
 
     def validate(self, text: str) -> Any:
-        value = self.adapter.validate_json(text)
+        value = self._validate_json(text)
         return value["response"] if self.wrapped else value
 
     def validate_bare(self, text: str) -> Any:
@@ -158,7 +162,7 @@ def compile_output(output_type: Any, mode: str, retries: int, model: object, age
 class OutputRun:
     """The output side of one run segment: the value once valid, the invalid answers, the stream."""
 
-    __slots__ = ("failures", "last_partial", "raw", "spec", "value")
+    __slots__ = ("failures", "last_partial", "parsed_chars", "raw", "spec", "value")
 
     def __init__(self, spec: OutputSpec) -> None:
         self.spec = spec
@@ -167,24 +171,51 @@ class OutputRun:
         #: Invalid answers in this segment (``RunEnded.output_validation_failures``).
         self.failures = 0
         self.last_partial: Any = None
+        #: Characters of streamed text parsed for partial output so far (the work :meth:`watch` paces).
+        self.parsed_chars = 0
 
     def watch(self, stream: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A stream callback for one model call that also emits :class:`PartialOutput` as the JSON grows."""
-        parts: list[str] = []
-        schema = self.spec.schema
+        """A stream callback for one model call that also emits :class:`PartialOutput` as the JSON grows.
 
-        def forward(part: Any) -> None:
-            stream(part)
-            if type(part) is not TextDelta or not part.text:
-                return
-            parts.append(part.text)
+        Each parse reads the whole text so far, so parsing at every delta would cost the square of the
+        answer's length. Parsing is paced instead: each character received earns ``PARTIAL_BUDGET``
+        characters of parsing, and the text is parsed when the credit covers its length. The parsing of
+        an answer of n characters then costs at most ``PARTIAL_BUDGET * n`` characters plus one last
+        parse when the call ends (at ``UsageUpdated``, when characters arrived since the last one), and
+        a short answer is still parsed at every delta."""
+        schema = self.spec.schema
+        parts: list[str] = []
+        size = 0  # characters received
+        credit = 0  # characters of parsing earned and not spent
+        parsed = 0  # the size at the last parse
+
+        def emit(text: str) -> None:
+            self.parsed_chars += len(text)
             try:
-                value = schema.partial("".join(parts))
+                value = schema.partial(text)
             except (ValidationError, ValueError):
                 return
             if value != self.last_partial:
                 self.last_partial = value
                 stream(PartialOutput(value))
+
+        def forward(part: Any) -> None:
+            nonlocal size, credit, parsed
+            stream(part)
+            kind = type(part)
+            if kind is TextDelta and part.text:
+                parts.append(part.text)
+                size += len(part.text)
+                credit += PARTIAL_BUDGET * len(part.text)
+                if credit < size:
+                    return
+                credit -= size
+            elif kind is not UsageUpdated or parsed == size:
+                return
+            text = "".join(parts)
+            parts[:] = (text,)
+            parsed = size
+            emit(text)
 
         return forward
 
