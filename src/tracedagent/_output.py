@@ -193,7 +193,7 @@ class OutputRun:
             self.parsed_chars += len(text)
             try:
                 value = schema.partial(text)
-            except (ValidationError, ValueError):
+            except Exception:  # best effort: not valid yet, or a validator written for whole answers
                 return
             if value != self.last_partial:
                 self.last_partial = value
