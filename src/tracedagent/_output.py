@@ -228,8 +228,14 @@ def judge(out: OutputRun, state: RunState, message: Message) -> Literal["tools",
     messages = state.messages
     assert isinstance(messages, list), "a running state holds its messages in a list"
     final: ToolCall | None = None
-    if message.tool_calls:
-        final = next((c for c in message.tool_calls if c.name == OUTPUT_TOOL), None)
+    calls = message.tool_calls
+    others: tuple[ToolCall, ...] = ()
+    if calls:
+        if len(calls) == 1:  # the usual answer: the output call alone, or one ordinary call
+            final = calls[0] if calls[0].name == OUTPUT_TOOL else None
+        else:
+            final = next((c for c in calls if c.name == OUTPUT_TOOL), None)
+            others = tuple(c for c in calls if c is not final)
         if final is None:
             return "tools"
         text: str | None = final.arguments
@@ -239,12 +245,12 @@ def judge(out: OutputRun, state: RunState, message: Message) -> Literal["tools",
         value, errors = _validate(spec.schema, text, final is not None)
     except RecursionError:
         value, errors = None, [{"type": "json_invalid", "loc": (), "msg": "the JSON is nested too deeply"}]
-    others = [c for c in message.tool_calls if c is not final]
     if not errors:
         out.value, out.raw = value, text
         if final is not None:
             messages.append(Message.tool(final.id, OUTPUT_TOOL, _ACCEPTED))
-            messages.extend(Message.tool(c.id, c.name, _NOT_RUN, is_error=True) for c in others)
+            if others:
+                messages.extend(Message.tool(c.id, c.name, _NOT_RUN, is_error=True) for c in others)
         return "done"
     out.failures += 1
     out.raw = text
