@@ -16,6 +16,7 @@ from wire_server import Reply, WireServer, wire_server
 from tracedagent import (
     Agent,
     ApprovalRequired,
+    Checkpoint,
     ConfigurationError,
     FinalResult,
     HandoffOccurred,
@@ -30,6 +31,7 @@ from tracedagent import (
     RunError,
     ToolCall,
     ToolCallEnded,
+    UserError,
     _output,
     tool,
 )
@@ -620,3 +622,47 @@ async def test_resume_with_the_corrections_used_up_fails_at_the_next_bad_answer(
     paused = await agent.run("A point")
     with pytest.raises(OutputValidationError, match="after 1 correction"):
         await agent.resume(paused.run_id, {i.id: True for i in paused.interruptions})
+
+
+async def test_a_run_with_a_type_of_its_own_does_not_resume_as_text() -> None:
+    @tool
+    def confirm() -> str:
+        """Ask a person."""
+        raise ApprovalRequired("confirm?")
+
+    store = InMemoryCheckpointStore()
+    agent = Agent("pts", ScriptedModel([("confirm", {}), '{"x": 3, "y": 4}']), tools=[confirm], checkpoints=store)
+    paused = await agent.run("A point", output_type=Point)
+    approvals = {i.id: True for i in paused.interruptions}
+    saved = await store.load(paused.run_id)
+    assert saved is not None
+    assert Checkpoint.decode(paused.run_id, saved.encode()).output_type == "test_output.Point"
+    # the agent has no output_type: resuming without the run's would return its JSON as text
+    with pytest.raises(UserError, match=r"started with output_type=test_output\.Point") as refused:
+        await agent.resume(paused.run_id, approvals)
+    assert "output_type=" in str(refused.value)
+    still = await store.load(paused.run_id)
+    assert still is not None
+    assert still.status == "interrupted"  # refused before anything ran
+    resumed = await agent.resume(paused.run_id, approvals, output_type=Point)
+    assert resumed.output == Point(3, 4)
+
+
+async def test_records_written_before_the_type_was_kept_resume_as_before() -> None:
+    @tool
+    def confirm() -> str:
+        """Ask a person."""
+        raise ApprovalRequired("confirm?")
+
+    store = InMemoryCheckpointStore()
+    agent = Agent("pts", ScriptedModel([("confirm", {}), '{"x": 3, "y": 4}']), tools=[confirm], checkpoints=store)
+    paused = await agent.run("A point", output_type=Point)
+    saved = await store.load(paused.run_id)
+    assert saved is not None
+    record = json.loads(saved.encode())
+    del record["output_type"]
+    old = Checkpoint.decode(paused.run_id, json.dumps(record).encode())
+    assert old.output_type is None
+    await store.save(old)
+    resumed = await agent.resume(paused.run_id, {i.id: True for i in paused.interruptions})
+    assert resumed.output == '{"x": 3, "y": 4}'  # nothing recorded, nothing checked: the agent's own (text)

@@ -26,7 +26,7 @@ from ._loop import execute
 from ._messages import Message
 from ._model import Model
 from ._otel import current_parent
-from ._output import OutputMode
+from ._output import TEXT, OutputMode
 from ._result import OutputT, RunResult
 from ._segment import Segment
 from ._state import RunState
@@ -362,6 +362,7 @@ class Agent(Generic[OutputT]):
             messages = [*await self.store().load_session(session_id), *(messages or ())]
         state, parent_span_id = self._new_state(input, messages, metadata)
         state.session_id = session_id
+        state.output_type = output.name if output is not None else TEXT
         seg = self._segment(state, deps, stream, parent_span_id)
         seg.output = output.start() if output is not None else None
         return await self._execute(seg)
@@ -596,6 +597,13 @@ class Agent(Generic[OutputT]):
                     "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
                 )
             state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
+            wanted = output.name if output is not None else TEXT
+            if output_type is None and state.output_type not in (None, wanted):
+                raise UserError(
+                    f"run {run_id!r} was started with output_type={state.output_type} and would resume with "
+                    f"{wanted}; pass the type it ran with: resume(..., output_type=...)"
+                )
+            state.output_type = wanted
             seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
             seg.output = output.start() if output is not None else None
             return await self._execute(seg)

@@ -39,6 +39,7 @@ from .exceptions import ConfigurationError, OutputValidationError
 
 __all__ = [
     "OUTPUT_TOOL",
+    "TEXT",
     "OutputMode",
     "OutputRun",
     "OutputSpec",
@@ -48,6 +49,8 @@ __all__ = [
 
 OutputMode = Literal["auto", "native", "tool"]
 OUTPUT_TOOL = "final_result"
+#: What a run without ``output_type`` records as its output type (``RunState.output_type``).
+TEXT = "text"
 _ACCEPTED = "Final result accepted."
 _NOT_RUN = "Not run: the answer was given with final_result in the same turn."
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -129,9 +132,18 @@ class OutputSpec:
     request: OutputRequest
     tools: tuple[ToolSpec, ...]
     schema: _Schema
+    #: The type by name, as a checkpoint records it (``RunState.output_type``).
+    name: str
 
     def start(self) -> OutputRun:
         return OutputRun(self)
+
+
+def type_name(tp: Any) -> str:
+    """A type as a checkpoint can keep it: ``module.QualName`` for a class, else its repr."""
+    if isinstance(tp, type) and get_origin(tp) is None:
+        return f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp).replace("typing.", "")
 
 
 def compile_output(output_type: Any, mode: str, retries: int, model: object, agent: str) -> OutputSpec:
@@ -156,7 +168,7 @@ def compile_output(output_type: Any, mode: str, retries: int, model: object, age
     chosen: Literal["native", "tool"] = "native" if mode == "native" or (mode == "auto" and native) else "tool"
     request = OutputRequest(OUTPUT_TOOL, schema.description, schema.schema, schema.strict, chosen)
     tools = (ToolSpec(OUTPUT_TOOL, schema.description, schema.schema),) if chosen == "tool" else ()
-    return OutputSpec(output_type, chosen, retries, request, tools, schema)
+    return OutputSpec(output_type, chosen, retries, request, tools, schema, type_name(output_type))
 
 
 class OutputRun:
