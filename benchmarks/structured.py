@@ -20,6 +20,7 @@ machine's noise does not move.
     python benchmarks/structured.py                  # 15 rounds x 300 runs
     python benchmarks/structured.py --rounds 5 --runs 100
     python benchmarks/structured.py --instructions   # ~5 min
+    python benchmarks/structured.py --instructions --variants text,stream --n-low 20 --n-high 70
 
 Prints a table; asserts nothing.
 """
@@ -138,12 +139,12 @@ async def _checked(names: Sequence[str]) -> dict[str, Agent | None]:
 
 def _table(unit: str, figures: dict[str, float], scale: float, digits: int) -> None:
     base = figures["text"]
-    floor = base + figures["pydantic"]
+    floor = base + figures.get("pydantic", 0.0)
     print(f"| variant | {unit} | vs text | vs text + pydantic |")
     print("| --- | ---: | ---: | ---: |")
     for name, value in figures.items():
         over = f"{100 * (value / base - 1):+.1f}%" if name != "pydantic" else f"{100 * value / base:.1f}% of text"
-        beyond = f"{100 * (value / floor - 1):+.1f}%" if name in ("native", "tool") else ""
+        beyond = f"{100 * (value / floor - 1):+.1f}%" if name in ("native", "tool") and "pydantic" in figures else ""
         print(f"| {name} | {value * scale:,.{digits}f} | {over} | {beyond} |")
     print("target: native and tool at most +10% over text (issue 18)")
 
@@ -201,11 +202,12 @@ if __name__ == "__main__":
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     parser.add_argument("--n-low", type=int, default=50)
     parser.add_argument("--n-high", type=int, default=250)
+    parser.add_argument("--variants", default="text,native,tool,pydantic", help=f"with --instructions, of {VARIANTS}")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child[0], int(args.child[1]))
     elif args.instructions:
-        count_instructions(args.n_low, args.n_high)
+        count_instructions(args.n_low, args.n_high, args.variants.split(","))
     else:
         asyncio.run(main(args.rounds, args.runs))
