@@ -174,7 +174,7 @@ def compile_output(output_type: Any, mode: str, retries: int, model: object, age
 class OutputRun:
     """The output side of one run segment: the value once valid, the invalid answers, the stream."""
 
-    __slots__ = ("failures", "last_partial", "parsed_chars", "raw", "spec", "value")
+    __slots__ = ("failures", "last_partial", "raw", "spec", "value")
 
     def __init__(self, spec: OutputSpec) -> None:
         self.spec = spec
@@ -183,8 +183,6 @@ class OutputRun:
         #: Invalid answers in this segment (``RunEnded.output_validation_failures``).
         self.failures = 0
         self.last_partial: Any = None
-        #: Characters of streamed text parsed for partial output so far (the work :meth:`watch` paces).
-        self.parsed_chars = 0
 
     def watch(self, stream: Callable[[Any], None]) -> Callable[[Any], None]:
         """A stream callback for one model call that also emits :class:`PartialOutput` as the JSON grows.
@@ -201,8 +199,11 @@ class OutputRun:
         credit = 0  # characters of parsing earned and not spent
         parsed = 0  # the size at the last parse
 
-        def emit(text: str) -> None:
-            self.parsed_chars += len(text)
+        def emit() -> None:
+            nonlocal parsed
+            text = "".join(parts)
+            parts[:] = (text,)
+            parsed = size
             try:
                 value = schema.partial(text)
             except Exception:  # best effort: not valid yet, or a validator written for whole answers
@@ -212,22 +213,18 @@ class OutputRun:
                 stream(PartialOutput(value))
 
         def forward(part: Any) -> None:
-            nonlocal size, credit, parsed
-            stream(part)
+            nonlocal size, credit
             kind = type(part)
+            if kind is UsageUpdated and parsed != size:  # the call is over: the last partial comes first
+                emit()
+            stream(part)
             if kind is TextDelta and part.text:
                 parts.append(part.text)
                 size += len(part.text)
                 credit += PARTIAL_BUDGET * len(part.text)
-                if credit < size:
-                    return
-                credit -= size
-            elif kind is not UsageUpdated or parsed == size:
-                return
-            text = "".join(parts)
-            parts[:] = (text,)
-            parsed = size
-            emit(text)
+                if credit >= size:
+                    credit -= size
+                    emit()
 
         return forward
 
