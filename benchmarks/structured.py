@@ -4,14 +4,23 @@ The model is an in-process test model answering with the same ~1 KB of JSON ever
 measured is the loop plus validation, not a network: ``text`` (no ``output_type``), ``native`` (the
 JSON is the answer's text, as with OpenAI's ``response_format``; a pydantic model with a nested list),
 ``tool`` (the output tool, as with ``ScriptedModel``: the arguments are the JSON) and ``stream`` (native,
-through ``agent.stream`` with ``PartialOutput`` events, for information). No plugin is registered: the
-bare run is the one the target compares with (issue 18: a typed 1 KB output adds at most 10%).
+through ``agent.stream`` with ``PartialOutput`` events, the answer in deltas of 8 characters, for
+information). No plugin is registered and installed plugins are not loaded
+(``TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD=1``): the bare run is the one the target compares with (issue 18:
+a typed 1 KB output adds at most 10%). ``pydantic`` is no run: pydantic-core's ``validate_json`` of the
+same JSON into the same model, alone, the floor any typed run pays; ``native`` and ``tool`` are also
+given over ``text + pydantic``, which is what the framework itself adds.
 
 Variants run interleaved in rounds, and each figure is the median of the rounds' per-run times, so a
-busy neighbour on a shared machine moves every variant alike.
+busy neighbour on a shared machine moves every variant alike. ``--instructions`` counts instructions
+instead (valgrind's callgrind, as ``instructions.py`` does: each variant in a fresh process with
+``--n-low`` and ``--n-high`` runs, the difference divided by the difference of the counts), which the
+machine's noise does not move.
 
     python benchmarks/structured.py                  # 15 rounds x 300 runs
     python benchmarks/structured.py --rounds 5 --runs 100
+    python benchmarks/structured.py --instructions   # ~5 min
+    python benchmarks/structured.py --instructions --variants text,stream --n-low 20 --n-high 70
 
 Prints a table; asserts nothing.
 """
@@ -21,12 +30,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+
+os.environ["TRACEDAGENT_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # bare means bare: no installed tracer either
 
 from tracedagent import Agent, Message, ModelRequest, PartialOutput, ToolCall
 from tracedagent.testing import FunctionModel
@@ -81,9 +97,16 @@ def _agents() -> dict[str, tuple[Agent, Any]]:
     }
 
 
-async def _round(agent: Agent, name: str, runs: int) -> float:
+VARIANTS = ("text", "native", "tool", "stream", "pydantic")
+_VALIDATE = TypeAdapter(Order).validator.validate_json
+
+
+async def _round(agent: Agent | None, name: str, runs: int) -> float:
     start = time.perf_counter()
-    if name == "stream":
+    if agent is None:  # pydantic alone
+        for _ in range(runs):
+            _VALIDATE(TEXT)
+    elif name == "stream":
         for _ in range(runs):
             partials = 0
             async for event in agent.stream("order"):
@@ -96,29 +119,95 @@ async def _round(agent: Agent, name: str, runs: int) -> float:
     return (time.perf_counter() - start) / runs
 
 
-async def main(rounds: int, runs: int) -> None:
+async def _checked(names: Sequence[str]) -> dict[str, Agent | None]:
+    """The variants' agents, warmed up, each checked to return what it should."""
     agents = _agents()
-    for name, (agent, _) in agents.items():  # warm-up, and a check that each variant returns what it should
-        result = await agent.run("order")
-        expected = TEXT if name == "text" else Order(**ORDER)
-        assert result.output == expected, (name, result.output)
-        await _round(agent, name, 20)
+    chosen: dict[str, Agent | None] = {}
+    for name in names:
+        if name == "pydantic":
+            assert _VALIDATE(TEXT) == Order(**ORDER)
+            chosen[name] = None
+        else:
+            agent = agents[name][0]
+            result = await agent.run("order")
+            expected = TEXT if name == "text" else Order(**ORDER)
+            assert result.output == expected, (name, result.output)
+            chosen[name] = agent
+        await _round(chosen[name], name, 20)
+    return chosen
+
+
+def _table(unit: str, figures: dict[str, float], scale: float, digits: int) -> None:
+    base = figures["text"]
+    floor = base + figures.get("pydantic", 0.0)
+    print(f"| variant | {unit} | vs text | vs text + pydantic |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, value in figures.items():
+        over = f"{100 * (value / base - 1):+.1f}%" if name != "pydantic" else f"{100 * value / base:.1f}% of text"
+        beyond = f"{100 * (value / floor - 1):+.1f}%" if name in ("native", "tool") and "pydantic" in figures else ""
+        print(f"| {name} | {value * scale:,.{digits}f} | {over} | {beyond} |")
+    print("target: native and tool at most +10% over text (issue 18)")
+
+
+async def main(rounds: int, runs: int) -> None:
+    agents = await _checked(VARIANTS)
     times: dict[str, list[float]] = {name: [] for name in agents}
     for _ in range(rounds):
-        for name, (agent, _) in agents.items():
+        for name, agent in agents.items():
             times[name].append(await _round(agent, name, runs))
-    base = statistics.median(times["text"])
     print(f"structured output: {len(TEXT)} bytes of JSON, {rounds} rounds x {runs} runs, median per run")
-    print(f"{'variant':<8} {'us/run':>9} {'vs text':>9}")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"{name:<8} {median * 1e6:>9.1f} {100 * (median / base - 1):>+8.1f}%")
-    print("target: native and tool at most +10% over text (issue 18)")
+    _table("us/run", {name: statistics.median(values) for name, values in times.items()}, 1e6, 1)
+
+
+def _child(name: str, runs: int) -> None:
+    """Warm up and check the variant, then ``runs`` runs of it; exit at once (no exit handlers)."""
+
+    async def go() -> None:
+        agent = (await _checked((name,)))[name]
+        await _round(agent, name, runs)
+
+    asyncio.run(go())
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _instructions(name: str, runs: int, workdir: str) -> int:
+    out = os.path.join(workdir, f"{name}-{runs}.callgrind")
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__]
+    # one hash seed for every child: string hashing changes dict and set work by a few percent otherwise
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run([*command, "--child", name, str(runs)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} runs={runs} failed:\n{done.stderr[-3000:]}")
+    with open(out) as f:
+        match = re.search(r"^summary:\s+(\d+)", f.read(), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no summary line in {out}")
+    return int(match.group(1))
+
+
+def count_instructions(low: int, high: int, names: Sequence[str] = ("text", "native", "tool", "pydantic")) -> None:
+    per_run: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            per_run[name] = (_instructions(name, high, workdir) - _instructions(name, low, workdir)) / (high - low)
+    print(f"structured output: {len(TEXT)} bytes of JSON, instructions per run (callgrind, {high} - {low} runs)")
+    _table("instructions/run", per_run, 1, 0)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--n-low", type=int, default=50)
+    parser.add_argument("--n-high", type=int, default=250)
+    parser.add_argument("--variants", default="text,native,tool,pydantic", help=f"with --instructions, of {VARIANTS}")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.runs))
+    if args.child:
+        _child(args.child[0], int(args.child[1]))
+    elif args.instructions:
+        count_instructions(args.n_low, args.n_high, args.variants.split(","))
+    else:
+        asyncio.run(main(args.rounds, args.runs))

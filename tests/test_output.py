@@ -9,17 +9,20 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from typing_extensions import TypedDict
 from wire_server import Reply, WireServer, wire_server
 
 from tracedagent import (
     Agent,
     ApprovalRequired,
+    Checkpoint,
     ConfigurationError,
     FinalResult,
+    HandoffOccurred,
     InMemoryCheckpointStore,
     Message,
+    ModelCallEnded,
     ModelCallStarted,
     ModelRequest,
     OutputValidationError,
@@ -27,10 +30,13 @@ from tracedagent import (
     RunEnded,
     RunError,
     ToolCall,
+    ToolCallEnded,
+    UserError,
+    _output,
     tool,
 )
 from tracedagent.models import AnthropicModel, OpenAIChatModel
-from tracedagent.testing import FunctionModel, ScriptedModel, Step, capture_events
+from tracedagent.testing import FunctionModel, RecordingTracer, ScriptedModel, Step, capture_events
 
 
 class City(BaseModel):
@@ -288,6 +294,124 @@ async def test_anthropic_wrong_schema_gets_a_correction_then_fails(
     assert ended.output == '{"title": "Alien"}'  # content: the tracers show it only when capture is on
 
 
+# ------------------------------------------------------------------ bad output on the wire, end events
+
+BAD_ANSWERS = {"not JSON": "Paris, I think", "wrong schema": '{"name": "Paris"}', "empty": ""}
+
+
+def openai_call(arguments: str, call_id: str = "call_1", name: str = "final_result") -> Reply:
+    call = {"index": 0, "id": call_id, "function": {"name": name, "arguments": arguments}}
+    chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": "tool_calls"}]}
+    return Reply.sse([f"data: {json.dumps(chunk)}", "data: [DONE]"])
+
+
+def bad_reply(provider: str, answer: str, attempt: int) -> Reply:
+    """The bad answer as ``provider`` sends it: native text, the output tool's arguments, Anthropic's
+    forced tool input; an empty answer is an answer with nothing in it."""
+    if provider == "openai-native" or (provider == "openai-tool" and not answer):
+        return openai_text(*pieces(answer))
+    if provider == "openai-tool":
+        return openai_call(answer, f"call_{attempt}")
+    if not answer:
+        return anthropic_blocks([], stop="end_turn")
+    return anthropic_blocks([{"tool": "final_result", "id": f"toolu_{attempt}", "json": pieces(answer)}])
+
+
+@pytest.mark.parametrize("kind", list(BAD_ANSWERS))
+@pytest.mark.parametrize("provider", ["openai-native", "openai-tool", "anthropic"])
+async def test_bad_output_on_the_wire_is_corrected_once_then_fails_with_every_end_event(
+    server: WireServer, openai: Any, anthropic: AnthropicModel, tracer: RecordingTracer, provider: str, kind: str
+) -> None:
+    answer = BAD_ANSWERS[kind]
+    server.queue(bad_reply(provider, answer, 1), bad_reply(provider, answer, 2))
+    model = anthropic if provider == "anthropic" else openai(native_output=provider == "openai-native")
+    agent = Agent("geo", model, output_type=City)
+    with pytest.raises(OutputValidationError) as caught:
+        await agent.run("Paris?")
+    # the native fields were asked for, and exactly one correction was sent
+    first, second = (r.body for r in server.requests)
+    if provider == "openai-native":
+        assert first["response_format"]["type"] == "json_schema"
+    elif provider == "openai-tool":
+        assert "response_format" not in first
+        assert [t["function"]["name"] for t in first["tools"]] == ["final_result"]
+    else:
+        assert first["tool_choice"] == {"type": "tool", "name": "final_result"}
+    assert "is not valid City" not in json.dumps(first["messages"])
+    assert "is not valid City" in json.dumps(second["messages"][-1])  # (Anthropic merges it into the user turn)
+    error = caught.value
+    assert error.errors
+    assert error.result is not None
+    assert error.result.status == "failed"
+    assert error.result.output is None
+    assert tracer.unmatched() == []  # every start has its end
+    (ended,) = tracer.of_type(RunEnded)
+    assert (ended.status, ended.output_validation_failures) == ("failed", 2)
+    assert ended.error is not None
+    assert ended.error.type == "OutputValidationError"
+    assert [e.status for e in tracer.of_type(ModelCallEnded)] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("kind", list(BAD_ANSWERS))
+async def test_one_bad_answer_then_a_good_one_completes(
+    server: WireServer, openai: Any, tracer: RecordingTracer, kind: str
+) -> None:
+    server.queue(openai_text(*pieces(BAD_ANSWERS[kind])), openai_text(*pieces(json.dumps(PARIS))))
+    result = await Agent("geo", openai(), output_type=City).run("Paris?")
+    assert result.output == City(**PARIS)
+    assert [e.purpose for e in tracer.of_type(ModelCallStarted)] == ["turn", "output_retry"]
+    (ended,) = tracer.of_type(RunEnded)
+    assert (ended.status, ended.output_validation_failures) == ("completed", 1)
+    assert tracer.unmatched() == []
+
+
+async def test_an_unknown_handoff_name_with_structured_output(
+    server: WireServer, openai: Any, tracer: RecordingTracer
+) -> None:
+    other = Agent("maps", ScriptedModel(["never asked"]), output_type=City)
+    server.queue(openai_call("{}", name="transfer_to_atlas"), openai_text(*pieces(json.dumps(PARIS))))
+    agent = Agent("geo", openai(), output_type=City, handoffs=[other])
+    result = await agent.run("Paris?")
+    assert result.output == City(**PARIS)
+    first, second = (r.body for r in server.requests)
+    assert first["response_format"]["type"] == "json_schema"
+    assert [t["function"]["name"] for t in first["tools"]] == ["transfer_to_maps"]
+    seen = second["messages"][-1]
+    assert seen["role"] == "tool"
+    assert "transfer_to_atlas" in seen["content"]
+    assert "transfer_to_maps" in seen["content"]  # it names the tools there are
+    assert not tracer.of_type(HandoffOccurred)
+    (tool_end,) = tracer.of_type(ToolCallEnded)
+    assert (tool_end.tool, tool_end.status) == ("transfer_to_atlas", "error")
+    (ended,) = tracer.of_type(RunEnded)
+    assert (ended.status, ended.output_validation_failures) == ("completed", 0)
+    assert tracer.unmatched() == []
+
+
+class Code(BaseModel):
+    code: str
+
+    @field_validator("code")
+    @classmethod
+    def four_letters(cls, value: str) -> str:
+        if len(value) != 4:  # a validator written for the whole answer, wrong on part of one
+            raise TypeError(f"{value!r} is not four letters")
+        return value
+
+
+async def test_a_validator_that_breaks_on_partial_output_does_not_fail_the_stream(
+    server: WireServer, openai: Any, tracer: RecordingTracer
+) -> None:
+    server.queue(openai_text(*pieces(json.dumps({"code": "ABCD"}), 3)))
+    agent = Agent("codes", openai(), output_type=Code)
+    events = [event async for event in agent.stream("A code?")]
+    final = events[-1]
+    assert isinstance(final, FinalResult)
+    assert final.result.output == Code(code="ABCD")
+    assert [e.output for e in events if isinstance(e, PartialOutput)] == [Code(code="ABCD")]
+    assert tracer.unmatched() == []
+
+
 # ---------------------------------------------------------------- the output tool with the test models
 
 
@@ -393,6 +517,43 @@ async def test_function_model_native_mode_streams_partial_lists() -> None:
     assert [{"title": "Alien", "year": 1979}] in partials
 
 
+@pytest.mark.parametrize("items", [25, 400])
+async def test_partial_parsing_costs_a_bounded_multiple_of_the_answer(
+    monkeypatch: pytest.MonkeyPatch, items: int
+) -> None:
+    """Each partial parse reads the whole text so far: parsing at every delta of a long answer would
+    cost its length squared. Paced, the characters parsed stay within a constant times the answer's."""
+    films = [{"title": f"Film number {i}", "year": 1900 + i} for i in range(items)]
+    text = json.dumps({"response": films})
+    parsed: list[int] = []
+    partial = _output._Schema.partial
+
+    def counted(self: Any, so_far: str) -> Any:
+        parsed.append(len(so_far))
+        return partial(self, so_far)
+
+    monkeypatch.setattr(_output._Schema, "partial", counted)
+
+    def answer(messages: Sequence[Message], request: ModelRequest) -> str:
+        return text
+
+    chunks = len(text) // 8  # a few characters a delta, as providers stream
+    agent = Agent("films", FunctionModel(answer, native_output=True, chunks=chunks), output_type=list[Movie])
+    partials: list[Any] = []
+    final = None
+    async for event in agent.stream("Films?"):
+        if isinstance(event, PartialOutput):
+            partials.append(event.output)
+        elif isinstance(event, FinalResult):
+            final = event.result
+    assert final is not None
+    assert final.output == films
+    assert sum(parsed) <= (_output.PARTIAL_BUDGET + 1) * len(text)
+    assert partials[-1] == films  # the last parse, when the call ends, sees the whole answer
+    assert [films[0]] in partials  # a short answer so far is parsed at every delta: the first item shows alone
+    assert len(partials) >= 10
+
+
 # ------------------------------------------------------------------------------ per run, text, config
 
 
@@ -461,3 +622,47 @@ async def test_resume_with_the_corrections_used_up_fails_at_the_next_bad_answer(
     paused = await agent.run("A point")
     with pytest.raises(OutputValidationError, match="after 1 correction"):
         await agent.resume(paused.run_id, {i.id: True for i in paused.interruptions})
+
+
+async def test_a_run_with_a_type_of_its_own_does_not_resume_as_text() -> None:
+    @tool
+    def confirm() -> str:
+        """Ask a person."""
+        raise ApprovalRequired("confirm?")
+
+    store = InMemoryCheckpointStore()
+    agent = Agent("pts", ScriptedModel([("confirm", {}), '{"x": 3, "y": 4}']), tools=[confirm], checkpoints=store)
+    paused = await agent.run("A point", output_type=Point)
+    approvals = {i.id: True for i in paused.interruptions}
+    saved = await store.load(paused.run_id)
+    assert saved is not None
+    assert Checkpoint.decode(paused.run_id, saved.encode()).output_type == "test_output.Point"
+    # the agent has no output_type: resuming without the run's would return its JSON as text
+    with pytest.raises(UserError, match=r"started with output_type=test_output\.Point") as refused:
+        await agent.resume(paused.run_id, approvals)
+    assert "output_type=" in str(refused.value)
+    still = await store.load(paused.run_id)
+    assert still is not None
+    assert still.status == "interrupted"  # refused before anything ran
+    resumed = await agent.resume(paused.run_id, approvals, output_type=Point)
+    assert resumed.output == Point(3, 4)
+
+
+async def test_records_written_before_the_type_was_kept_resume_as_before() -> None:
+    @tool
+    def confirm() -> str:
+        """Ask a person."""
+        raise ApprovalRequired("confirm?")
+
+    store = InMemoryCheckpointStore()
+    agent = Agent("pts", ScriptedModel([("confirm", {}), '{"x": 3, "y": 4}']), tools=[confirm], checkpoints=store)
+    paused = await agent.run("A point", output_type=Point)
+    saved = await store.load(paused.run_id)
+    assert saved is not None
+    record = json.loads(saved.encode())
+    del record["output_type"]
+    old = Checkpoint.decode(paused.run_id, json.dumps(record).encode())
+    assert old.output_type is None
+    await store.save(old)
+    resumed = await agent.resume(paused.run_id, {i.id: True for i in paused.interruptions})
+    assert resumed.output == '{"x": 3, "y": 4}'  # nothing recorded, nothing checked: the agent's own (text)

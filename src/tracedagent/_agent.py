@@ -7,9 +7,10 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any, Generic, Literal, overload
 
 import pluggy
+from typing_extensions import TypeVar
 
 from . import _plugins
 from ._agent_tool import agent_tool
@@ -25,8 +26,8 @@ from ._loop import execute
 from ._messages import Message
 from ._model import Model
 from ._otel import current_parent
-from ._output import OutputMode
-from ._result import RunResult
+from ._output import TEXT, OutputMode
+from ._result import OutputT, RunResult
 from ._segment import Segment
 from ._state import RunState
 from ._stream import FinalResult, StreamEvent
@@ -37,9 +38,10 @@ from .exceptions import PluginError, RunRejected, UserError
 __all__ = ["Agent", "RunResult"]
 
 Input = str | Message | Sequence[Message]
+T = TypeVar("T")
 
 
-class Agent:
+class Agent(Generic[OutputT]):
     """An agent: a name, a model, instructions and tools. Immutable once built; safe to run many times
     at once. Plugins given here see only this agent's runs, on top of the process-wide plugins.
 
@@ -57,7 +59,81 @@ class Agent:
     a run, then the run fails with :class:`OutputValidationError`. ``output_mode`` is ``"native"`` (the
     provider's structured-output mode), ``"tool"`` (an output tool) or ``"auto"`` (native where the
     model has it).
+
+    For type checkers an agent is generic in its output: ``Agent("a", model)`` is an ``Agent[str]`` whose
+    runs return ``RunResult[str]``, ``Agent("a", model, output_type=Trip)`` an ``Agent[Trip]`` whose runs
+    return ``RunResult[Trip]`` (``output`` is ``Trip | None``: None when the run did not complete). An
+    ``output_type`` that is not a class (``int | str``, ``Annotated[...]``) gives ``Agent[Any]``.
     """
+
+    @overload
+    def __init__(
+        self: Agent[str],
+        name: str,
+        model: Model | str,
+        *,
+        instructions: str | None = None,
+        tools: Iterable[Tool | ToolSource] = (),
+        max_turns: int = 20,
+        compaction: CompactionStrategy | None = None,
+        plugins: Iterable[object] = (),
+        model_settings: dict[str, Any] | None = None,
+        prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
+        checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+        checkpoint_every: Literal["step", "interrupt"] | None = None,
+        max_concurrent_runs: int | None = None,
+        max_result_chars: int | None = None,
+        output_type: None = None,
+        output_retries: int = 1,
+        output_mode: OutputMode = "auto",
+        handoffs: Iterable[Agent[Any] | Callable[[], Agent[Any]]] = (),
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Agent[T],
+        name: str,
+        model: Model | str,
+        *,
+        instructions: str | None = None,
+        tools: Iterable[Tool | ToolSource] = (),
+        max_turns: int = 20,
+        compaction: CompactionStrategy | None = None,
+        plugins: Iterable[object] = (),
+        model_settings: dict[str, Any] | None = None,
+        prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
+        checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+        checkpoint_every: Literal["step", "interrupt"] | None = None,
+        max_concurrent_runs: int | None = None,
+        max_result_chars: int | None = None,
+        output_type: type[T],
+        output_retries: int = 1,
+        output_mode: OutputMode = "auto",
+        handoffs: Iterable[Agent[Any] | Callable[[], Agent[Any]]] = (),
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Agent[Any],
+        name: str,
+        model: Model | str,
+        *,
+        instructions: str | None = None,
+        tools: Iterable[Tool | ToolSource] = (),
+        max_turns: int = 20,
+        compaction: CompactionStrategy | None = None,
+        plugins: Iterable[object] = (),
+        model_settings: dict[str, Any] | None = None,
+        prepare_tools: Callable[[RunContext], Awaitable[None] | None] | None = None,
+        checkpoints: CheckpointStore | str | os.PathLike[str] | None = None,
+        checkpoint_every: Literal["step", "interrupt"] | None = None,
+        max_concurrent_runs: int | None = None,
+        max_result_chars: int | None = None,
+        output_type: object,
+        output_retries: int = 1,
+        output_mode: OutputMode = "auto",
+        handoffs: Iterable[Agent[Any] | Callable[[], Agent[Any]]] = (),
+    ) -> None: ...
 
     def __init__(
         self,
@@ -78,7 +154,7 @@ class Agent:
         output_type: Any = None,
         output_retries: int = 1,
         output_mode: OutputMode = "auto",
-        handoffs: Iterable[Agent | Callable[[], Agent]] = (),
+        handoffs: Iterable[Agent[Any] | Callable[[], Agent[Any]]] = (),
     ) -> None:
         #: The immutable configuration every run of this agent reads.
         self.config: AgentConfig = configure(
@@ -225,7 +301,7 @@ class Agent:
         """Runs (and resumed runs) of this agent going on now."""
         return self._active
 
-    async def _execute(self, seg: Segment) -> RunResult:
+    async def _execute(self, seg: Segment) -> RunResult[Any]:
         """One segment, within ``max_concurrent_runs``: past it the run is refused before it starts."""
         limit = self.config.max_concurrent_runs
         with self._active_lock:
@@ -278,7 +354,7 @@ class Agent:
         session_id: str | None,
         stream: Callable[[Any], None] | None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         output = self.config.output_for(output_type)  # a bad type fails before the run starts
         if session_id is not None:
             if not isinstance(session_id, str) or not session_id:
@@ -286,10 +362,47 @@ class Agent:
             messages = [*await self.store().load_session(session_id), *(messages or ())]
         state, parent_span_id = self._new_state(input, messages, metadata)
         state.session_id = session_id
+        state.output_type = output.name if output is not None else TEXT
         seg = self._segment(state, deps, stream, parent_span_id)
         seg.output = output.start() if output is not None else None
         async with lease(seg.store, state.run_id, new=True):  # taken with the run's first checkpoint
             return await self._execute(seg)
+
+    @overload
+    async def run(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: None = None,
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    async def run(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: type[T],
+    ) -> RunResult[T]: ...
+
+    @overload
+    async def run(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: object,
+    ) -> RunResult[Any]: ...
 
     async def run(
         self,
@@ -300,7 +413,7 @@ class Agent:
         deps: Any = None,
         session_id: str | None = None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         """Run the agent on ``input`` (a prompt, a message or messages) until it answers or pauses.
 
         ``messages`` (for example ``result.messages`` of an earlier run) continues that conversation;
@@ -313,6 +426,42 @@ class Agent:
         """
         return await self._run(input, messages, metadata, deps, session_id, None, output_type)
 
+    @overload
+    def run_sync(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: None = None,
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    def run_sync(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: type[T],
+    ) -> RunResult[T]: ...
+
+    @overload
+    def run_sync(
+        self,
+        input: Input,
+        *,
+        messages: Sequence[Message] | None = None,
+        metadata: dict[str, Any] | None = None,
+        deps: Any = None,
+        session_id: str | None = None,
+        output_type: object,
+    ) -> RunResult[Any]: ...
+
     def run_sync(
         self,
         input: Input,
@@ -322,7 +471,7 @@ class Agent:
         deps: Any = None,
         session_id: str | None = None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         """:meth:`run` for code without an event loop. Ctrl-C cancels the run cleanly."""
         _no_running_loop("run_sync", "run")
         return asyncio.run(
@@ -330,6 +479,39 @@ class Agent:
                 input, messages=messages, metadata=metadata, deps=deps, session_id=session_id, output_type=output_type
             )
         )
+
+    @overload
+    async def resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: None = None,
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    async def resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: type[T],
+    ) -> RunResult[T]: ...
+
+    @overload
+    async def resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: object,
+    ) -> RunResult[Any]: ...
 
     async def resume(
         self,
@@ -339,7 +521,7 @@ class Agent:
         results: Mapping[str, Any] | None = None,
         deps: Any = None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         """Continue a paused, cancelled, failed or crashed run from its last checkpoint, in this process
         or another one (with the same store): the same ``run_id`` and ``trace_id``, a new segment.
 
@@ -351,6 +533,39 @@ class Agent:
         """
         return await self._resume(run_id, approvals, results, deps, None, output_type)
 
+    @overload
+    def resume_sync(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: None = None,
+    ) -> RunResult[OutputT]: ...
+
+    @overload
+    def resume_sync(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: type[T],
+    ) -> RunResult[T]: ...
+
+    @overload
+    def resume_sync(
+        self,
+        run_id: str,
+        approvals: Mapping[str, Any] | None = None,
+        *,
+        results: Mapping[str, Any] | None = None,
+        deps: Any = None,
+        output_type: object,
+    ) -> RunResult[Any]: ...
+
     def resume_sync(
         self,
         run_id: str,
@@ -359,7 +574,7 @@ class Agent:
         results: Mapping[str, Any] | None = None,
         deps: Any = None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         """:meth:`resume` for code without an event loop."""
         _no_running_loop("resume_sync", "resume")
         return asyncio.run(self.resume(run_id, approvals, results=results, deps=deps, output_type=output_type))
@@ -372,7 +587,7 @@ class Agent:
         deps: Any,
         stream: Callable[[Any], None] | None,
         output_type: Any = None,
-    ) -> RunResult:
+    ) -> RunResult[Any]:
         output = self.config.output_for(output_type)
         store = self.store()
         async with lease(store, run_id):  # read after taking the lease: another resume may just have ended
@@ -383,6 +598,13 @@ class Agent:
                     "(Agent(checkpoints=...) or TRACEDAGENT_CHECKPOINTS)"
                 )
             state, decisions, external = restore(self.config, checkpoint, approvals or {}, results or {})
+            wanted = output.name if output is not None else TEXT
+            if output_type is None and state.output_type not in (None, wanted):
+                raise UserError(
+                    f"run {run_id!r} was started with output_type={state.output_type} and would resume with "
+                    f"{wanted}; pass the type it ran with: resume(..., output_type=...)"
+                )
+            state.output_type = wanted
             seg = self._segment(state, deps, stream, checkpoint.parent_span_id, checkpoint, decisions, external)
             seg.output = output.start() if output is not None else None
             return await self._execute(seg)
@@ -424,7 +646,7 @@ class Agent:
                     pass
 
 
-def _result_of(seg: Segment, status: str, output: str | None) -> RunResult:
+def _result_of(seg: Segment, status: str, output: str | None) -> RunResult[Any]:
     state = seg.state
     return RunResult(
         output=output if seg.output is None else seg.output.value,

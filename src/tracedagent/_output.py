@@ -33,12 +33,13 @@ from typing_extensions import TypedDict, is_typeddict
 from ._messages import Message, ToolCall
 from ._model import OutputRequest, TextDelta
 from ._state import RunState
-from ._stream import PartialOutput
+from ._stream import PartialOutput, UsageUpdated
 from ._tools import ToolSpec
 from .exceptions import ConfigurationError, OutputValidationError
 
 __all__ = [
     "OUTPUT_TOOL",
+    "TEXT",
     "OutputMode",
     "OutputRun",
     "OutputSpec",
@@ -48,16 +49,20 @@ __all__ = [
 
 OutputMode = Literal["auto", "native", "tool"]
 OUTPUT_TOOL = "final_result"
+#: What a run without ``output_type`` records as its output type (``RunState.output_type``).
+TEXT = "text"
 _ACCEPTED = "Final result accepted."
 _NOT_RUN = "Not run: the answer was given with final_result in the same turn."
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
 _MAX_QUOTE = 2000  # characters of a bad answer quoted back to the model in a correction
+#: Characters of partial parsing each streamed character pays for (see :meth:`OutputRun.watch`).
+PARTIAL_BUDGET = 8
 
 
 class _Schema:
     """What one type compiles to, whatever the agent: the validator and the schema (cached by type)."""
 
-    __slots__ = ("_bare", "adapter", "description", "schema", "strict", "type", "wrapped")
+    __slots__ = ("_bare", "_validate_json", "adapter", "description", "schema", "strict", "type", "wrapped")
 
     def __init__(self, output_type: Any) -> None:
         self.type = output_type
@@ -78,13 +83,15 @@ class _Schema:
                 f"{str(exc).splitlines()[0]}"
             ) from None
         self.schema, self.strict = _strict(schema)
+        # pydantic-core's own validate_json, bound once: TypeAdapter.validate_json is a Python wrapper around it.
+        self._validate_json = self.adapter.validator.validate_json
         doc = (getattr(output_type, "__doc__", None) or "").strip() if not self.wrapped else ""
         if doc and (doc.startswith(("A base class", "Usage docs:")) or type(output_type).__module__ == "builtins"):
             doc = ""  # pydantic's or a builtin's docstring, not the user's
         self.description = doc or f"The final answer, as {_type_name(output_type)}."
 
     def validate(self, text: str) -> Any:
-        value = self.adapter.validate_json(text)
+        value = self._validate_json(text)
         return value["response"] if self.wrapped else value
 
     def validate_bare(self, text: str) -> Any:
@@ -125,9 +132,18 @@ class OutputSpec:
     request: OutputRequest
     tools: tuple[ToolSpec, ...]
     schema: _Schema
+    #: The type by name, as a checkpoint records it (``RunState.output_type``).
+    name: str
 
     def start(self) -> OutputRun:
         return OutputRun(self)
+
+
+def type_name(tp: Any) -> str:
+    """A type as a checkpoint can keep it: ``module.QualName`` for a class, else its repr."""
+    if isinstance(tp, type) and get_origin(tp) is None:
+        return f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp).replace("typing.", "")
 
 
 def compile_output(output_type: Any, mode: str, retries: int, model: object, agent: str) -> OutputSpec:
@@ -152,7 +168,7 @@ def compile_output(output_type: Any, mode: str, retries: int, model: object, age
     chosen: Literal["native", "tool"] = "native" if mode == "native" or (mode == "auto" and native) else "tool"
     request = OutputRequest(OUTPUT_TOOL, schema.description, schema.schema, schema.strict, chosen)
     tools = (ToolSpec(OUTPUT_TOOL, schema.description, schema.schema),) if chosen == "tool" else ()
-    return OutputSpec(output_type, chosen, retries, request, tools, schema)
+    return OutputSpec(output_type, chosen, retries, request, tools, schema, type_name(output_type))
 
 
 class OutputRun:
@@ -169,22 +185,46 @@ class OutputRun:
         self.last_partial: Any = None
 
     def watch(self, stream: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A stream callback for one model call that also emits :class:`PartialOutput` as the JSON grows."""
-        parts: list[str] = []
-        schema = self.spec.schema
+        """A stream callback for one model call that also emits :class:`PartialOutput` as the JSON grows.
 
-        def forward(part: Any) -> None:
-            stream(part)
-            if type(part) is not TextDelta or not part.text:
-                return
-            parts.append(part.text)
+        Each parse reads the whole text so far, so parsing at every delta would cost the square of the
+        answer's length. Parsing is paced instead: each character received earns ``PARTIAL_BUDGET``
+        characters of parsing, and the text is parsed when the credit covers its length. The parsing of
+        an answer of n characters then costs at most ``PARTIAL_BUDGET * n`` characters plus one last
+        parse when the call ends (at ``UsageUpdated``, when characters arrived since the last one), and
+        a short answer is still parsed at every delta."""
+        schema = self.spec.schema
+        parts: list[str] = []
+        size = 0  # characters received
+        credit = 0  # characters of parsing earned and not spent
+        parsed = 0  # the size at the last parse
+
+        def emit() -> None:
+            nonlocal parsed
+            text = "".join(parts)
+            parts[:] = (text,)
+            parsed = size
             try:
-                value = schema.partial("".join(parts))
-            except (ValidationError, ValueError):
+                value = schema.partial(text)
+            except Exception:  # best effort: not valid yet, or a validator written for whole answers
                 return
             if value != self.last_partial:
                 self.last_partial = value
                 stream(PartialOutput(value))
+
+        def forward(part: Any) -> None:
+            nonlocal size, credit
+            kind = type(part)
+            if kind is UsageUpdated and parsed != size:  # the call is over: the last partial comes first
+                emit()
+            stream(part)
+            if kind is TextDelta and part.text:
+                parts.append(part.text)
+                size += len(part.text)
+                credit += PARTIAL_BUDGET * len(part.text)
+                if credit >= size:
+                    credit -= size
+                    emit()
 
         return forward
 
@@ -197,8 +237,14 @@ def judge(out: OutputRun, state: RunState, message: Message) -> Literal["tools",
     messages = state.messages
     assert isinstance(messages, list), "a running state holds its messages in a list"
     final: ToolCall | None = None
-    if message.tool_calls:
-        final = next((c for c in message.tool_calls if c.name == OUTPUT_TOOL), None)
+    calls = message.tool_calls
+    others: tuple[ToolCall, ...] = ()
+    if calls:
+        if len(calls) == 1:  # the usual answer: the output call alone, or one ordinary call
+            final = calls[0] if calls[0].name == OUTPUT_TOOL else None
+        else:
+            final = next((c for c in calls if c.name == OUTPUT_TOOL), None)
+            others = tuple(c for c in calls if c is not final)
         if final is None:
             return "tools"
         text: str | None = final.arguments
@@ -208,12 +254,12 @@ def judge(out: OutputRun, state: RunState, message: Message) -> Literal["tools",
         value, errors = _validate(spec.schema, text, final is not None)
     except RecursionError:
         value, errors = None, [{"type": "json_invalid", "loc": (), "msg": "the JSON is nested too deeply"}]
-    others = [c for c in message.tool_calls if c is not final]
     if not errors:
         out.value, out.raw = value, text
         if final is not None:
             messages.append(Message.tool(final.id, OUTPUT_TOOL, _ACCEPTED))
-            messages.extend(Message.tool(c.id, c.name, _NOT_RUN, is_error=True) for c in others)
+            if others:
+                messages.extend(Message.tool(c.id, c.name, _NOT_RUN, is_error=True) for c in others)
         return "done"
     out.failures += 1
     out.raw = text

@@ -69,6 +69,9 @@ class RunState:
     output_retries: int = 0
     #: The agent the run is with after a handoff (``Agent(handoffs=...)``); None while it is with ``agent``.
     active_agent: str | None = None
+    #: The name of the run's output type (``"text"`` without one), so a resume without the type it ran
+    #: with is refused instead of returning text; None in records written before it was kept.
+    output_type: str | None = None
 
     # ------------------------------------------------------------------------ live and saved forms
 
@@ -168,7 +171,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Fields a record written before they existed may lack.
-_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries", "active_agent"})
+_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries", "active_agent", "output_type"})
 
 
 # Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
@@ -277,5 +280,6 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "started_ns": lambda v: _optional(_count, v),
     "output_retries": _count,
     "active_agent": lambda v: _optional(_str, v),
+    "output_type": lambda v: _optional(_str, v),
 }
 assert set(_DECODERS) == {f.name for f in _FIELDS}, "every field of RunState needs a decoder"
