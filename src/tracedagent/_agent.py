@@ -19,7 +19,7 @@ from ._compaction import CompactionStrategy
 from ._config import AgentConfig, configure
 from ._context import RunContext
 from ._dispatch import Dispatcher
-from ._durable import default_store, is_default_memory, lease, restore
+from ._durable import default_store, is_default_memory, lease, leases, restore
 from ._handoff import active_config
 from ._ids import _current, new_trace_id
 from ._loop import execute
@@ -365,6 +365,8 @@ class Agent(Generic[OutputT]):
         state.output_type = output.name if output is not None else TEXT
         seg = self._segment(state, deps, stream, parent_span_id)
         seg.output = output.start() if output is not None else None
+        if not leases(seg.store):  # the in-memory store: no lease, and no context manager to pay for
+            return await self._execute(seg)
         async with lease(seg.store, state.run_id, new=True):  # taken with the run's first checkpoint
             return await self._execute(seg)
 

@@ -150,6 +150,11 @@ def _leaser(store: CheckpointStore) -> ResumeLeaser | None:
     return cast(ResumeLeaser, store) if known else None
 
 
+def leases(store: CheckpointStore) -> bool:
+    """Whether ``store`` leases runs (so that :func:`lease` has anything to hold)."""
+    return _leaser(store) is not None
+
+
 @contextlib.asynccontextmanager
 async def lease(store: CheckpointStore, run_id: str, *, new: bool = False) -> AsyncIterator[None]:
     """Hold ``run_id``'s lease inside the block, renewed every third of its length and released at the
