@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 from pydantic import TypeAdapter
 from serve_server import uvicorn_server
 
-from tracedagent import Agent, RunEnded, RunStarted, tool
+from tracedagent import Agent, RunEnded, RunStarted, SQLiteCheckpointStore, tool
 from tracedagent._demo import build_demo_agent
 from tracedagent.serve import asgi_app
 from tracedagent.testing import FunctionModel, RecordingTracer
@@ -44,16 +45,18 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 class Gate:
-    """Holds the slow tool until the test opens it."""
+    """Holds the slow tool until the test opens it; ``entered`` says the tool is waiting."""
 
     def __init__(self) -> None:
         self.open = threading.Event()
+        self.entered = threading.Event()
 
 
-def slow_agent(gate: Gate, plugins: list[object] = ()) -> Agent:  # type: ignore[assignment]
+def slow_agent(gate: Gate, plugins: list[object] = (), checkpoints: Any = None) -> Agent:  # type: ignore[assignment]
     @tool
     async def wait_here() -> str:
         """Waits until the test lets it go."""
+        gate.entered.set()
         while not gate.open.is_set():  # noqa: ASYNC110  # a threading.Event, set from the test's thread
             await asyncio.sleep(0.01)
         return "let go"
@@ -65,7 +68,7 @@ def slow_agent(gate: Gate, plugins: list[object] = ()) -> Agent:  # type: ignore
             return "done waiting"
         return [ToolCall.of("w0", "wait_here", {})]
 
-    return Agent("slow", FunctionModel(brain), tools=[wait_here], plugins=list(plugins))
+    return Agent("slow", FunctionModel(brain), tools=[wait_here], plugins=list(plugins), checkpoints=checkpoints)
 
 
 @pytest.fixture
@@ -363,6 +366,71 @@ def test_a_client_that_disconnects_mid_stream_cancels_the_run_with_one_end_event
         assert not gate.open.is_set()
         assert client.get(f"{running.url}/v1/runs/{run_id}").json()["status"] == "cancelled"
         assert client.get(running.url + "/healthz").json()["active_runs"] == 0
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_a_json_client_that_disconnects_cancels_the_run_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    gate = Gate()
+    recording = RecordingTracer()
+    path = tmp_path / "runs.db"
+    agent = slow_agent(gate, [recording], checkpoints=SQLiteCheckpointStore(path))
+    with uvicorn_server(asgi_app(agent)) as running, httpx.Client(base_url=running.url) as client:
+        body = json.dumps({"input": "wait"}).encode()
+        head = f"POST /v1/runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+            sock.sendall(head.encode() + body)
+            assert gate.entered.wait(30)  # the run is in its tool call, the client waits for JSON...
+        # ...and closes its socket: the server notices and cancels the run.
+        _wait_for(lambda: recording.of_type(RunEnded), "the run's end")
+        time.sleep(0.1)  # room for a second end event, if there were one
+        assert [e.status for e in recording.of_type(RunEnded)] == ["cancelled"]
+        assert recording.unmatched() == []
+        assert not gate.open.is_set()
+        (started,) = recording.of_type(RunStarted)
+        run_id = started.run_id
+        assert client.get(f"/v1/runs/{run_id}").json()["status"] == "cancelled"
+        _wait_for(lambda: client.get("/healthz").json()["active_runs"] == 0, "no active run")
+        # The checkpoint says so too (read from the file by a store of its own), and the run resumes from it.
+        checkpoint = asyncio.run(SQLiteCheckpointStore(path).load(run_id))
+        assert checkpoint is not None
+        assert checkpoint.status == "cancelled"
+        gate.open.set()
+        resumed = client.post(f"/v1/runs/{run_id}/resume", json={})
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "completed"
+        assert resumed.json()["output"] == "done waiting"
+    assert [e.status for e in recording.of_type(RunEnded)] == ["cancelled", "completed"]
+
+
+def test_span_events_are_forwarded_only_while_a_stream_is_open() -> None:
+    """A run answered as JSON needs only its start and end: with a plugin on the span hooks every run of
+    the process would build those events, so that plugin is there only while a stream is open."""
+    from tracedagent import _plugins
+    from tracedagent.serve._tap import FORWARDER, SPAN_FORWARDER
+
+    gate = Gate()
+    registered = _plugins.global_plugin_manager().is_registered
+    with uvicorn_server(asgi_app(slow_agent(gate))) as running, httpx.Client(base_url=running.url) as client:
+        assert not registered(SPAN_FORWARDER)
+        with client.stream("POST", "/v1/runs", json={"input": "wait"}, headers={"accept": "text/event-stream"}) as r:
+            lines = r.iter_lines()
+            assert next(lines) == "event: run_started"
+            assert registered(SPAN_FORWARDER)
+            gate.open.set()
+            assert "event: final_result" in list(lines)
+        _wait_for(lambda: not registered(SPAN_FORWARDER), "the span forwarder to go")
+        assert registered(FORWARDER)
+        answered = client.post("/v1/runs", json={"input": "x"})
+        assert answered.json()["output"] == "done waiting"
+        assert answered.headers["traceparent"].split("-")[1] == answered.json()["trace_id"]  # from the run forwarder
+        assert not registered(SPAN_FORWARDER)
 
 
 # --------------------------------------------------------------------------------- bad requests
