@@ -383,7 +383,10 @@ def test_a_json_client_that_disconnects_cancels_the_run_and_leaves_a_resumable_c
     agent = slow_agent(gate, [recording], checkpoints=SQLiteCheckpointStore(path))
     with uvicorn_server(asgi_app(agent)) as running, httpx.Client(base_url=running.url) as client:
         body = json.dumps({"input": "wait"}).encode()
-        head = f"POST /v1/runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        head = (
+            "POST /v1/runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
         with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
             sock.sendall(head.encode() + body)
             assert gate.entered.wait(30)  # the run is in its tool call, the client waits for JSON...
