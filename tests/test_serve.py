@@ -19,7 +19,7 @@ import pytest
 from pydantic import TypeAdapter
 from serve_server import uvicorn_server
 
-from tracedagent import Agent, RunEnded, RunStarted, SQLiteCheckpointStore, tool
+from tracedagent import Agent, RunEnded, RunStarted, SQLiteCheckpointStore, ToolCall, tool
 from tracedagent._demo import build_demo_agent
 from tracedagent.serve import asgi_app
 from tracedagent.testing import FunctionModel, RecordingTracer
@@ -303,6 +303,150 @@ def test_agui_interrupts_for_approval_and_resumes(demo: str) -> None:
     assert text == "Done: seat 14A booked on TA555."
     results = [e for e in events if e.type.value == "TOOL_CALL_RESULT"]
     assert results[0].content == "seat 14A booked on TA555"
+
+
+def agui_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "threadId": "thread-r",
+        "runId": "r1",
+        "state": {},
+        "messages": [{"id": "m1", "role": "user", "content": text}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {},
+        **extra,
+    }
+
+
+def reasoning_of(events: list[Any]) -> list[str]:
+    """Each reasoning message's text, checking that it is opened and closed as AG-UI says:
+    REASONING_START, REASONING_MESSAGE_START (role reasoning), _CONTENT..., _END, REASONING_END, with
+    one message id, and never inside an open text message."""
+    found: list[str] = []
+    current: str | None = None
+    texting = False
+    for e in events:
+        kind = e.type.value
+        if kind == "TEXT_MESSAGE_START":
+            assert current is None
+            texting = True
+        elif kind == "TEXT_MESSAGE_END":
+            texting = False
+        elif kind == "REASONING_START":
+            assert current is None
+            assert not texting
+            current = e.message_id
+            found.append("")
+        elif kind == "REASONING_MESSAGE_START":
+            assert (e.message_id, e.role) == (current, "reasoning")
+        elif kind == "REASONING_MESSAGE_CONTENT":
+            assert e.message_id == current
+            found[-1] += e.delta
+        elif kind == "REASONING_MESSAGE_END":
+            assert e.message_id == current
+        elif kind == "REASONING_END":
+            assert e.message_id == current
+            current = None
+        else:
+            assert current is None or kind == "STATE_SNAPSHOT", f"{kind} inside a reasoning message"
+    assert current is None
+    return found
+
+
+def test_agui_sends_the_models_thinking_as_reasoning_events() -> None:
+    from tracedagent.testing import ScriptedModel, Step
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    model = ScriptedModel(
+        [
+            Step(
+                thinking="The user asks about Lisbon: call the weather tool.",
+                tool_calls=[("get_weather", {"city": "Lisbon"})],
+            ),
+            Step(thinking="It is sunny.", text="Sunny in Lisbon.", chunks=3),
+        ]
+    )
+    with uvicorn_server(asgi_app(Agent("thinker", model, tools=[get_weather]))) as running:
+        r = httpx.post(running.url + "/agui", json=agui_body("Weather in Lisbon?"))
+    events = agui_events(r.text)
+    types = [e.type.value for e in events]
+    assert reasoning_of(events) == ["The user asks about Lisbon: call the weather tool.", "It is sunny."]
+    # the first thinking comes before the tool call, the second after its result and before the answer
+    starts = [i for i, t in enumerate(types) if t == "REASONING_START"]
+    ends = [i for i, t in enumerate(types) if t == "REASONING_END"]
+    assert ends[0] < types.index("TOOL_CALL_START")
+    assert types.index("TOOL_CALL_RESULT") < starts[1]
+    assert ends[1] < types.index("TEXT_MESSAGE_START")
+    assert "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT") == "Sunny in Lisbon."
+    assert types[-1] == "RUN_FINISHED"
+
+
+def test_agui_sends_the_thinking_of_a_resumed_run_as_reasoning_events() -> None:
+    from tracedagent.testing import ScriptedModel, Step
+
+    @tool(needs_approval=True)
+    def book(seat: str) -> str:
+        """Book a seat."""
+        return f"booked {seat}"
+
+    model = ScriptedModel(
+        [
+            Step(thinking="Booking needs an approval.", tool_calls=[ToolCall.of("k1", "book", {"seat": "2C"})]),
+            Step(thinking="The booking went through; say so.", text="Seat 2C is yours."),
+        ]
+    )
+    with uvicorn_server(asgi_app(Agent("booker", model, tools=[book]))) as running:
+        paused = agui_events(httpx.post(running.url + "/agui", json=agui_body("Book 2C")).text)
+        assert reasoning_of(paused) == ["Booking needs an approval."]
+        assert paused[-1].outcome.type == "interrupt"
+        (interrupt,) = paused[-1].outcome.interrupts
+        again = agui_body(
+            "Book 2C", runId="r2", resume=[{"interruptId": interrupt.id, "status": "resolved", "payload": True}]
+        )
+        events = agui_events(httpx.post(running.url + "/agui", json=again).text)
+    assert reasoning_of(events) == ["The booking went through; say so."]
+    types = [e.type.value for e in events]
+    assert types.index("TOOL_CALL_RESULT") < types.index("REASONING_START") < types.index("TEXT_MESSAGE_START")
+    assert "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT") == "Seat 2C is yours."
+    assert events[-1].outcome.type == "success"
+
+
+def test_agui_streams_anthropic_thinking_over_the_wire_as_reasoning_events() -> None:
+    """The Anthropic adapter against the loopback wire server (Anthropic's SSE bytes, real sockets): its
+    streamed thinking deltas reach an AG-UI client as reasoning events, before the tool call."""
+    from wire_server import Reply, wire_server
+
+    from tracedagent.models import AnthropicModel
+
+    transcripts = Path(__file__).parent / "transcripts" / "anthropic"
+
+    def reply(name: str) -> Reply:
+        body = (transcripts / f"{name}.sse").read_bytes()
+        return Reply(chunks=[block + b"\n\n" for block in body.split(b"\n\n") if block])
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        return {"Paris": "18°C"}[city]
+
+    with wire_server() as wire:
+        wire.queue(reply("thinking_tool"), reply("text"))
+        model = AnthropicModel("claude-sonnet-4-5", base_url=wire.url, api_key="sk-ant-test", read_timeout=5.0)
+        thinking = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+        agent = Agent("weather", model, tools=[get_weather], model_settings=thinking)
+        with uvicorn_server(asgi_app(agent)) as running:
+            r = httpx.post(running.url + "/agui", json=agui_body("Weather in Paris?"))
+            asyncio.run_coroutine_threadsafe(model.aclose(), running.loop).result(30)
+    events = agui_events(r.text)
+    assert reasoning_of(events) == ["The user wants the weather in Paris. I should call get_weather."]
+    types = [e.type.value for e in events]
+    assert types.index("REASONING_END") < types.index("TOOL_CALL_START")
+    assert [e.content for e in events if e.type.value == "TOOL_CALL_RESULT"] == ["18°C"]
+    assert events[-1].outcome.type == "success"
 
 
 def test_agui_refuses_a_body_that_is_not_run_agent_input(demo: str) -> None:

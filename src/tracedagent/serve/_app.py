@@ -102,7 +102,7 @@ async def _body(request: Request, limit: int) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Refused(400, "client_disconnected", "the client went away before it had sent its body")
-        data += message.get("body", b"")
+        data += bytes(message.get("body", b""))
         if len(data) > limit:
             raise Refused(413, "body_too_large", f"the body is over {limit} bytes, the most this server takes")
         if not message.get("more_body", False):

@@ -189,7 +189,7 @@ _lock = threading.Lock()
 _streams = 0
 
 
-_checked: tuple[int, int] | None = None  # (registry, version) in which FORWARDER was last seen registered
+_checked: tuple[object, int] | None = None  # (plugin manager, version) where FORWARDER was last seen
 
 
 def ensure_forwarder() -> None:
@@ -197,12 +197,13 @@ def ensure_forwarder() -> None:
     unregistered): a look at the registry's version per request, not a search of its plugins."""
     global _checked
     pm = _plugins.global_plugin_manager()
-    if _checked == (id(pm), _plugins.registry_version()):
+    checked = _checked
+    if checked is not None and checked[0] is pm and checked[1] == _plugins.registry_version():
         return
     with _lock:
         if not pm.is_registered(FORWARDER):
             _plugins.register(FORWARDER, _RunForwarder.name)
-        _checked = (id(pm), _plugins.registry_version())
+        _checked = (pm, _plugins.registry_version())
 
 
 def open_stream() -> None:
