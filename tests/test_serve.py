@@ -641,10 +641,15 @@ def test_a_token_guards_every_route_but_healthz() -> None:
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}, headers=good).status_code == 200
         assert client.get(url + "/", headers=good).status_code == 200
         # The page: ?token= lets a browser in and leaves a cookie its own requests carry.
-        assert client.get(url + "/?token=wrong").status_code == 401
+        wrong = client.get(url + "/?token=wrong")
+        assert wrong.status_code == 401
+        assert "set-cookie" not in wrong.headers
+        assert client.get(url + "/v1/runs/x?token=s3cret").status_code == 401  # only the page takes ?token=
         page = client.get(url + "/?token=s3cret")
         assert page.status_code == 200
-        assert "HttpOnly" in page.headers["set-cookie"]
+        attributes = [a.strip() for a in page.headers["set-cookie"].split(";")]
+        assert attributes[0] == "tracedagent_token=s3cret"
+        assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= set(attributes)
         assert client.get(url + "/static/app.js").status_code == 200  # with the cookie
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}).status_code == 200
 
