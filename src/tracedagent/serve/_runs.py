@@ -245,11 +245,12 @@ class Runs:
         under ``parent``; with an ``encoder`` its events go to ``Started.queue`` as a stream. Past
         ``max_concurrent_runs`` raise :class:`Refused` (429)."""
         self._enter()
-        streams = encoder is not None
+        streams = False
         try:
             ensure_forwarder()
-            if streams:
+            if encoder is not None:
                 open_stream()
+                streams = True
             queue: asyncio.Queue[bytes | None] | None = asyncio.Queue() if encoder is not None else None
 
             def sink(event: Event) -> None:
