@@ -9,8 +9,12 @@
 2. 1,000 concurrent SSE streams on one server process, each a run whose tool waits 1 s (so they are all
    open at once): errors, and the server's memory (RSS) before, at its peak and after, over two rounds.
 
-    python benchmarks/serve.py            # both parts
-    python benchmarks/serve.py --quick    # fewer requests, 200 streams
+    python benchmarks/serve.py                   # both parts
+    python benchmarks/serve.py --quick           # fewer requests, 200 streams
+    python benchmarks/serve.py --part overhead   # the first part only (--part streams: the second)
+
+The first part also prints CPU time per request (the server process's, each kind in a block of its
+own), which a loaded machine disturbs much less than the wall-clock medians.
 
 Figures are printed, not asserted.
 """
@@ -123,6 +127,12 @@ class Server:
                     raise RuntimeError("the benchmark server did not start") from None
                 time.sleep(0.1)
 
+    def cpu_s(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def rss_mb(self) -> float:
         import psutil
 
@@ -154,8 +164,20 @@ def overhead(requests: int) -> None:
             streams.append(time.perf_counter() - t)
         return runs, streams
 
+    async def in_process_cpu(n: int) -> tuple[float, float]:
+        t = time.process_time()
+        for i in range(n):
+            await agent.run(f"add {i} 2 3")
+        run_cpu = (time.process_time() - t) / n
+        t = time.process_time()
+        for i in range(n):
+            async for _ in agent.stream(f"add {i} 2 3"):
+                pass
+        return run_cpu, (time.process_time() - t) / n
+
     asyncio.run(in_process(50))  # warm up
     local_run, local_stream = asyncio.run(in_process(requests))
+    local_cpu = asyncio.run(in_process_cpu(requests))
     server = Server()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -163,27 +185,35 @@ def overhead(requests: int) -> None:
             probe = client.post("/v1/runs", json={"input": "add 1 2 3"}, headers=sse)
             events = probe.text.count("\nevent: ") + probe.text.startswith("event: ")
             samples: dict[str, list[float]] = {"run_json": [], "run_sse": [], "bare_json": [], "bare_sse": []}
+
+            def request(name: str, i: int) -> httpx.Response:
+                body = {"input": f"add {i} 2 3"}
+                if name == "run_json":
+                    return client.post("/v1/runs", json=body)
+                if name == "bare_json":
+                    return client.post("/bare/json", json=body)
+                if name == "run_sse":
+                    return client.post("/v1/runs", json=body, headers=sse)
+                return client.post(f"/bare/sse?events={events}", json=body, headers=sse)
+
             for i in range(requests + 50):
-                calls = (
-                    ("run_json", lambda i=i: client.post("/v1/runs", json={"input": f"add {i} 2 3"})),
-                    ("bare_json", lambda i=i: client.post("/bare/json", json={"input": f"add {i} 2 3"})),
-                    ("run_sse", lambda i=i: client.post("/v1/runs", json={"input": f"add {i} 2 3"}, headers=sse)),
-                    (
-                        "bare_sse",
-                        lambda i=i: client.post(
-                            f"/bare/sse?events={events}", json={"input": f"add {i} 2 3"}, headers=sse
-                        ),
-                    ),
-                )
-                for name, call in calls:
+                for name in samples:
                     t = time.perf_counter()
-                    r = call()
+                    r = request(name, i)
                     elapsed = time.perf_counter() - t
                     assert r.status_code == 200, r.text
                     if name == "run_json":
                         assert r.json()["output"] == f"The answer is {i + 5}"
                     if i >= 50:
                         samples[name].append(elapsed)
+            # The server's CPU time per request, each kind in a block of its own: on a loaded machine the
+            # wall-clock medians carry the scheduler's delays, CPU time much less.
+            cpu: dict[str, float] = {}
+            for name in samples:
+                before = server.cpu_s()
+                for i in range(requests):
+                    request(name, i)
+                cpu[name] = (server.cpu_s() - before) / requests
     finally:
         server.stop()
     m = {k: median_ms(v) for k, v in samples.items()}
@@ -201,6 +231,15 @@ def overhead(requests: int) -> None:
         f"{'SSE':10} {stream_ms:11.3f} {m['run_sse']:10.3f} {added_sse:8.3f} {m['bare_sse']:16.3f} "
         f"{added_sse / m['bare_sse']:10.2f}x <= 2x   ({events} events per stream, the bare one sends as many)"
     )
+    print("\n   CPU time per request (us): the run in-process, the server's for the run and for the bare endpoint")
+    print(f"{'':10} {'in-process':>11} {'server':>10} {'added':>8} {'bare server':>16} {'added/bare':>11}")
+    for label, local, run_key, bare_key in (("JSON", local_cpu[0], "run_json", "bare_json"),
+                                            ("SSE", local_cpu[1], "run_sse", "bare_sse")):  # fmt: skip
+        added = cpu[run_key] - local
+        print(
+            f"{label:10} {local * 1e6:11.0f} {cpu[run_key] * 1e6:10.0f} {added * 1e6:8.0f} "
+            f"{cpu[bare_key] * 1e6:16.0f} {added / cpu[bare_key]:10.2f}x"
+        )
 
 
 def many_streams(count: int) -> None:
@@ -260,9 +299,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and 200 streams")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--streams", type=int, default=None)
+    parser.add_argument("--part", choices=("all", "overhead", "streams"), default="all")
     args = parser.parse_args()
-    overhead(args.requests or (100 if args.quick else 500))
-    many_streams(args.streams or (200 if args.quick else 1000))
+    if args.part in ("all", "overhead"):
+        overhead(args.requests or (100 if args.quick else 500))
+    if args.part in ("all", "streams"):
+        many_streams(args.streams or (200 if args.quick else 1000))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 from pydantic import TypeAdapter
 from serve_server import uvicorn_server
 
-from tracedagent import Agent, RunEnded, RunStarted, tool
+from tracedagent import Agent, RunEnded, RunStarted, SQLiteCheckpointStore, ToolCall, tool
 from tracedagent._demo import build_demo_agent
 from tracedagent.serve import asgi_app
 from tracedagent.testing import FunctionModel, RecordingTracer
@@ -44,16 +45,18 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 class Gate:
-    """Holds the slow tool until the test opens it."""
+    """Holds the slow tool until the test opens it; ``entered`` says the tool is waiting."""
 
     def __init__(self) -> None:
         self.open = threading.Event()
+        self.entered = threading.Event()
 
 
-def slow_agent(gate: Gate, plugins: list[object] = ()) -> Agent:  # type: ignore[assignment]
+def slow_agent(gate: Gate, plugins: list[object] = (), checkpoints: Any = None) -> Agent:  # type: ignore[assignment]
     @tool
     async def wait_here() -> str:
         """Waits until the test lets it go."""
+        gate.entered.set()
         while not gate.open.is_set():  # noqa: ASYNC110  # a threading.Event, set from the test's thread
             await asyncio.sleep(0.01)
         return "let go"
@@ -65,7 +68,7 @@ def slow_agent(gate: Gate, plugins: list[object] = ()) -> Agent:  # type: ignore
             return "done waiting"
         return [ToolCall.of("w0", "wait_here", {})]
 
-    return Agent("slow", FunctionModel(brain), tools=[wait_here], plugins=list(plugins))
+    return Agent("slow", FunctionModel(brain), tools=[wait_here], plugins=list(plugins), checkpoints=checkpoints)
 
 
 @pytest.fixture
@@ -302,6 +305,150 @@ def test_agui_interrupts_for_approval_and_resumes(demo: str) -> None:
     assert results[0].content == "seat 14A booked on TA555"
 
 
+def agui_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "threadId": "thread-r",
+        "runId": "r1",
+        "state": {},
+        "messages": [{"id": "m1", "role": "user", "content": text}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {},
+        **extra,
+    }
+
+
+def reasoning_of(events: list[Any]) -> list[str]:
+    """Each reasoning message's text, checking that it is opened and closed as AG-UI says:
+    REASONING_START, REASONING_MESSAGE_START (role reasoning), _CONTENT..., _END, REASONING_END, with
+    one message id, and never inside an open text message."""
+    found: list[str] = []
+    current: str | None = None
+    texting = False
+    for e in events:
+        kind = e.type.value
+        if kind == "TEXT_MESSAGE_START":
+            assert current is None
+            texting = True
+        elif kind == "TEXT_MESSAGE_END":
+            texting = False
+        elif kind == "REASONING_START":
+            assert current is None
+            assert not texting
+            current = e.message_id
+            found.append("")
+        elif kind == "REASONING_MESSAGE_START":
+            assert (e.message_id, e.role) == (current, "reasoning")
+        elif kind == "REASONING_MESSAGE_CONTENT":
+            assert e.message_id == current
+            found[-1] += e.delta
+        elif kind == "REASONING_MESSAGE_END":
+            assert e.message_id == current
+        elif kind == "REASONING_END":
+            assert e.message_id == current
+            current = None
+        else:
+            assert current is None or kind == "STATE_SNAPSHOT", f"{kind} inside a reasoning message"
+    assert current is None
+    return found
+
+
+def test_agui_sends_the_models_thinking_as_reasoning_events() -> None:
+    from tracedagent.testing import ScriptedModel, Step
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    model = ScriptedModel(
+        [
+            Step(
+                thinking="The user asks about Lisbon: call the weather tool.",
+                tool_calls=[("get_weather", {"city": "Lisbon"})],
+            ),
+            Step(thinking="It is sunny.", text="Sunny in Lisbon.", chunks=3),
+        ]
+    )
+    with uvicorn_server(asgi_app(Agent("thinker", model, tools=[get_weather]))) as running:
+        r = httpx.post(running.url + "/agui", json=agui_body("Weather in Lisbon?"))
+    events = agui_events(r.text)
+    types = [e.type.value for e in events]
+    assert reasoning_of(events) == ["The user asks about Lisbon: call the weather tool.", "It is sunny."]
+    # the first thinking comes before the tool call, the second after its result and before the answer
+    starts = [i for i, t in enumerate(types) if t == "REASONING_START"]
+    ends = [i for i, t in enumerate(types) if t == "REASONING_END"]
+    assert ends[0] < types.index("TOOL_CALL_START")
+    assert types.index("TOOL_CALL_RESULT") < starts[1]
+    assert ends[1] < types.index("TEXT_MESSAGE_START")
+    assert "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT") == "Sunny in Lisbon."
+    assert types[-1] == "RUN_FINISHED"
+
+
+def test_agui_sends_the_thinking_of_a_resumed_run_as_reasoning_events() -> None:
+    from tracedagent.testing import ScriptedModel, Step
+
+    @tool(needs_approval=True)
+    def book(seat: str) -> str:
+        """Book a seat."""
+        return f"booked {seat}"
+
+    model = ScriptedModel(
+        [
+            Step(thinking="Booking needs an approval.", tool_calls=[ToolCall.of("k1", "book", {"seat": "2C"})]),
+            Step(thinking="The booking went through; say so.", text="Seat 2C is yours."),
+        ]
+    )
+    with uvicorn_server(asgi_app(Agent("booker", model, tools=[book]))) as running:
+        paused = agui_events(httpx.post(running.url + "/agui", json=agui_body("Book 2C")).text)
+        assert reasoning_of(paused) == ["Booking needs an approval."]
+        assert paused[-1].outcome.type == "interrupt"
+        (interrupt,) = paused[-1].outcome.interrupts
+        again = agui_body(
+            "Book 2C", runId="r2", resume=[{"interruptId": interrupt.id, "status": "resolved", "payload": True}]
+        )
+        events = agui_events(httpx.post(running.url + "/agui", json=again).text)
+    assert reasoning_of(events) == ["The booking went through; say so."]
+    types = [e.type.value for e in events]
+    assert types.index("TOOL_CALL_RESULT") < types.index("REASONING_START") < types.index("TEXT_MESSAGE_START")
+    assert "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT") == "Seat 2C is yours."
+    assert events[-1].outcome.type == "success"
+
+
+def test_agui_streams_anthropic_thinking_over_the_wire_as_reasoning_events() -> None:
+    """The Anthropic adapter against the loopback wire server (Anthropic's SSE bytes, real sockets): its
+    streamed thinking deltas reach an AG-UI client as reasoning events, before the tool call."""
+    from wire_server import Reply, wire_server
+
+    from tracedagent.models import AnthropicModel
+
+    transcripts = Path(__file__).parent / "transcripts" / "anthropic"
+
+    def reply(name: str) -> Reply:
+        body = (transcripts / f"{name}.sse").read_bytes()
+        return Reply(chunks=[block + b"\n\n" for block in body.split(b"\n\n") if block])
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        return {"Paris": "18°C"}[city]
+
+    with wire_server() as wire:
+        wire.queue(reply("thinking_tool"), reply("text"))
+        model = AnthropicModel("claude-sonnet-4-5", base_url=wire.url, api_key="sk-ant-test", read_timeout=5.0)
+        thinking = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+        agent = Agent("weather", model, tools=[get_weather], model_settings=thinking)
+        with uvicorn_server(asgi_app(agent)) as running:
+            r = httpx.post(running.url + "/agui", json=agui_body("Weather in Paris?"))
+            asyncio.run_coroutine_threadsafe(model.aclose(), running.loop).result(30)
+    events = agui_events(r.text)
+    assert reasoning_of(events) == ["The user wants the weather in Paris. I should call get_weather."]
+    types = [e.type.value for e in events]
+    assert types.index("REASONING_END") < types.index("TOOL_CALL_START")
+    assert [e.content for e in events if e.type.value == "TOOL_CALL_RESULT"] == ["18°C"]
+    assert events[-1].outcome.type == "success"
+
+
 def test_agui_refuses_a_body_that_is_not_run_agent_input(demo: str) -> None:
     r = httpx.post(demo + "/agui", json={"threadId": "t"})
     assert r.status_code == 422
@@ -365,6 +512,74 @@ def test_a_client_that_disconnects_mid_stream_cancels_the_run_with_one_end_event
         assert client.get(running.url + "/healthz").json()["active_runs"] == 0
 
 
+def _wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_a_json_client_that_disconnects_cancels_the_run_and_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    gate = Gate()
+    recording = RecordingTracer()
+    path = tmp_path / "runs.db"
+    agent = slow_agent(gate, [recording], checkpoints=SQLiteCheckpointStore(path))
+    with uvicorn_server(asgi_app(agent)) as running, httpx.Client(base_url=running.url) as client:
+        body = json.dumps({"input": "wait"}).encode()
+        head = (
+            "POST /v1/runs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+            sock.sendall(head.encode() + body)
+            assert gate.entered.wait(30)  # the run is in its tool call, the client waits for JSON...
+        # ...and closes its socket: the server notices and cancels the run.
+        _wait_for(lambda: recording.of_type(RunEnded), "the run's end")
+        time.sleep(0.1)  # room for a second end event, if there were one
+        assert [e.status for e in recording.of_type(RunEnded)] == ["cancelled"]
+        assert recording.unmatched() == []
+        assert not gate.open.is_set()
+        (started,) = recording.of_type(RunStarted)
+        run_id = started.run_id
+        assert client.get(f"/v1/runs/{run_id}").json()["status"] == "cancelled"
+        _wait_for(lambda: client.get("/healthz").json()["active_runs"] == 0, "no active run")
+        # The checkpoint says so too (read from the file by a store of its own), and the run resumes from it.
+        checkpoint = asyncio.run(SQLiteCheckpointStore(path).load(run_id))
+        assert checkpoint is not None
+        assert checkpoint.status == "cancelled"
+        gate.open.set()
+        resumed = client.post(f"/v1/runs/{run_id}/resume", json={})
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "completed"
+        assert resumed.json()["output"] == "done waiting"
+    assert [e.status for e in recording.of_type(RunEnded)] == ["cancelled", "completed"]
+
+
+def test_span_events_are_forwarded_only_while_a_stream_is_open() -> None:
+    """A run answered as JSON needs only its start and end: with a plugin on the span hooks every run of
+    the process would build those events, so that plugin is there only while a stream is open."""
+    from tracedagent import _plugins
+    from tracedagent.serve._tap import FORWARDER, SPAN_FORWARDER
+
+    gate = Gate()
+    registered = _plugins.global_plugin_manager().is_registered
+    with uvicorn_server(asgi_app(slow_agent(gate))) as running, httpx.Client(base_url=running.url) as client:
+        assert not registered(SPAN_FORWARDER)
+        with client.stream("POST", "/v1/runs", json={"input": "wait"}, headers={"accept": "text/event-stream"}) as r:
+            lines = r.iter_lines()
+            assert next(lines) == "event: run_started"
+            assert registered(SPAN_FORWARDER)
+            gate.open.set()
+            assert "event: final_result" in list(lines)
+        _wait_for(lambda: not registered(SPAN_FORWARDER), "the span forwarder to go")
+        assert registered(FORWARDER)
+        answered = client.post("/v1/runs", json={"input": "x"})
+        assert answered.json()["output"] == "done waiting"
+        assert answered.headers["traceparent"].split("-")[1] == answered.json()["trace_id"]  # from the run forwarder
+        assert not registered(SPAN_FORWARDER)
+
+
 # --------------------------------------------------------------------------------- bad requests
 
 
@@ -426,10 +641,15 @@ def test_a_token_guards_every_route_but_healthz() -> None:
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}, headers=good).status_code == 200
         assert client.get(url + "/", headers=good).status_code == 200
         # The page: ?token= lets a browser in and leaves a cookie its own requests carry.
-        assert client.get(url + "/?token=wrong").status_code == 401
+        wrong = client.get(url + "/?token=wrong")
+        assert wrong.status_code == 401
+        assert "set-cookie" not in wrong.headers
+        assert client.get(url + "/v1/runs/x?token=s3cret").status_code == 401  # only the page takes ?token=
         page = client.get(url + "/?token=s3cret")
         assert page.status_code == 200
-        assert "HttpOnly" in page.headers["set-cookie"]
+        attributes = [a.strip() for a in page.headers["set-cookie"].split(";")]
+        assert attributes[0] == "tracedagent_token=s3cret"
+        assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= set(attributes)
         assert client.get(url + "/static/app.js").status_code == 200  # with the cookie
         assert client.post(url + "/v1/runs", json={"input": "Lisbon?"}).status_code == 200
 

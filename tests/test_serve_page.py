@@ -104,6 +104,16 @@ def test_the_page_talks_to_the_agent_draws_the_waterfall_and_approves_a_call(bro
         assert any("book_seat" in label for label in labels)
         assert browser.find_element(By.ID, "status").text == "completed"
         browser.save_screenshot(str(tmp_path / "serve-approved.png"))
+
+        # Deny: the run resumes with the call refused, and the page says so.
+        prompt.send_keys("Book me a window seat on TA555 again.\n")
+        deny = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".approval button.deny")))
+        deny.click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "messages"), "The booking was not made."))
+        wait.until(lambda d: browser.find_element(By.ID, "status").text == "completed")
+        assert not browser.find_element(By.ID, "approvals").is_displayed()
+        assert "decided" in browser.find_element(By.ID, "messages").text
+        assert ("tool", "book_seat b0", "denied") in rows(browser)  # the refused call, drawn as denied
         if os.environ.get("TRACEDAGENT_UPDATE_SCREENSHOT") == "1":
             DOCS.mkdir(exist_ok=True)
             shutil.copy(shot, DOCS / "serve.png")

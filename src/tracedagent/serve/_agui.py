@@ -2,9 +2,13 @@
 
 A request is a ``RunAgentInput``: its ``messages`` are the conversation (the last one, usually the
 user's, is what the agent answers). The response is AG-UI's SSE stream: ``RUN_STARTED``, a
-``STATE_SNAPSHOT`` with the run's ids under ``tracedagent``, ``TEXT_MESSAGE_START`` / ``_CONTENT`` /
-``_END`` for the answer, ``TOOL_CALL_START`` / ``_ARGS`` / ``_END`` and ``TOOL_CALL_RESULT`` for each tool
-call, a last ``STATE_SNAPSHOT`` (status, usage), then ``RUN_FINISHED`` or ``RUN_ERROR``.
+``STATE_SNAPSHOT`` with the run's ids under ``tracedagent``, ``REASONING_START`` /
+``REASONING_MESSAGE_START`` / ``_CONTENT`` / ``_END`` / ``REASONING_END`` for the model's thinking (where
+the model gives it: ``ThinkingDelta`` as it streams, ``Message.thinking`` of each model call of a
+resume), ``TEXT_MESSAGE_START`` / ``_CONTENT`` / ``_END`` for the answer, ``TOOL_CALL_START`` / ``_ARGS``
+/ ``_END`` and ``TOOL_CALL_RESULT`` for each tool call, a last ``STATE_SNAPSHOT`` (status, usage), then
+``RUN_FINISHED`` or ``RUN_ERROR``. The thinking goes out like the answer's text: the client asked for the
+run, and ``POST /v1/runs`` sends the same ``thinking_delta`` events.
 
 A run that pauses for approval finishes with AG-UI's interrupt outcome: one ``Interrupt`` per pending
 call (its ``id`` is the call id, ``metadata.run_id`` the tracedagent run). The client answers with a new
@@ -21,6 +25,11 @@ from typing import Any
 
 from ag_ui.core import (
     Interrupt,
+    ReasoningEndEvent,
+    ReasoningMessageContentEvent,
+    ReasoningMessageEndEvent,
+    ReasoningMessageStartEvent,
+    ReasoningStartEvent,
     RunAgentInput,
     RunErrorEvent,
     RunFinishedCancelledOutcome,
@@ -40,9 +49,9 @@ from ag_ui.core import (
 from ag_ui.encoder import EventEncoder
 
 from .._approval import Approval
-from .._events import ToolCallEnded, ToolCallStarted
+from .._events import ModelCallEnded, RunResumed, RunStarted, ToolCallEnded, ToolCallStarted
 from .._messages import Message, ToolCall
-from .._model import TextDelta
+from .._model import TextDelta, ThinkingDelta
 from .._result import RunResult
 from ._runs import Refused, ServedAgent
 from ._tap import Tap
@@ -120,8 +129,12 @@ class AguiEncoder:
         self.threads = threads
         self.encoder = EventEncoder()
         self.message_id: str | None = None
+        self.reasoning_id: str | None = None
         self.texted = False
         self.run_id: str | None = None
+        # A new run streams its text and thinking; a resume does not (agent.resume), so its thinking is
+        # taken from each model call's message as the call ends.
+        self.streamed = not agui.resume
 
     def _out(self, *events: Any) -> bytes:
         return "".join(self.encoder.encode(e) for e in events).encode()
@@ -141,17 +154,52 @@ class AguiEncoder:
         return self._out(started, self._state(**ids))
 
     def _close_text(self) -> list[Any]:
+        """The end of the answer's text or of the thinking, whichever is open (one is, at most)."""
         if self.message_id is None:
-            return []
+            return self._close_reasoning()
         ended = TextMessageEndEvent(message_id=self.message_id)
         self.message_id = None
         return [ended]
 
+    def _open_reasoning(self) -> list[Any]:
+        if self.reasoning_id is not None:
+            return []
+        closed = self._close_text()
+        self.reasoning_id = reasoning_id = uuid.uuid4().hex
+        return [
+            *closed,
+            ReasoningStartEvent(message_id=reasoning_id),
+            ReasoningMessageStartEvent(message_id=reasoning_id, role="reasoning"),
+        ]
+
+    def _close_reasoning(self) -> list[Any]:
+        if self.reasoning_id is None:
+            return []
+        reasoning_id, self.reasoning_id = self.reasoning_id, None
+        return [ReasoningMessageEndEvent(message_id=reasoning_id), ReasoningEndEvent(message_id=reasoning_id)]
+
+    def _reasoning(self, text: str) -> list[Any]:
+        events = self._open_reasoning()
+        assert self.reasoning_id is not None
+        return [*events, ReasoningMessageContentEvent(message_id=self.reasoning_id, delta=text)]
+
     def item(self, event: object) -> bytes | None:
+        if isinstance(event, ThinkingDelta):
+            return self._out(*self._reasoning(event.text)) if event.text else None
+        if isinstance(event, RunStarted | RunResumed):
+            self.run_id = self.run_id or event.run_id  # the first is the top run's (Tap.first)
+            return None
+        if isinstance(event, ModelCallEnded):
+            if event.run_id != self.run_id or event.purpose == "compaction":
+                return None
+            if self.streamed:  # its thinking has been streamed: a tool call or the answer comes next
+                return self._out(*self._close_reasoning()) if self.reasoning_id else None
+            thinking = event.output.thinking if event.output is not None else None
+            return self._out(*self._reasoning(thinking), *self._close_reasoning()) if thinking else None
         if isinstance(event, TextDelta):
             if not event.text:
                 return None
-            events: list[Any] = []
+            events: list[Any] = self._close_reasoning()
             if self.message_id is None:
                 self.message_id = uuid.uuid4().hex
                 events.append(TextMessageStartEvent(message_id=self.message_id, role="assistant"))

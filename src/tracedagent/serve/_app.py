@@ -9,7 +9,6 @@ not fit (unknown fields, wrong types), 429 (with ``Retry-After``) past ``max_con
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from ._agui import AguiEncoder, agui_call
 from ._auth import BearerAuth
 from ._bodies import ResumeBody, RunBody
 from ._runs import Refused, Runs, ServedAgent, SSEEncoder, resume_call, run_call
-from ._sse import EventStream
+from ._sse import EventStream, finished_or_gone
 from ._tap import parent_from
-from ._wire import error_json, result_json
+from ._wire import dumps, error_json, result_json
 
 __all__ = ["ServeSettings", "asgi_app", "settings_from_env"]
 
@@ -92,31 +91,41 @@ def _refused(exc: Refused) -> Response:
     return _error(exc.status, exc.kind, str(exc), headers)
 
 
-async def _body(request: Request, limit: int) -> Any:
-    """The request's JSON, at most ``limit`` bytes (413 past it, without reading the rest)."""
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, at most ``limit`` bytes (413 past it, without reading the rest)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise Refused(413, "body_too_large", f"the body has {int(length)} bytes; this server takes at most {limit}")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
+    receive = request.receive
+    data = b""
+    while True:  # the ASGI messages themselves: Starlette's request.stream() is a generator around them
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "client_disconnected", "the client went away before it had sent its body")
+        data += bytes(message.get("body", b""))
         if len(data) > limit:
             raise Refused(413, "body_too_large", f"the body is over {limit} bytes, the most this server takes")
+        if not message.get("more_body", False):
+            break
     if not data:
         raise Refused(400, "malformed_json", "the body is empty; send a JSON object")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise Refused(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    return data
 
 
-def _validated(model: type[M], data: Any) -> M:
+def _validated(model: type[M], data: bytes) -> M:
+    """``data`` parsed and checked in one pass (pydantic's JSON parser): 400 when it is not JSON, 422 when
+    it does not fit ``model``."""
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        broken = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if broken is not None:
+            reason = broken.get("ctx", {}).get("error") or broken["msg"]
+            raise Refused(400, "malformed_json", f"the body is not valid JSON: {reason}") from None
         problems = [
             {"loc": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False)
+            for e in errors
         ]
         summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
         raise Refused(422, "invalid_body", f"the body does not fit {model.__name__}: {summary}") from None
@@ -161,8 +170,11 @@ def asgi_app(
             assert started.queue is not None
             return EventStream(started.queue, started.task, started.headers, keepalive_s=keepalive_s)  # type: ignore[return-value]
         started = runs.start(call(False), parent, encoder=None)
-        result, error = await started.task
-        return _result_response(result, error, started.headers)
+        if not await finished_or_gone(started.task, request.receive):
+            # The client went away and the run is cancelled; nobody reads this (nginx's "client closed").
+            return Response(status_code=499)
+        result, error = started.task.result()
+        return _result_response(result, error, started.headers)  # type: ignore[no-any-return]
 
     async def start_run(request: Request) -> Response:
         body = _validated(RunBody, await _body(request, body_limit))
@@ -232,8 +244,27 @@ def asgi_app(
     return BearerAuth(app, token) if token else app
 
 
-def _result_response(result: Any, error: BaseException | None, headers: dict[str, str]) -> Response:
+def _result_response(result: Any, error: BaseException | None, headers: dict[str, str]) -> Any:
     if result is None:
         message = str(error) if error is not None else "the run ended without a result"
         return _error(500, type(error).__name__ if error is not None else "no_result", message, headers)
-    return JSONResponse(result_json(result, error), headers=headers)
+    return JSONBody(dumps(result_json(result, error)), headers)
+
+
+class JSONBody:
+    """A 200 answer whose JSON is already bytes: sent as it is, in two ASGI messages (what Starlette's
+    ``Response`` does too, without its header and background machinery)."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
+        self.headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})

@@ -22,10 +22,14 @@ from .._messages import Message, Usage
 from .._result import RunResult
 from .._stream import FinalResult
 from ..exceptions import RunError, RunRejected, UserError
-from ._tap import Tap, current_tap, ensure_forwarder
+from ._tap import Tap, close_stream, current_tap, ensure_forwarder, open_stream
 from ._wire import event_json, event_type, interruption_json, result_json, sse, traceparent_of, usage_json
 
 __all__ = ["Encoder", "Refused", "RunRecord", "Runs", "SSEEncoder", "ServedAgent", "Started", "resume_call", "run_call"]
+
+
+#: What a run answered as JSON needs of its events: the record's status, interruptions and usage.
+_RECORDED: tuple[type[Event], ...] = (RunStarted, RunResumed, RunInterrupted, RunEnded)
 
 
 class ServedAgent(Protocol):
@@ -164,8 +168,10 @@ class Runs:
             )
         self.active += 1
 
-    def _leave(self) -> None:
+    def _leave(self, streamed: bool) -> None:
         self.active -= 1
+        if streamed:
+            close_stream()
 
     # --------------------------------------------------------------------------------- records
 
@@ -239,8 +245,12 @@ class Runs:
         under ``parent``; with an ``encoder`` its events go to ``Started.queue`` as a stream. Past
         ``max_concurrent_runs`` raise :class:`Refused` (429)."""
         self._enter()
+        streams = False
         try:
             ensure_forwarder()
+            if encoder is not None:
+                open_stream()
+                streams = True
             queue: asyncio.Queue[bytes | None] | None = asyncio.Queue() if encoder is not None else None
 
             def sink(event: Event) -> None:
@@ -250,11 +260,13 @@ class Runs:
                     if chunk:
                         queue.put_nowait(chunk)
 
-            tap = Tap(sink, streaming=True)
+            tap = Tap(sink, streaming=True, kinds=None if encoder is not None else _RECORDED)
             task = asyncio.ensure_future(self._drive(call, parent, tap, queue, encoder))
         except BaseException:
-            self._leave()
+            self._leave(streams)
             raise
+        # Not a `finally` in the task: a task cancelled before its first step never runs its body.
+        task.add_done_callback(lambda _: self._leave(streams))
         return Started(tap, task, queue)
 
     async def first_span(self, started: Started) -> None:
@@ -309,12 +321,10 @@ class Runs:
             if tap.first is None and isinstance(exc, UserError):
                 raise Refused(422, "bad_request", str(exc)) from None
             error = exc
-        finally:
-            self._leave()
-        # Span events are handed over after the step that fired them: let the last ones through first.
-        await asyncio.sleep(0)
         self._finish(result, error)
         if put is not None and encoder is not None:
+            # Span events are handed over after the step that fired them: let the last ones through first.
+            await asyncio.sleep(0)
             put(encoder.end(result, error))
             put(None)
         return result, error

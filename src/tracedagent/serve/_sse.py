@@ -1,7 +1,8 @@
-"""``EventStream``: an ASGI response that sends a run's SSE messages as they come.
+"""``EventStream``: an ASGI response that sends a run's SSE messages as they come; ``finished_or_gone``:
+the same watch for a run answered as JSON.
 
-It watches the connection while it streams: when the client goes away, the run (``task``) is cancelled
-at once, not at the next write, so a run nobody listens to stops and ends with exactly one ``on_run_end``
+Both watch the connection while the run goes: when the client goes away, the run (``task``) is cancelled
+at once, not at the next write, so a run nobody waits for stops and ends with exactly one ``on_run_end``
 (status ``cancelled``). While the run is quiet a keep-alive comment goes out every ``keepalive_s``.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from ._wire import KEEPALIVE
 
-__all__ = ["EventStream"]
+__all__ = ["EventStream", "finished_or_gone"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -55,12 +56,9 @@ class EventStream:
             beat = loop.call_later(self.keepalive_s, keepalive)
 
         async def watch() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    task.cancel()
-                    queue.put_nowait(None)
-                    return
+            await _disconnect(receive)
+            task.cancel()
+            queue.put_nowait(None)
 
         watcher = asyncio.ensure_future(watch())
         if self.keepalive_s > 0:
@@ -93,3 +91,42 @@ class EventStream:
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has gone (the request's body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def finished_or_gone(task: asyncio.Future[Any], receive: Receive) -> bool:
+    """Wait for ``task`` (a run answered as JSON) while watching the connection: True when it has
+    finished; when the client goes away first, cancel the run, wait until it has ended (its one
+    ``on_run_end``, status ``cancelled``) and return False. A cancelled request cancels the run too."""
+    gone = False
+
+    def cancel_run(watcher: asyncio.Future[Any]) -> None:
+        nonlocal gone
+        if not watcher.cancelled() and watcher.exception() is None:
+            gone = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(_disconnect(receive))
+    watcher.add_done_callback(cancel_run)
+    try:
+        await task
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if not gone or (me is not None and me.cancelling()):
+            raise  # this request was cancelled (the server is stopping), not the run by the watcher
+        return False
+    except Exception:
+        return True  # the run could not start (Refused): the caller reads that from the task
+    finally:
+        watcher.remove_done_callback(cancel_run)
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    return True

@@ -1,8 +1,9 @@
 """The served run's span events, forwarded to the request that started it, and the caller's trace.
 
 The stream of ``agent.stream()`` has text, tool calls and usage, but not the spans of model calls or of
-the run segment, which the page's waterfall draws. One process-wide plugin, :data:`FORWARDER`, hands
-every event to the :class:`Tap` of the request whose run (or sub-run) fires it: the tap lives in a
+the run segment, which the page's waterfall draws. Process-wide plugins hand each event to the
+:class:`Tap` of the request whose run (or sub-run) fires it: :data:`FORWARDER` the runs' starts and ends,
+always, and :data:`SPAN_FORWARDER` the model and tool calls while a stream is open. The tap lives in a
 context variable set for the run's task, so runs that no request started cost one lookup per event.
 
 An incoming ``traceparent`` becomes the run's parent: the run's task starts with it as the current
@@ -35,7 +36,16 @@ from .._events import (
 from .._ids import SpanContext
 from ..hookspecs import hookimpl
 
-__all__ = ["FORWARDER", "Tap", "current_tap", "ensure_forwarder", "parent_from"]
+__all__ = [
+    "FORWARDER",
+    "SPAN_FORWARDER",
+    "Tap",
+    "close_stream",
+    "current_tap",
+    "ensure_forwarder",
+    "open_stream",
+    "parent_from",
+]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _STREAMED = (ToolCallStarted, ToolCallEnded, RunInterrupted)
@@ -60,15 +70,23 @@ class Tap:
     run's current step (so span events keep their order with the stream's events); ``streaming`` says the
     top run's tool calls and interruption come through ``agent.stream()`` already. ``first`` is the top
     run's first event (``RunStarted``, or ``RunResumed`` for a resume): its span is the response's
-    ``traceparent``."""
+    ``traceparent``. With ``kinds``, only events of those types reach ``sink`` (an answer as JSON needs
+    the run's start and end, not each span)."""
 
-    __slots__ = ("first", "loop", "sink", "started", "streaming", "thread")
+    __slots__ = ("first", "kinds", "loop", "sink", "started", "streaming", "thread")
 
-    def __init__(self, sink: Callable[[Event], None], *, streaming: bool) -> None:
+    def __init__(
+        self,
+        sink: Callable[[Event], None],
+        *,
+        streaming: bool,
+        kinds: tuple[type[Event], ...] | None = None,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
         self.sink = sink
         self.streaming = streaming
+        self.kinds = kinds
         self.first: RunStarted | RunResumed | None = None
         self.started = asyncio.Event()
 
@@ -76,7 +94,15 @@ class Tap:
         first = self.first
         if first is None and isinstance(event, RunStarted | RunResumed):
             self.first = first = event
-            self._call(self.started.set)
+            if self.kinds is None:  # a stream waits for it (Runs.first_span)
+                self._call(self.started.set)
+        if self.kinds is not None:  # no stream to keep in order: on the loop's thread, at once
+            if isinstance(event, self.kinds):
+                if threading.get_ident() == self.thread:
+                    self.sink(event)
+                else:
+                    self._call(self.sink, event)
+            return
         if self.streaming and first is not None and event.run_id == first.run_id and isinstance(event, _STREAMED):
             return
         self._call(self.sink, event)
@@ -101,8 +127,9 @@ def _forward(event: Event) -> None:
         tap.deliver(event)
 
 
-class _Forwarder:
-    """The process-wide plugin that hands each event of a served run to its request's tap."""
+class _RunForwarder:
+    """The process-wide plugin that hands the start, pause and end of each served run to its request's
+    tap: every request needs them (the response's ``traceparent``, ``GET /v1/runs/{run_id}``)."""
 
     name = "tracedagent-serve"
 
@@ -117,6 +144,19 @@ class _Forwarder:
     @hookimpl
     def on_run_end(self, event: RunEnded) -> None:
         _forward(event)
+
+    @hookimpl
+    def on_interrupt(self, event: RunInterrupted) -> None:
+        _forward(event)
+
+
+class _SpanForwarder:
+    """The plugin that hands the model and tool calls (and retries, compactions) of served runs to their
+    taps, for the streams that draw them. It is registered only while a stream is open: with a plugin on
+    a hook every run of the process builds and dispatches that hook's events, which a run answered as
+    JSON does not need (about a third of a small run's cost)."""
+
+    name = "tracedagent-serve-spans"
 
     @hookimpl
     def on_model_call_start(self, event: ModelCallStarted) -> None:
@@ -135,10 +175,6 @@ class _Forwarder:
         _forward(event)
 
     @hookimpl
-    def on_interrupt(self, event: RunInterrupted) -> None:
-        _forward(event)
-
-    @hookimpl
     def on_retry(self, event: RetryScheduled) -> None:
         _forward(event)
 
@@ -147,14 +183,43 @@ class _Forwarder:
         _forward(event)
 
 
-FORWARDER = _Forwarder()
+FORWARDER = _RunForwarder()
+SPAN_FORWARDER = _SpanForwarder()
 _lock = threading.Lock()
+_streams = 0
+
+
+_checked: tuple[object, int] | None = None  # (plugin manager, version) where FORWARDER was last seen
 
 
 def ensure_forwarder() -> None:
-    """Register :data:`FORWARDER` process-wide, once (again if the registry was replaced)."""
-    if _plugins.global_plugin_manager().is_registered(FORWARDER):
+    """Register :data:`FORWARDER` process-wide, once (again if the registry was replaced or it was
+    unregistered): a look at the registry's version per request, not a search of its plugins."""
+    global _checked
+    pm = _plugins.global_plugin_manager()
+    checked = _checked
+    if checked is not None and checked[0] is pm and checked[1] == _plugins.registry_version():
         return
     with _lock:
-        if not _plugins.global_plugin_manager().is_registered(FORWARDER):
-            _plugins.register(FORWARDER, _Forwarder.name)
+        if not pm.is_registered(FORWARDER):
+            _plugins.register(FORWARDER, _RunForwarder.name)
+        _checked = (pm, _plugins.registry_version())
+
+
+def open_stream() -> None:
+    """A stream of span events opens: :data:`SPAN_FORWARDER` is registered while any is open. Call it
+    before the run starts (a run takes the plugins as they are when it starts) and
+    :func:`close_stream` once the run is over."""
+    global _streams
+    with _lock:
+        _streams += 1
+        if not _plugins.global_plugin_manager().is_registered(SPAN_FORWARDER):
+            _plugins.register(SPAN_FORWARDER, _SpanForwarder.name)
+
+
+def close_stream() -> None:
+    global _streams
+    with _lock:
+        _streams -= 1
+        if _streams == 0 and _plugins.global_plugin_manager().is_registered(SPAN_FORWARDER):
+            _plugins.unregister(SPAN_FORWARDER)

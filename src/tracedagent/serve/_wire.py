@@ -9,16 +9,27 @@ ids of their span, so a client can draw the run's trace; the conversation a mode
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any
+
+from pydantic_core import to_json
 
 from .._events import ErrorInfo, Interruption
 from .._messages import Message, ToolCall, Usage
 from .._result import RunResult
 from .._stream import FinalResult
 
-__all__ = ["KEEPALIVE", "error_json", "event_json", "event_type", "result_json", "sse", "traceparent_of", "usage_json"]
+__all__ = [
+    "KEEPALIVE",
+    "dumps",
+    "error_json",
+    "event_json",
+    "event_type",
+    "result_json",
+    "sse",
+    "traceparent_of",
+    "usage_json",
+]
 
 #: An SSE comment: proxies and clients see traffic while a run is quiet.
 KEEPALIVE = b": keep-alive\n\n"
@@ -105,11 +116,13 @@ def error_json(kind: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def sse(kind: str, data: Any) -> bytes:
     """One SSE message. JSON never holds a raw newline, so ``data`` is one line."""
-    return b"event: " + kind.encode() + b"\ndata: " + _dumps(data).encode() + b"\n\n"
+    return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+def dumps(data: Any) -> bytes:
+    """Compact UTF-8 JSON (pydantic-core's encoder: a few times faster than ``json.dumps`` with
+    ``ensure_ascii=False``); a value JSON has no form for is written as its ``str()``."""
+    return to_json(data, fallback=str)
 
 
 def traceparent_of(trace_id: str, span_id: str) -> str:
