@@ -22,7 +22,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import EmbeddedResource, TextResourceContents
+from mcp_types import EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -102,6 +102,16 @@ def picture(ctx: Context) -> Image:
     """A one-pixel PNG."""
     seen("picture", ctx)
     return Image(data=PNG, format="png")
+
+
+@server.tool()
+def chart(ctx: Context) -> list[TextContent | ImageContent]:
+    """A caption and a one-pixel PNG, as two content blocks."""
+    seen("chart", ctx)
+    return [
+        TextContent(type="text", text="the chart"),
+        ImageContent(type="image", data=base64.b64encode(PNG).decode(), mime_type="image/png"),
+    ]
 
 
 @server.tool()

@@ -8,6 +8,7 @@ from typing import Any
 import pydantic_core
 from mcp_types import (
     AudioContent,
+    BlobResourceContents,
     CallToolResult,
     EmbeddedResource,
     ImageContent,
@@ -16,17 +17,38 @@ from mcp_types import (
     TextResourceContents,
 )
 
+from .._messages import Image, ToolText
+
 __all__ = ["result_text"]
 
 
 def result_text(result: CallToolResult) -> str:
     """The tool result as text: the structured content as JSON when the server gave one (its text blocks
     repeat it), else each content block in order: text as it is, an embedded text resource with its URI,
-    and images, audio and binary resources described by their type and size."""
+    and images, audio and binary resources described by their type and size.
+
+    Images (``ImageContent``, and embedded binary resources of an ``image/*`` type) also go to the model
+    itself: the text is then a :class:`~tracedagent._messages.ToolText` carrying them, and the tool
+    message has them as ``images`` (each described in the text as ``[image: image/png, 70 bytes]``, which
+    is all a model whose provider cannot take images in tool results sees)."""
+    images = tuple(image for image in map(_image, result.content) if image is not None)
     if result.structured_content is not None and not result.is_error:
-        return pydantic_core.to_json(result.structured_content).decode()
-    parts = [_block(block) for block in result.content]
-    return "\n".join(p for p in parts if p)
+        text = pydantic_core.to_json(result.structured_content).decode()
+        if images:
+            text = "\n".join([text, *(image.describe() for image in images)])
+    else:
+        text = "\n".join(p for p in map(_block, result.content) if p)
+    return ToolText(text, images) if images else text
+
+
+def _image(block: Any) -> Image | None:
+    if isinstance(block, ImageContent):
+        return Image(block.mime_type, block.data)
+    if isinstance(block, EmbeddedResource) and isinstance(block.resource, BlobResourceContents):
+        mime = block.resource.mime_type or ""
+        if mime.startswith("image/"):
+            return Image(mime, block.resource.blob)
+    return None
 
 
 def _size(data: str) -> int:
@@ -48,7 +70,10 @@ def _block(block: Any) -> str:
         if isinstance(resource, TextResourceContents):
             return f"[resource {resource.uri}]\n{resource.text}"
         mime = getattr(resource, "mime_type", None) or "application/octet-stream"
-        return f"[resource {resource.uri}: {mime}, {_size(getattr(resource, 'blob', ''))} bytes]"
+        size = _size(getattr(resource, "blob", ""))
+        if mime.startswith("image/"):
+            return f"[image {resource.uri}: {mime}, {size} bytes]"
+        return f"[resource {resource.uri}: {mime}, {size} bytes]"
     if isinstance(block, ResourceLink):
         return f"[resource link {block.uri}{f' ({block.name})' if block.name else ''}]"
     return str(getattr(block, "text", "") or "")
