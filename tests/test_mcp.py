@@ -184,11 +184,30 @@ async def test_the_list_is_cached_and_listed_again_when_the_server_says_it_chang
     first = await server.list_tools()
     assert await server.list_tools() == first  # cached: the same objects
     assert "extra" not in {t.name for t in first}
-    model = ScriptedModel([ToolCall("g", "grow"), "grown"])
-    await Agent("a", model, tools=[server]).run("go")
-    await until(lambda: server._stale)  # notifications/tools/list_changed arrived
+    # grow adds a tool and sends notifications/tools/list_changed before it answers: the same run's next
+    # model call is offered the new tool, and calls it.
+    model = ScriptedModel([ToolCall("g", "grow"), ToolCall("x", "extra"), "done"])
+    result = await Agent("a", model, tools=[server]).run("go")
+    assert "extra" not in {s.name for s in model.requests[0].tools}
+    assert "extra" in {s.name for s in model.requests[1].tools}
+    assert tool_message(model, 2) == '{"result":"extra!"}'
+    assert result.status == "completed"
+    assert server.list_changes == 1
+    # And every later run: the cache holds the new list.
     model = ScriptedModel([ToolCall("x", "extra"), "done"])
     await Agent("a", model, tools=[server]).run("again")
+    assert "extra" in {s.name for s in model.requests[0].tools}
+    assert tool_message(model) == '{"result":"extra!"}'
+
+
+async def test_over_http_a_list_change_reaches_the_next_run(record: Path, http_process: HTTPServerProcess) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        agent = Agent("a", ScriptedModel([ToolCall("g", "grow"), "grown"]), tools=[server])
+        await agent.run("go")
+        # Over streamable HTTP the notification may come on the session's own event stream, after the answer.
+        await until(lambda: server.list_changes == 1)
+        model = ScriptedModel([ToolCall("x", "extra"), "done"])
+        await Agent("a", model, tools=[server]).run("again")
     assert "extra" in {s.name for s in model.requests[0].tools}
     assert tool_message(model) == '{"result":"extra!"}'
 

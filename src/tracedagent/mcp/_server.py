@@ -154,6 +154,8 @@ class MCPServerBase:
         self._tools: dict[str, MCPTool] = {}
         self._listed_at: float | None = None
         self._stale = False
+        #: How many times the server said its tool list changed (``notifications/tools/list_changed``).
+        self.list_changes = 0
         #: Why the last listing failed (None after a good one).
         self.last_error: BaseException | None = None
         _servers.add(self)
@@ -257,6 +259,7 @@ class MCPServerBase:
             logger.debug("MCP server %r: %s", self.name, message)
             return
         if getattr(message, "method", None) == "notifications/tools/list_changed":
+            self.list_changes += 1
             self._stale = True
 
     async def aclose(self) -> None:
@@ -292,6 +295,7 @@ class MCPServerBase:
             and (self.cache_ttl is None or time.monotonic() - listed_at < self.cache_ttl)
         ):
             return list(self._tools.values())
+        changes = self.list_changes
         try:
             definitions = await self._list_definitions()
         except Exception as exc:
@@ -301,7 +305,7 @@ class MCPServerBase:
                 return list(self._tools.values())
             raise
         self.last_error = None
-        self._stale = False
+        self._stale = self.list_changes != changes  # a change said during the listing may not be in it
         self._listed_at = time.monotonic()
         self._tools = self._build(definitions)
         return list(self._tools.values())
@@ -349,6 +353,29 @@ class MCPServerBase:
             except ToolDefinitionError as exc:
                 logger.warning("MCP server %r: tool %r is not offered: %s", self.name, definition.name, exc)
         return tools
+
+    async def refresh(self, tools: dict[str, Tool]) -> None:
+        """Bring a run's ``tools`` up to date if the server said its list changed (after a call of one of
+        its tools, so that the model's next call sees the new list): its new tools are added (a name the
+        run already has stays), its removed ones taken away, its changed ones replaced."""
+        if not self._stale:
+            return
+        before = self._tools
+        try:
+            await self.list_tools()
+        except Exception as exc:  # the run goes on with the tools it has; the next run lists again
+            logger.warning("MCP server %r: its tools changed but listing them failed: %s", self.name, exc)
+            return
+        after = self._tools
+        for name, old in before.items():
+            if tools.get(name) is old and after.get(name) is not old:
+                if name in after:
+                    tools[name] = after[name]
+                else:
+                    del tools[name]
+        for name, new in after.items():
+            if name not in before and name not in tools:
+                tools[name] = new
 
     # --------------------------------------------------------------------------------------- calls
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import jsonschema
 from mcp_types import Tool as ToolDefinition
 
+from .._context import RunContext
 from .._tools import Tool, ToolContext
 from ..exceptions import ToolArgumentsError, ToolTimeout
 
@@ -26,6 +27,8 @@ class ToolCaller(Protocol):
     name: str
 
     async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str: ...
+
+    async def refresh(self, tools: dict[str, Tool]) -> None: ...
 
 
 class MCPTool(Tool):
@@ -72,16 +75,20 @@ class MCPTool(Tool):
             return await self.server.call_tool(self, kwargs)
 
         if self.timeout is None:
-            return await (retry.call(attempt, on_retry) if retry is not None else attempt())
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await (retry.call(attempt, on_retry) if retry is not None else attempt())
-        except TimeoutError:
-            raise ToolTimeout(
-                f"tool {self.name!r} (MCP server {self.server.name!r}) did not answer within its timeout of "
-                f"{self.timeout:g}s; try a smaller request or another approach",
-                tool=self.name,
-            ) from None
+            result = await (retry.call(attempt, on_retry) if retry is not None else attempt())
+        else:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    result = await (retry.call(attempt, on_retry) if retry is not None else attempt())
+            except TimeoutError:
+                raise ToolTimeout(
+                    f"tool {self.name!r} (MCP server {self.server.name!r}) did not answer within its timeout of "
+                    f"{self.timeout:g}s; try a smaller request or another approach",
+                    tool=self.name,
+                ) from None
+        if isinstance(context, RunContext):  # the server may have said its tools changed: the run sees it
+            await self.server.refresh(context.tools)
+        return result
 
     def __repr__(self) -> str:
         return f"MCPTool({self.name!r}, server={self.server.name!r})"
