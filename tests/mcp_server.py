@@ -104,7 +104,7 @@ def picture(ctx: Context) -> Image:
     return Image(data=PNG, format="png")
 
 
-@server.tool()
+@server.tool(structured_output=False)
 def chart(ctx: Context) -> list[TextContent | ImageContent]:
     """A caption and a one-pixel PNG, as two content blocks."""
     seen("chart", ctx)
@@ -114,7 +114,7 @@ def chart(ctx: Context) -> list[TextContent | ImageContent]:
     ]
 
 
-@server.tool()
+@server.tool(structured_output=False)  # a content block, not a structured result (mcp 2.0 made it one)
 def document(ctx: Context) -> EmbeddedResource:
     """An embedded text resource."""
     seen("document", ctx)
