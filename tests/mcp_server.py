@@ -5,7 +5,8 @@ Run over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http --p
 one JSON line per request it handles (the tool, the ``_meta``, the HTTP headers, its pid) and one per
 cancelled call. With ``OTEL_EXPORTER_OTLP_ENDPOINT`` it sends its spans (the SDK's server spans, and one
 of its own inside ``add``) over OTLP/HTTP. ``--garbage`` prints lines that are not JSON-RPC on stdout,
-``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake.
+``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake,
+``--hang-listing`` never answers ``tools/list``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,20 @@ def noisy(ctx: Context) -> str:
 
 
 @server.tool()
+def flaky(mode: str, ctx: Context) -> str:
+    """Fail the first call of each mode ('error': an isError result; 'crash': this server is killed), then
+    answer (the first call leaves a mark beside the MCP_RECORD file)."""
+    seen("flaky", ctx)
+    mark = f"{os.environ['MCP_RECORD']}.flaky-{mode}"
+    if not os.path.exists(mark):
+        open(mark, "w").close()
+        if mode == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise ToolError(f"the first {mode} fails")
+    return f"{mode}: fine the second time"
+
+
+@server.tool()
 def whoami(ctx: Context) -> int:
     """The server's process id."""
     seen("whoami", ctx)
@@ -175,6 +190,7 @@ def main() -> None:
     parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--bad-schema", action="store_true")
     parser.add_argument("--exit-at-start", action="store_true")
+    parser.add_argument("--hang-listing", action="store_true")
     options = parser.parse_args()
     if options.exit_at_start:
         print("refusing to start", file=sys.stderr)
@@ -188,6 +204,12 @@ def main() -> None:
 
         server.add_tool(broken, name="broken")
         server._tool_manager._tools["broken"].parameters = {"type": "object", "properties": {"x": {"type": 12}}}
+    if options.hang_listing:
+
+        async def never() -> Any:
+            await asyncio.sleep(3600)
+
+        server.list_tools = never  # type: ignore[method-assign]  # the handshake works, tools/list never answers
     if options.garbage:
         os.write(1, b"garbage before the handshake\n{not json either\n")
     if not options.http:

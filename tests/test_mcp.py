@@ -22,13 +22,14 @@ from mcp_support import GUARD_S, SERVER, HTTPServerProcess, records, until
 from tracedagent import (
     Agent,
     CircuitStateChanged,
+    RetryScheduled,
     RunInterrupted,
     ToolCall,
     ToolCallEnded,
     ToolCallStarted,
 )
 from tracedagent.mcp import MCPConnectionError, MCPServerHTTP, MCPServerStdio
-from tracedagent.resilience import CircuitBreaker
+from tracedagent.resilience import CircuitBreaker, RetryPolicy
 from tracedagent.testing import RecordingTracer, ScriptedModel
 
 
@@ -247,6 +248,33 @@ async def test_server_defaults_and_per_tool_overrides(tracer: RecordingTracer, r
         assert calls(record, "echo") == []
 
 
+async def test_retries_send_a_failed_call_again(tracer: RecordingTracer, record: Path) -> None:
+    """A server's ``retries`` retry what fails there: an isError result, and a server that died under the
+    call (the call goes again on a new session, to a new process)."""
+    async with stdio(record, retries=RetryPolicy(2, initial_delay=0.01)) as server:
+        model = ScriptedModel(
+            [ToolCall.of("e", "flaky", {"mode": "error"}), ToolCall.of("c", "flaky", {"mode": "crash"}), "done"]
+        )
+        result = await Agent("a", model, tools=[server]).run("go")
+    assert result.status == "completed"
+    assert tool_message(model, 1) == '{"result":"error: fine the second time"}'
+    assert tool_message(model, 2) == '{"result":"crash: fine the second time"}'
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok", "ok"]
+    assert [e.error.type for e in tracer.of_type(RetryScheduled) if e.error is not None] == [
+        "MCPToolError",
+        "MCPConnectionError",
+    ]
+    assert len({c["pid"] for c in calls(record, "flaky")}) == 2  # the crash's retry reached a new process
+
+
+async def test_retries_do_not_repeat_a_call_with_invalid_arguments(tracer: RecordingTracer, record: Path) -> None:
+    async with stdio(record, retries=2) as server:
+        model = ScriptedModel([ToolCall.of("e", "echo", {"text": 5}), "fixed"])
+        await Agent("a", model, tools=[server]).run("go")
+    assert tracer.of_type(RetryScheduled) == []
+    assert calls(record, "echo") == []
+
+
 async def test_the_bulkhead_of_the_server_limits_its_calls(record: Path) -> None:
     async with stdio(record, max_concurrency=1, max_queue=0) as server:
         model = ScriptedModel(
@@ -304,6 +332,53 @@ async def test_a_server_that_never_starts(
     missing = MCPServerStdio("/nonexistent/mcp-server")
     with pytest.raises(MCPConnectionError, match="cannot run '/nonexistent/mcp-server'"):
         await missing.list_tools()
+
+
+async def test_a_server_that_never_answers_the_handshake_times_out_and_is_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    server = MCPServerStdio(sys.executable, ["-c", code], connect_timeout=2)
+    with pytest.raises(MCPConnectionError, match=r"did not start within 2s \(connect_timeout\)"):
+        async with asyncio.timeout(GUARD_S):
+            await server.list_tools()
+    pid = int(pid_file.read_text())
+    await until(lambda: not _alive(pid))  # the stuck process is not left behind
+    await server.aclose()
+
+
+async def test_a_server_that_never_lists_its_tools_times_out(record: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with stdio(record, "--hang-listing", list_timeout=1) as server:
+        with pytest.raises(MCPConnectionError, match=r"did not list its tools within 1s \(list_timeout\)"):
+            async with asyncio.timeout(GUARD_S):
+                await server.list_tools()
+        # A run goes on without its tools.
+        async with asyncio.timeout(GUARD_S):
+            result = await Agent("a", ScriptedModel(["none"]), tools=[server]).run("go")
+    assert result.output == "none"
+    assert "are not offered to this run" in caplog.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_hundred_concurrent_calls_share_one_session(tracer: RecordingTracer, record: Path) -> None:
+    async with stdio(record) as server:
+        model = ScriptedModel([[ToolCall.of(f"c{i}", "add", {"a": i, "b": 1}) for i in range(100)], "done"])
+        async with asyncio.timeout(GUARD_S):
+            await Agent("a", model, tools=[server]).run("go")
+    results = {m.tool_call_id: m.content for m in model.requests[1].messages if m.role == "tool"}
+    assert results == {f"c{i}": f'{{"result":{i + 1}}}' for i in range(100)}
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"] * 100
+    assert len({c["pid"] for c in calls(record, "add")}) == 1
 
 
 async def test_a_server_that_dies_after_listing_fails_its_calls_and_opens_the_breaker(

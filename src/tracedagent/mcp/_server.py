@@ -313,6 +313,11 @@ class MCPServerBase:
     async def _list_definitions(self) -> list[ToolDefinition]:
         try:
             session = await self._session()
+        except TimeoutError:
+            raise MCPConnectionError(
+                f"MCP server {self.name!r} did not start within {self.connect_timeout:g}s (connect_timeout)"
+            ) from None
+        try:
             found: list[ToolDefinition] = []
             cursor: str | None = None
             async with asyncio.timeout(self.list_timeout):
@@ -324,7 +329,9 @@ class MCPServerBase:
                     if not cursor:
                         return found
         except TimeoutError:
-            raise MCPConnectionError(f"MCP server {self.name!r} did not list its tools in time") from None
+            raise MCPConnectionError(
+                f"MCP server {self.name!r} did not list its tools within {self.list_timeout:g}s (list_timeout)"
+            ) from None
         except MCPError as exc:
             raise MCPServerError(f"MCP server {self.name!r} could not list its tools: {exc}", code=exc.code) from None
 
