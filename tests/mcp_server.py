@@ -23,6 +23,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp_types import EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
 PNG = base64.b64decode(
@@ -96,6 +97,13 @@ def fail(message: str, ctx: Context) -> str:
     """Fail with the message (an isError result)."""
     seen("fail", ctx)
     raise ToolError(message)
+
+
+@server.tool()
+def refuse(ctx: Context) -> str:
+    """Answer with a JSON-RPC error (a protocol error, not an isError result)."""
+    seen("refuse", ctx)
+    raise MCPError(code=-32000, message="quota exceeded for this client")
 
 
 @server.tool()

@@ -149,6 +149,34 @@ async def test_an_is_error_result_is_a_tool_error_the_model_sees(
     assert end.error.type == "MCPToolError"
 
 
+async def test_a_json_rpc_error_is_a_tool_error_that_says_so(tracer: RecordingTracer, server: MCPServerStdio) -> None:
+    model = ScriptedModel([ToolCall("r", "refuse"), ToolCall.of("a", "add", {"a": 1, "b": 1}), "sorry"])
+    await Agent("a", model, tools=[server]).run("go")
+    message = model.requests[1].messages[-1]
+    assert message.is_error
+    assert message.content == (
+        f"MCP server {server.name!r} refused the call to 'refuse': quota exceeded for this client "
+        "(JSON-RPC error -32000)"
+    )
+    assert tool_message(model, 2) == '{"result":2}'  # the session goes on
+    first, _ = tracer.of_type(ToolCallEnded)
+    assert first.error is not None
+    assert (first.status, first.error.type) == ("error", "MCPServerError")
+
+
+async def test_over_http_a_json_rpc_error_is_the_servers_and_the_session_goes_on(
+    record: Path, http_process: HTTPServerProcess
+) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        model = ScriptedModel([ToolCall("r", "refuse"), ToolCall("w", "whoami"), ToolCall("w2", "whoami"), "done"])
+        await Agent("a", model, tools=[server]).run("go")
+    assert "refused the call to 'refuse': quota exceeded for this client (JSON-RPC error -32000)" in tool_message(
+        model, 1
+    )
+    sessions = {c["headers"]["mcp-session-id"] for c in calls(record)}  # type: ignore[index]
+    assert len(sessions) == 1  # not taken for a closed connection: the same session throughout
+
+
 async def test_arguments_are_checked_against_the_schema_before_the_call(
     tracer: RecordingTracer, record: Path, server: MCPServerStdio
 ) -> None:

@@ -34,7 +34,7 @@ from ..resilience import Bulkhead, CircuitBreaker, RetryPolicy
 from ._errors import MCPConnectionError, MCPServerError, MCPToolError
 from ._results import result_text
 from ._tool import MCPTool
-from ._trace import OutgoingCall, TracingWriteStream, outgoing
+from ._trace import OutgoingCall, TracingWriteStream, WatchedReadStream, outgoing
 
 __all__ = ["MCPServerBase"]
 
@@ -59,7 +59,7 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 class _Connection:
     """One session and the task that owns it."""
 
-    __slots__ = ("error", "loop", "ready", "session", "stop", "task")
+    __slots__ = ("error", "loop", "pending", "ready", "session", "stop", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -68,6 +68,8 @@ class _Connection:
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        #: The tool calls on their way through this session, by request id.
+        self.pending: dict[Any, OutgoingCall] = {}
 
     @property
     def alive(self) -> bool:
@@ -216,9 +218,15 @@ class MCPServerBase:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
+                pending: dict[Any, OutgoingCall] = {}
                 session = await stack.enter_async_context(
-                    ClientSession(read, TracingWriteStream(write, http=self._http), message_handler=self._on_message)
+                    ClientSession(
+                        WatchedReadStream(read, pending),
+                        TracingWriteStream(write, http=self._http, pending=pending),
+                        message_handler=self._on_message,
+                    )
                 )
+                conn.pending = pending
                 await session.initialize()
                 conn.session = session
                 conn.ready.set_result(session)
@@ -394,11 +402,12 @@ class MCPServerBase:
         try:
             for _ in range(2):  # once more on a new session when the old one had closed unseen
                 session = await self._session_for_call(tool)
-                call.written = False
+                call.written = call.answered = False
                 try:
                     result = await session.call_tool(tool.remote_name, arguments)
                 except MCPError as exc:
-                    if exc.code == CONNECTION_CLOSED or _session_unknown(exc):
+                    # The SDK's own CONNECTION_CLOSED (the connection went), not the server's error -32000.
+                    if (exc.code == CONNECTION_CLOSED and not call.answered) or _session_unknown(exc):
                         self._drop(session)
                         if not call.written or exc.code != CONNECTION_CLOSED:
                             continue  # the server never saw it (it had gone, or restarted): send it again
@@ -427,6 +436,9 @@ class MCPServerBase:
             )
         finally:
             outgoing.reset(token)
+            conn = self._conn
+            if conn is not None and call.request_id is not None:
+                conn.pending.pop(call.request_id, None)
 
     async def _session_for_call(self, tool: MCPTool) -> ClientSession:
         try:
