@@ -454,6 +454,23 @@ async def test_a_call_cancelled_mid_flight_tells_the_server_and_ends_once(
     assert json.loads(await (await server.list_tools())[0].invoke('{"a": 1, "b": 2}')) == {"result": 3}
 
 
+async def test_over_http_a_call_cancelled_mid_flight_tells_the_server_and_ends_once(
+    tracer: RecordingTracer, record: Path, http_process: HTTPServerProcess
+) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        model = ScriptedModel([ToolCall.of("s", "slow", {"seconds": 60}), "never"])
+        run = asyncio.ensure_future(Agent("a", model, tools=[server]).run("go"))
+        await until(lambda: bool(calls(record, "slow")))
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await until(lambda: any(r["event"] == "cancelled" for r in records(record)))
+        (end,) = tracer.of_type(ToolCallEnded)
+        assert end.status == "cancelled"
+        (add,) = [t for t in await server.list_tools() if t.name == "add"]
+        assert json.loads(await add.invoke('{"a": 1, "b": 2}')) == {"result": 3}
+
+
 async def test_concurrent_runs_share_one_session(record: Path, server: MCPServerStdio) -> None:
     agent = Agent("a", ScriptedModel([ToolCall("w", "whoami"), "done"] * 8), tools=[server])
 
