@@ -24,7 +24,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import EmbeddedResource, ImageContent, TextContent, TextResourceContents
+from mcp_types import BlobResourceContents, EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -121,6 +121,18 @@ def chart(ctx: Context) -> list[TextContent | ImageContent]:
         TextContent(type="text", text="the chart"),
         ImageContent(type="image", data=base64.b64encode(PNG).decode(), mime_type="image/png"),
     ]
+
+
+@server.tool(structured_output=False)
+def scan(ctx: Context) -> EmbeddedResource:
+    """The one-pixel PNG as an embedded binary resource."""
+    seen("scan", ctx)
+    return EmbeddedResource(
+        type="resource",
+        resource=BlobResourceContents(
+            uri="file:///scan.png", mime_type="image/png", blob=base64.b64encode(PNG).decode()
+        ),
+    )
 
 
 @server.tool(structured_output=False)  # a content block, not a structured result (mcp 2.0 made it one)

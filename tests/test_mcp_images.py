@@ -108,7 +108,7 @@ def openai_turn(*, text: str | None = None, call: tuple[str, str] | None = None)
 
 
 async def test_the_tool_message_carries_the_image_and_describes_it(server: MCPServerStdio) -> None:
-    model = ScriptedModel([[ToolCall("c", "chart"), ToolCall("p", "picture")], "seen"])
+    model = ScriptedModel([[ToolCall("c", "chart"), ToolCall("p", "picture"), ToolCall("s", "scan")], "seen"])
     await Agent("a", model, tools=[server]).run("draw")
     by_call = {m.tool_call_id: m for m in model.requests[1].messages if m.role == "tool"}
     assert by_call["c"].content == CAPTION
@@ -116,6 +116,8 @@ async def test_the_tool_message_carries_the_image_and_describes_it(server: MCPSe
     assert by_call["c"].images == (Image("image/png", PNG_B64),)
     assert by_call["p"].content == "[image: image/png, 70 bytes]"
     assert by_call["p"].images == (Image("image/png", PNG_B64),)
+    assert by_call["s"].content == "[image file:///scan.png: image/png, 70 bytes]"  # an embedded image resource
+    assert by_call["s"].images == (Image("image/png", PNG_B64),)
     # A checkpoint keeps them: the message comes back whole.
     assert Message.from_dict(json.loads(json.dumps(by_call["c"].to_dict()))) == by_call["c"]
 
