@@ -1,4 +1,5 @@
-"""A real MCP server for the tests, on the ``mcp`` SDK's high-level server (``MCPServer``; ``FastMCP`` in 1.x).
+"""A real MCP server for the tests, on the ``mcp`` SDK's high-level server: ``MCPServer`` with mcp 2.x,
+``FastMCP`` with 1.x (tests/test_mcp_sdk1.py runs the server and some tests under 1.x).
 
 Run over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http --port-file F`` binds
 127.0.0.1 on a free port, or ``--port N``, and writes the port to F). With ``MCP_RECORD=path`` it appends
@@ -21,10 +22,28 @@ import socket
 import sys
 from typing import Any
 
-from mcp.server.mcpserver import Context, Image, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.shared.exceptions import MCPError
-from mcp_types import BlobResourceContents, EmbeddedResource, ImageContent, TextContent, TextResourceContents
+try:  # mcp 2.x
+    from mcp.server.mcpserver import Context, Image, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import EmbeddedResource, ImageContent, TextContent
+
+    SDK_2 = True
+except ImportError:  # mcp 1.x: FastMCP
+    from mcp.server.fastmcp import Context, Image
+    from mcp.server.fastmcp import FastMCP as MCPServer
+    from mcp.server.fastmcp.exceptions import ToolError
+    from mcp.shared.exceptions import McpError, UrlElicitationRequiredError
+    from mcp.types import EmbeddedResource, ErrorData, ImageContent, TextContent
+
+    SDK_2 = False
+
+    class MCPError(UrlElicitationRequiredError):
+        """A JSON-RPC error with this code and message. 1.x's FastMCP makes an isError result of whatever a
+        tool raises but this one error class, which it lets through as the JSON-RPC error it carries."""
+
+        def __init__(self, code: int, message: str) -> None:
+            McpError.__init__(self, ErrorData(code=code, message=message))
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -49,8 +68,15 @@ def _meta(ctx: Context) -> dict[str, Any]:
     return dict(meta)
 
 
+def _headers(ctx: Context) -> Any:
+    if SDK_2:
+        return ctx.headers
+    request = ctx.request_context.request  # 1.x: the Starlette request over HTTP, None over stdio
+    return getattr(request, "headers", None)
+
+
 def seen(tool: str, ctx: Context) -> None:
-    headers = ctx.headers
+    headers = _headers(ctx)
     record(event="call", tool=tool, meta=_meta(ctx), headers=dict(headers) if headers is not None else None)
 
 
@@ -119,7 +145,7 @@ def chart(ctx: Context) -> list[TextContent | ImageContent]:
     seen("chart", ctx)
     return [
         TextContent(type="text", text="the chart"),
-        ImageContent(type="image", data=base64.b64encode(PNG).decode(), mime_type="image/png"),
+        ImageContent.model_validate({"type": "image", "data": base64.b64encode(PNG).decode(), "mimeType": "image/png"}),
     ]
 
 
@@ -127,22 +153,16 @@ def chart(ctx: Context) -> list[TextContent | ImageContent]:
 def scan(ctx: Context) -> EmbeddedResource:
     """The one-pixel PNG as an embedded binary resource."""
     seen("scan", ctx)
-    return EmbeddedResource(
-        type="resource",
-        resource=BlobResourceContents(
-            uri="file:///scan.png", mime_type="image/png", blob=base64.b64encode(PNG).decode()
-        ),
-    )
+    blob = {"uri": "file:///scan.png", "mimeType": "image/png", "blob": base64.b64encode(PNG).decode()}
+    return EmbeddedResource.model_validate({"type": "resource", "resource": blob})
 
 
 @server.tool(structured_output=False)  # a content block, not a structured result (mcp 2.0 made it one)
 def document(ctx: Context) -> EmbeddedResource:
     """An embedded text resource."""
     seen("document", ctx)
-    return EmbeddedResource(
-        type="resource",
-        resource=TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="the notes"),
-    )
+    text = {"uri": "file:///notes.txt", "mimeType": "text/plain", "text": "the notes"}
+    return EmbeddedResource.model_validate({"type": "resource", "resource": text})
 
 
 @server.tool()
@@ -229,7 +249,13 @@ def main() -> None:
         async def never() -> Any:
             await asyncio.sleep(3600)
 
-        server.list_tools = never  # type: ignore[method-assign]  # the handshake works, tools/list never answers
+        # the handshake works, tools/list never answers
+        if SDK_2:
+            server.list_tools = never  # type: ignore[method-assign]
+        else:  # 1.x registered its handler at construction
+            from mcp.types import ListToolsRequest
+
+            server._mcp_server.request_handlers[ListToolsRequest] = lambda request: never()
     if options.garbage:
         os.write(1, b"garbage before the handshake\n{not json either\n")
     if not options.http:

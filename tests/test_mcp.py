@@ -1,5 +1,6 @@
-"""MCP servers as tools (tracedagent.mcp), against a real MCP server built on the SDK's MCPServer, started
-over stdio and over streamable HTTP (uvicorn on 127.0.0.1), recording the _meta and headers it receives."""
+"""MCP servers as tools (tracedagent.mcp), against a real MCP server built on the SDK's MCPServer (FastMCP
+under mcp 1.x, where tests/test_mcp_sdk1.py runs a subset of these), started over stdio and over streamable
+HTTP (uvicorn on 127.0.0.1), recording the _meta and headers it receives."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ when a call of its tools brought the news); each call goes through the same laye
 (approval, breaker, bulkhead, timeout, retry) with the same events, spans and metrics, and carries its
 span's ``traceparent`` in ``params._meta`` (and, over HTTP, as a header). Images in a result reach the
 model as ``Message.images`` where its provider takes them, and are described in the text. Needs the
-``mcp`` package, 2.x: ``pip install "tracedagent[mcp]"``.
+``mcp`` package, 1.x (from 1.30) or 2.x: ``pip install "tracedagent[mcp]"``.
 """
 
 from __future__ import annotations

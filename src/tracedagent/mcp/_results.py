@@ -6,7 +6,9 @@ import base64
 from typing import Any
 
 import pydantic_core
-from mcp_types import (
+
+from .._messages import Image, ToolText
+from ._compat import (
     AudioContent,
     BlobResourceContents,
     CallToolResult,
@@ -15,9 +17,10 @@ from mcp_types import (
     ResourceLink,
     TextContent,
     TextResourceContents,
+    is_error,
+    mime_type,
+    structured_content,
 )
-
-from .._messages import Image, ToolText
 
 __all__ = ["result_text"]
 
@@ -32,8 +35,9 @@ def result_text(result: CallToolResult) -> str:
     message has them as ``images`` (each described in the text as ``[image: image/png, 70 bytes]``, which
     is all a model whose provider cannot take images in tool results sees)."""
     images = tuple(image for image in map(_image, result.content) if image is not None)
-    if result.structured_content is not None and not result.is_error:
-        text = pydantic_core.to_json(result.structured_content).decode()
+    structured = structured_content(result)
+    if structured is not None and not is_error(result):
+        text = pydantic_core.to_json(structured).decode()
         if images:
             text = "\n".join([text, *(image.describe() for image in images)])
     else:
@@ -43,9 +47,9 @@ def result_text(result: CallToolResult) -> str:
 
 def _image(block: Any) -> Image | None:
     if isinstance(block, ImageContent):
-        return Image(block.mime_type, block.data)
+        return Image(mime_type(block) or "", block.data)
     if isinstance(block, EmbeddedResource) and isinstance(block.resource, BlobResourceContents):
-        mime = block.resource.mime_type or ""
+        mime = mime_type(block.resource) or ""
         if mime.startswith("image/"):
             return Image(mime, block.resource.blob)
     return None
@@ -62,14 +66,14 @@ def _block(block: Any) -> str:
     if isinstance(block, TextContent):
         return block.text
     if isinstance(block, ImageContent):
-        return f"[image: {block.mime_type}, {_size(block.data)} bytes]"
+        return f"[image: {mime_type(block)}, {_size(block.data)} bytes]"
     if isinstance(block, AudioContent):
-        return f"[audio: {block.mime_type}, {_size(block.data)} bytes]"
+        return f"[audio: {mime_type(block)}, {_size(block.data)} bytes]"
     if isinstance(block, EmbeddedResource):
         resource = block.resource
         if isinstance(resource, TextResourceContents):
             return f"[resource {resource.uri}]\n{resource.text}"
-        mime = getattr(resource, "mime_type", None) or "application/octet-stream"
+        mime = mime_type(resource) or "application/octet-stream"
         size = _size(getattr(resource, "blob", ""))
         if mime.startswith("image/"):
             return f"[image {resource.uri}: {mime}, {size} bytes]"

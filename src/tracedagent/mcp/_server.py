@@ -23,14 +23,27 @@ from typing import Any
 
 import jsonschema
 from mcp import ClientSession
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, CallToolResult, PaginatedRequestParams
-from mcp_types import Tool as ToolDefinition
 
 from .._ids import current_span
 from .._tools import Tool
 from ..exceptions import ConfigurationError, ToolDefinitionError, ToolTimeout
 from ..resilience import Bulkhead, CircuitBreaker, RetryPolicy
+from ._compat import (
+    CONNECTION_CLOSED,
+    REQUEST_TIMEOUT,
+    SENDS_CANCELLED,
+    SESSION_TERMINATED,
+    CallToolResult,
+    MCPError,
+    PaginatedRequestParams,
+    ToolDefinition,
+    error_code,
+    error_message,
+    is_error,
+    next_cursor,
+    notification,
+    send_cancelled,
+)
 from ._errors import MCPConnectionError, MCPServerError, MCPToolError
 from ._results import result_text
 from ._tool import MCPTool
@@ -77,6 +90,8 @@ class _Connection:
 
 
 _servers: weakref.WeakSet[MCPServerBase] = weakref.WeakSet()
+#: The cancellation notices on their way (a task must be referenced until it is done).
+_telling: set[asyncio.Task[None]] = set()
 
 
 class MCPServerBase:
@@ -266,7 +281,7 @@ class MCPServerBase:
         if isinstance(message, Exception):  # a line on stdout that is not JSON-RPC, a transport hiccup
             logger.debug("MCP server %r: %s", self.name, message)
             return
-        if getattr(message, "method", None) == "notifications/tools/list_changed":
+        if getattr(notification(message), "method", None) == "notifications/tools/list_changed":
             self.list_changes += 1
             self._stale = True
 
@@ -333,7 +348,7 @@ class MCPServerBase:
                     params = PaginatedRequestParams(cursor=cursor) if cursor is not None else None
                     page = await session.list_tools(params=params)
                     found.extend(page.tools)
-                    cursor = page.next_cursor
+                    cursor = next_cursor(page)
                     if not cursor:
                         return found
         except TimeoutError:
@@ -341,7 +356,9 @@ class MCPServerBase:
                 f"MCP server {self.name!r} did not list its tools within {self.list_timeout:g}s (list_timeout)"
             ) from None
         except MCPError as exc:
-            raise MCPServerError(f"MCP server {self.name!r} could not list its tools: {exc}", code=exc.code) from None
+            raise MCPServerError(
+                f"MCP server {self.name!r} could not list its tools: {exc}", code=error_code(exc)
+            ) from None
 
     def _build(self, definitions: list[ToolDefinition]) -> dict[str, MCPTool]:
         tools: dict[str, MCPTool] = {}
@@ -405,25 +422,30 @@ class MCPServerBase:
                 call.written = call.answered = False
                 try:
                     result = await session.call_tool(tool.remote_name, arguments)
+                except asyncio.CancelledError:
+                    if not SENDS_CANCELLED and call.written:  # the 1.x SDK does not tell the server
+                        self._tell_cancelled(session, call.request_id)
+                    raise
                 except MCPError as exc:
+                    code = error_code(exc)
                     # The SDK's own CONNECTION_CLOSED (the connection went), not the server's error -32000.
-                    if (exc.code == CONNECTION_CLOSED and not call.answered) or _session_unknown(exc):
+                    if (code == CONNECTION_CLOSED and not call.answered) or _session_unknown(exc):
                         self._drop(session)
-                        if not call.written or exc.code != CONNECTION_CLOSED:
+                        if not call.written or code != CONNECTION_CLOSED:
                             continue  # the server never saw it (it had gone, or restarted): send it again
                         raise MCPConnectionError(
                             f"MCP server {self.name!r} closed the connection during the call to {tool.remote_name!r} "
                             "(it exited or crashed); answer without it or try again",
                             tool=tool.name,
-                            code=exc.code,
+                            code=code,
                         ) from None
-                    if exc.code == REQUEST_TIMEOUT:
+                    if code == REQUEST_TIMEOUT:
                         raise ToolTimeout(f"tool {tool.name!r}: the MCP request timed out", tool=tool.name) from None
                     raise MCPServerError(
-                        f"MCP server {self.name!r} refused the call to {tool.remote_name!r}: {exc.message} "
-                        f"(JSON-RPC error {exc.code})",
+                        f"MCP server {self.name!r} refused the call to {tool.remote_name!r}: {error_message(exc)} "
+                        f"(JSON-RPC error {code})",
                         tool=tool.name,
-                        code=exc.code,
+                        code=code,
                     ) from None
                 except (RuntimeError, ValueError) as exc:  # the SDK's checks of the result (output schema...)
                     raise MCPServerError(
@@ -439,6 +461,21 @@ class MCPServerBase:
             conn = self._conn
             if conn is not None and call.request_id is not None:
                 conn.pending.pop(call.request_id, None)
+
+    def _tell_cancelled(self, session: ClientSession, request_id: Any) -> None:
+        """Send ``notifications/cancelled`` for a request whose call was cancelled, from a task of its own
+        (the cancelled one cannot wait), within ``close_timeout``."""
+
+        async def tell() -> None:
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await send_cancelled(session, request_id, "the tool call was cancelled")
+            except Exception as exc:  # the session may have gone meanwhile: nothing left to tell
+                logger.debug("MCP server %r: could not send the cancellation: %s", self.name, exc)
+
+        task = asyncio.get_running_loop().create_task(tell())
+        _telling.add(task)
+        task.add_done_callback(_telling.discard)
 
     async def _session_for_call(self, tool: MCPTool) -> ClientSession:
         try:
@@ -460,7 +497,7 @@ class MCPServerBase:
                 tool=tool.name,
             )
         text = result_text(result)
-        if result.is_error:
+        if is_error(result):
             raise MCPToolError(text or f"tool {tool.name!r} failed (the MCP server gave no message)", tool=tool.name)
         return text
 
@@ -470,7 +507,7 @@ class MCPServerBase:
 
 def _session_unknown(exc: MCPError) -> bool:
     """A streamable HTTP server that restarted (or dropped the session) answers 404: it never ran the call."""
-    return exc.code == INVALID_REQUEST and exc.message in ("Session terminated", "Session not found")
+    return error_code(exc) == SESSION_TERMINATED and error_message(exc) in ("Session terminated", "Session not found")
 
 
 def _first(exc: BaseException) -> BaseException:

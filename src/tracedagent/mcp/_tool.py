@@ -12,14 +12,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import jsonschema
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND
-from mcp_types import Tool as ToolDefinition
 
 from .._context import RunContext
 from .._tools import Tool, ToolContext
 from ..exceptions import ToolArgumentsError, ToolError, ToolTimeout
 from ..resilience import RetryPolicy
 from ..resilience._retry import _default_retry_on
+from ._compat import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, ToolDefinition, input_schema
 from ._errors import MCPServerError, MCPToolError
 
 __all__ = ["MCPTool", "ToolCaller", "worth_a_retry"]
@@ -52,7 +51,7 @@ class MCPTool(Tool):
     """A tool of an MCP server (``server``), offered under ``name`` and called as ``remote_name``."""
 
     def __init__(self, server: ToolCaller, definition: ToolDefinition, name: str, settings: dict[str, Any]) -> None:
-        schema = dict(definition.input_schema or {"type": "object", "properties": {}})
+        schema = dict(input_schema(definition) or {"type": "object", "properties": {}})
         validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         validator_cls.check_schema(schema)  # raises jsonschema.SchemaError: the server lists it, we skip it
         super().__init__(None, name=name, description=definition.description or "", parameters=schema, **settings)

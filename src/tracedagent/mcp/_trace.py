@@ -1,7 +1,7 @@
 """Trace context into the server: each ``tools/call`` request carries the tool call's span.
 
-The SDK (2.x) injects OpenTelemetry's current context into ``params._meta`` itself, from inside a client
-span of its own when the application has a tracer provider. What must arrive is the ``execute_tool`` span
+The SDK (2.x; 1.x does not) injects OpenTelemetry's current context into ``params._meta`` itself, from inside a
+client span of its own when the application has a tracer provider. What must arrive is the ``execute_tool`` span
 of the call, so the session's write stream is wrapped: a request sent while :data:`outgoing` is set gets
 that span's ``traceparent`` in ``_meta`` (whatever was injected before) and, over HTTP, as a header. The
 wrapper also notes that the request was written, so a call on a session that had already closed can be
@@ -18,8 +18,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from mcp.shared.message import ClientMessageMetadata, SessionMessage
-from mcp_types import JSONRPCError, JSONRPCRequest
+from ._compat import JSONRPCError, JSONRPCRequest, SessionMessage, jsonrpc, with_request
 
 __all__ = ["OutgoingCall", "TracingWriteStream", "WatchedReadStream", "outgoing"]
 
@@ -51,19 +50,18 @@ class TracingWriteStream:
 
     async def send(self, item: SessionMessage, /) -> None:
         call = outgoing.get()
-        if call is not None and isinstance(item.message, JSONRPCRequest) and item.message.method == "tools/call":
-            item = self._stamped(item, call)
-            call.request_id = item.message.id  # type: ignore[union-attr]
+        message = jsonrpc(item) if call is not None else None
+        if isinstance(message, JSONRPCRequest) and message.method == "tools/call" and call is not None:
+            item = self._stamped(item, message, call)
+            call.request_id = message.id
             self.pending[call.request_id] = call
             call.written = True  # a write that raises may still have been delivered: it counts as sent
         await self._inner.send(item)
 
-    def _stamped(self, item: SessionMessage, call: OutgoingCall) -> SessionMessage:
+    def _stamped(self, item: SessionMessage, message: JSONRPCRequest, call: OutgoingCall) -> SessionMessage:
         traceparent = call.traceparent
         if traceparent is None:
             return item
-        message = item.message
-        assert isinstance(message, JSONRPCRequest)
         params = dict(message.params or {})
         meta = dict(params.get("_meta") or {})
         if meta.get("traceparent") != traceparent:
@@ -71,17 +69,7 @@ class TracingWriteStream:
         meta["traceparent"] = traceparent
         params["_meta"] = meta
         message = message.model_copy(update={"params": params})
-        metadata = item.metadata
-        if self._http:
-            if isinstance(metadata, ClientMessageMetadata):
-                metadata = ClientMessageMetadata(
-                    metadata.resumption_token,
-                    metadata.on_resumption_token_update,
-                    {**(metadata.headers or {}), "traceparent": traceparent},
-                )
-            elif metadata is None:
-                metadata = ClientMessageMetadata(headers={"traceparent": traceparent})
-        return SessionMessage(message, metadata)
+        return with_request(item, message, traceparent if self._http else None)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -105,7 +93,7 @@ class WatchedReadStream:
         self._pending = pending
 
     def _seen(self, item: Any) -> Any:
-        message = getattr(item, "message", None)
+        message = jsonrpc(item) if isinstance(item, SessionMessage) else None
         if isinstance(message, JSONRPCError):
             call = self._pending.get(message.id)
             if call is not None:
