@@ -1,11 +1,13 @@
-"""A real MCP server for the tests, on the ``mcp`` SDK's high-level server (``MCPServer``; ``FastMCP`` in 1.x).
+"""A real MCP server for the tests, on the ``mcp`` SDK's high-level server: ``MCPServer`` with mcp 2.x,
+``FastMCP`` with 1.x (tests/test_mcp_sdk1.py runs the server and some tests under 1.x).
 
 Run over stdio (``python tests/mcp_server.py``) or streamable HTTP (``--http --port-file F`` binds
 127.0.0.1 on a free port, or ``--port N``, and writes the port to F). With ``MCP_RECORD=path`` it appends
 one JSON line per request it handles (the tool, the ``_meta``, the HTTP headers, its pid) and one per
 cancelled call. With ``OTEL_EXPORTER_OTLP_ENDPOINT`` it sends its spans (the SDK's server spans, and one
 of its own inside ``add``) over OTLP/HTTP. ``--garbage`` prints lines that are not JSON-RPC on stdout,
-``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake.
+``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake,
+``--hang-listing`` never answers ``tools/list``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,28 @@ import socket
 import sys
 from typing import Any
 
-from mcp.server.mcpserver import Context, Image, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import EmbeddedResource, TextResourceContents
+try:  # mcp 2.x
+    from mcp.server.mcpserver import Context, Image, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import EmbeddedResource, ImageContent, TextContent
+
+    SDK_2 = True
+except ImportError:  # mcp 1.x: FastMCP
+    from mcp.server.fastmcp import Context, Image
+    from mcp.server.fastmcp import FastMCP as MCPServer
+    from mcp.server.fastmcp.exceptions import ToolError
+    from mcp.shared.exceptions import McpError, UrlElicitationRequiredError
+    from mcp.types import EmbeddedResource, ErrorData, ImageContent, TextContent
+
+    SDK_2 = False
+
+    class MCPError(UrlElicitationRequiredError):
+        """A JSON-RPC error with this code and message. 1.x's FastMCP makes an isError result of whatever a
+        tool raises but this one error class, which it lets through as the JSON-RPC error it carries."""
+
+        def __init__(self, code: int, message: str) -> None:
+            McpError.__init__(self, ErrorData(code=code, message=message))
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -47,8 +68,15 @@ def _meta(ctx: Context) -> dict[str, Any]:
     return dict(meta)
 
 
+def _headers(ctx: Context) -> Any:
+    if SDK_2:
+        return ctx.headers
+    request = ctx.request_context.request  # 1.x: the Starlette request over HTTP, None over stdio
+    return getattr(request, "headers", None)
+
+
 def seen(tool: str, ctx: Context) -> None:
-    headers = ctx.headers
+    headers = _headers(ctx)
     record(event="call", tool=tool, meta=_meta(ctx), headers=dict(headers) if headers is not None else None)
 
 
@@ -98,20 +126,43 @@ def fail(message: str, ctx: Context) -> str:
 
 
 @server.tool()
+def refuse(ctx: Context) -> str:
+    """Answer with a JSON-RPC error (a protocol error, not an isError result)."""
+    seen("refuse", ctx)
+    raise MCPError(code=-32000, message="quota exceeded for this client")
+
+
+@server.tool()
 def picture(ctx: Context) -> Image:
     """A one-pixel PNG."""
     seen("picture", ctx)
     return Image(data=PNG, format="png")
 
 
-@server.tool()
+@server.tool(structured_output=False)
+def chart(ctx: Context) -> list[TextContent | ImageContent]:
+    """A caption and a one-pixel PNG, as two content blocks."""
+    seen("chart", ctx)
+    return [
+        TextContent(type="text", text="the chart"),
+        ImageContent.model_validate({"type": "image", "data": base64.b64encode(PNG).decode(), "mimeType": "image/png"}),
+    ]
+
+
+@server.tool(structured_output=False)
+def scan(ctx: Context) -> EmbeddedResource:
+    """The one-pixel PNG as an embedded binary resource."""
+    seen("scan", ctx)
+    blob = {"uri": "file:///scan.png", "mimeType": "image/png", "blob": base64.b64encode(PNG).decode()}
+    return EmbeddedResource.model_validate({"type": "resource", "resource": blob})
+
+
+@server.tool(structured_output=False)  # a content block, not a structured result (mcp 2.0 made it one)
 def document(ctx: Context) -> EmbeddedResource:
     """An embedded text resource."""
     seen("document", ctx)
-    return EmbeddedResource(
-        type="resource",
-        resource=TextResourceContents(uri="file:///notes.txt", mime_type="text/plain", text="the notes"),
-    )
+    text = {"uri": "file:///notes.txt", "mimeType": "text/plain", "text": "the notes"}
+    return EmbeddedResource.model_validate({"type": "resource", "resource": text})
 
 
 @server.tool()
@@ -120,6 +171,20 @@ def noisy(ctx: Context) -> str:
     seen("noisy", ctx)
     os.write(1, b"this is not json-rpc\n")
     return "still fine"
+
+
+@server.tool()
+def flaky(mode: str, ctx: Context) -> str:
+    """Fail the first call of each mode ('error': an isError result; 'crash': this server is killed), then
+    answer (the first call leaves a mark beside the MCP_RECORD file)."""
+    seen("flaky", ctx)
+    mark = f"{os.environ['MCP_RECORD']}.flaky-{mode}"
+    if not os.path.exists(mark):
+        open(mark, "w").close()
+        if mode == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise ToolError(f"the first {mode} fails")
+    return f"{mode}: fine the second time"
 
 
 @server.tool()
@@ -165,6 +230,7 @@ def main() -> None:
     parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--bad-schema", action="store_true")
     parser.add_argument("--exit-at-start", action="store_true")
+    parser.add_argument("--hang-listing", action="store_true")
     options = parser.parse_args()
     if options.exit_at_start:
         print("refusing to start", file=sys.stderr)
@@ -178,6 +244,18 @@ def main() -> None:
 
         server.add_tool(broken, name="broken")
         server._tool_manager._tools["broken"].parameters = {"type": "object", "properties": {"x": {"type": 12}}}
+    if options.hang_listing:
+
+        async def never() -> Any:
+            await asyncio.sleep(3600)
+
+        # the handshake works, tools/list never answers
+        if SDK_2:
+            server.list_tools = never  # type: ignore[method-assign]
+        else:  # 1.x registered its handler at construction
+            from mcp.types import ListToolsRequest
+
+            server._mcp_server.request_handlers[ListToolsRequest] = lambda request: never()
     if options.garbage:
         os.write(1, b"garbage before the handshake\n{not json either\n")
     if not options.http:

@@ -1,5 +1,6 @@
-"""MCP servers as tools (tracedagent.mcp), against a real MCP server built on the SDK's MCPServer, started
-over stdio and over streamable HTTP (uvicorn on 127.0.0.1), recording the _meta and headers it receives."""
+"""MCP servers as tools (tracedagent.mcp), against a real MCP server built on the SDK's MCPServer (FastMCP
+under mcp 1.x, where tests/test_mcp_sdk1.py runs a subset of these), started over stdio and over streamable
+HTTP (uvicorn on 127.0.0.1), recording the _meta and headers it receives."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from mcp_support import GUARD_S, SERVER, HTTPServerProcess, records, until
 from tracedagent import (
     Agent,
     CircuitStateChanged,
+    RetryScheduled,
     RunInterrupted,
     ToolCall,
     ToolCallEnded,
     ToolCallStarted,
 )
 from tracedagent.mcp import MCPConnectionError, MCPServerHTTP, MCPServerStdio
-from tracedagent.resilience import CircuitBreaker
+from tracedagent.resilience import CircuitBreaker, RetryPolicy
 from tracedagent.testing import RecordingTracer, ScriptedModel
 
 
@@ -148,6 +150,34 @@ async def test_an_is_error_result_is_a_tool_error_the_model_sees(
     assert end.error.type == "MCPToolError"
 
 
+async def test_a_json_rpc_error_is_a_tool_error_that_says_so(tracer: RecordingTracer, server: MCPServerStdio) -> None:
+    model = ScriptedModel([ToolCall("r", "refuse"), ToolCall.of("a", "add", {"a": 1, "b": 1}), "sorry"])
+    await Agent("a", model, tools=[server]).run("go")
+    message = model.requests[1].messages[-1]
+    assert message.is_error
+    assert message.content == (
+        f"MCP server {server.name!r} refused the call to 'refuse': quota exceeded for this client "
+        "(JSON-RPC error -32000)"
+    )
+    assert tool_message(model, 2) == '{"result":2}'  # the session goes on
+    first, _ = tracer.of_type(ToolCallEnded)
+    assert first.error is not None
+    assert (first.status, first.error.type) == ("error", "MCPServerError")
+
+
+async def test_over_http_a_json_rpc_error_is_the_servers_and_the_session_goes_on(
+    record: Path, http_process: HTTPServerProcess
+) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        model = ScriptedModel([ToolCall("r", "refuse"), ToolCall("w", "whoami"), ToolCall("w2", "whoami"), "done"])
+        await Agent("a", model, tools=[server]).run("go")
+    assert "refused the call to 'refuse': quota exceeded for this client (JSON-RPC error -32000)" in tool_message(
+        model, 1
+    )
+    sessions = {c["headers"]["mcp-session-id"] for c in calls(record)}  # type: ignore[index]
+    assert len(sessions) == 1  # not taken for a closed connection: the same session throughout
+
+
 async def test_arguments_are_checked_against_the_schema_before_the_call(
     tracer: RecordingTracer, record: Path, server: MCPServerStdio
 ) -> None:
@@ -184,11 +214,30 @@ async def test_the_list_is_cached_and_listed_again_when_the_server_says_it_chang
     first = await server.list_tools()
     assert await server.list_tools() == first  # cached: the same objects
     assert "extra" not in {t.name for t in first}
-    model = ScriptedModel([ToolCall("g", "grow"), "grown"])
-    await Agent("a", model, tools=[server]).run("go")
-    await until(lambda: server._stale)  # notifications/tools/list_changed arrived
+    # grow adds a tool and sends notifications/tools/list_changed before it answers: the same run's next
+    # model call is offered the new tool, and calls it.
+    model = ScriptedModel([ToolCall("g", "grow"), ToolCall("x", "extra"), "done"])
+    result = await Agent("a", model, tools=[server]).run("go")
+    assert "extra" not in {s.name for s in model.requests[0].tools}
+    assert "extra" in {s.name for s in model.requests[1].tools}
+    assert tool_message(model, 2) == '{"result":"extra!"}'
+    assert result.status == "completed"
+    assert server.list_changes == 1
+    # And every later run: the cache holds the new list.
     model = ScriptedModel([ToolCall("x", "extra"), "done"])
     await Agent("a", model, tools=[server]).run("again")
+    assert "extra" in {s.name for s in model.requests[0].tools}
+    assert tool_message(model) == '{"result":"extra!"}'
+
+
+async def test_over_http_a_list_change_reaches_the_next_run(record: Path, http_process: HTTPServerProcess) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        agent = Agent("a", ScriptedModel([ToolCall("g", "grow"), "grown"]), tools=[server])
+        await agent.run("go")
+        # Over streamable HTTP the notification may come on the session's own event stream, after the answer.
+        await until(lambda: server.list_changes == 1)
+        model = ScriptedModel([ToolCall("x", "extra"), "done"])
+        await Agent("a", model, tools=[server]).run("again")
     assert "extra" in {s.name for s in model.requests[0].tools}
     assert tool_message(model) == '{"result":"extra!"}'
 
@@ -226,6 +275,33 @@ async def test_server_defaults_and_per_tool_overrides(tracer: RecordingTracer, r
         assert [i.tool for i in result.interruptions] == ["echo"]
         assert tracer.of_type(RunInterrupted)
         assert calls(record, "echo") == []
+
+
+async def test_retries_send_a_failed_call_again(tracer: RecordingTracer, record: Path) -> None:
+    """A server's ``retries`` retry what fails there: an isError result, and a server that died under the
+    call (the call goes again on a new session, to a new process)."""
+    async with stdio(record, retries=RetryPolicy(2, initial_delay=0.01)) as server:
+        model = ScriptedModel(
+            [ToolCall.of("e", "flaky", {"mode": "error"}), ToolCall.of("c", "flaky", {"mode": "crash"}), "done"]
+        )
+        result = await Agent("a", model, tools=[server]).run("go")
+    assert result.status == "completed"
+    assert tool_message(model, 1) == '{"result":"error: fine the second time"}'
+    assert tool_message(model, 2) == '{"result":"crash: fine the second time"}'
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok", "ok"]
+    assert [e.error.type for e in tracer.of_type(RetryScheduled) if e.error is not None] == [
+        "MCPToolError",
+        "MCPConnectionError",
+    ]
+    assert len({c["pid"] for c in calls(record, "flaky")}) == 2  # the crash's retry reached a new process
+
+
+async def test_retries_do_not_repeat_a_call_with_invalid_arguments(tracer: RecordingTracer, record: Path) -> None:
+    async with stdio(record, retries=2) as server:
+        model = ScriptedModel([ToolCall.of("e", "echo", {"text": 5}), "fixed"])
+        await Agent("a", model, tools=[server]).run("go")
+    assert tracer.of_type(RetryScheduled) == []
+    assert calls(record, "echo") == []
 
 
 async def test_the_bulkhead_of_the_server_limits_its_calls(record: Path) -> None:
@@ -287,6 +363,53 @@ async def test_a_server_that_never_starts(
         await missing.list_tools()
 
 
+async def test_a_server_that_never_answers_the_handshake_times_out_and_is_stopped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    server = MCPServerStdio(sys.executable, ["-c", code], connect_timeout=2)
+    with pytest.raises(MCPConnectionError, match=r"did not start within 2s \(connect_timeout\)"):
+        async with asyncio.timeout(GUARD_S):
+            await server.list_tools()
+    pid = int(pid_file.read_text())
+    await until(lambda: not _alive(pid))  # the stuck process is not left behind
+    await server.aclose()
+
+
+async def test_a_server_that_never_lists_its_tools_times_out(record: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with stdio(record, "--hang-listing", list_timeout=1) as server:
+        with pytest.raises(MCPConnectionError, match=r"did not list its tools within 1s \(list_timeout\)"):
+            async with asyncio.timeout(GUARD_S):
+                await server.list_tools()
+        # A run goes on without its tools.
+        async with asyncio.timeout(GUARD_S):
+            result = await Agent("a", ScriptedModel(["none"]), tools=[server]).run("go")
+    assert result.output == "none"
+    assert "are not offered to this run" in caplog.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_hundred_concurrent_calls_share_one_session(tracer: RecordingTracer, record: Path) -> None:
+    async with stdio(record) as server:
+        model = ScriptedModel([[ToolCall.of(f"c{i}", "add", {"a": i, "b": 1}) for i in range(100)], "done"])
+        async with asyncio.timeout(GUARD_S):
+            await Agent("a", model, tools=[server]).run("go")
+    results = {m.tool_call_id: m.content for m in model.requests[1].messages if m.role == "tool"}
+    assert results == {f"c{i}": f'{{"result":{i + 1}}}' for i in range(100)}
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"] * 100
+    assert len({c["pid"] for c in calls(record, "add")}) == 1
+
+
 async def test_a_server_that_dies_after_listing_fails_its_calls_and_opens_the_breaker(
     tracer: RecordingTracer, record: Path, tmp_path: Path
 ) -> None:
@@ -330,6 +453,23 @@ async def test_a_call_cancelled_mid_flight_tells_the_server_and_ends_once(
     assert end.status == "cancelled"
     # The session survives the cancellation.
     assert json.loads(await (await server.list_tools())[0].invoke('{"a": 1, "b": 2}')) == {"result": 3}
+
+
+async def test_over_http_a_call_cancelled_mid_flight_tells_the_server_and_ends_once(
+    tracer: RecordingTracer, record: Path, http_process: HTTPServerProcess
+) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        model = ScriptedModel([ToolCall.of("s", "slow", {"seconds": 60}), "never"])
+        run = asyncio.ensure_future(Agent("a", model, tools=[server]).run("go"))
+        await until(lambda: bool(calls(record, "slow")))
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await until(lambda: any(r["event"] == "cancelled" for r in records(record)))
+        (end,) = tracer.of_type(ToolCallEnded)
+        assert end.status == "cancelled"
+        (add,) = [t for t in await server.list_tools() if t.name == "add"]
+        assert json.loads(await add.invoke('{"a": 1, "b": 2}')) == {"result": 3}
 
 
 async def test_concurrent_runs_share_one_session(record: Path, server: MCPServerStdio) -> None:

@@ -29,7 +29,7 @@ from ._events import (
 )
 from ._export import ExportPipeline, ExportStats, export_stats, flush, is_exporting, shutdown
 from ._ids import SpanContext, current_span
-from ._messages import Message, ThinkingBlock, ToolCall, Usage
+from ._messages import Image, Message, ThinkingBlock, ToolCall, Usage
 from ._model import Model, ModelRequest, ModelResponse, ModelStreamPart, OutputRequest, TextDelta, ThinkingDelta
 from ._otel import OtelSpanSource, use_otel_spans
 from ._plugin_context import PluginContext
@@ -91,6 +91,7 @@ __all__ = [
     "ExportStats",
     "FinalResult",
     "HandoffOccurred",
+    "Image",
     "InMemoryCheckpointStore",
     "Interruption",
     "MaxTurnsExceeded",

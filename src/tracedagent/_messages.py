@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ._fastinit import fast_init
 
-__all__ = ["Message", "Role", "ThinkingBlock", "ToolCall", "Usage"]
+__all__ = ["Image", "Message", "Role", "ThinkingBlock", "ToolCall", "ToolText", "Usage"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -66,13 +66,55 @@ class ThinkingBlock:
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image that a tool gave back (an MCP tool's ``ImageContent``): ``data`` is the base64 of the
+    bytes, ``media_type`` their type (``image/png``). It is sent to the model in the provider's form where
+    the provider takes images in tool results; telemetry never carries ``data``, only :meth:`describe`."""
+
+    media_type: str
+    data: str
+
+    @property
+    def size(self) -> int:
+        """The image's size in bytes (from the length of its base64)."""
+        data = self.data.rstrip("=")
+        return len(data) * 3 // 4
+
+    def describe(self) -> str:
+        """The image as text, without its bytes: ``[image: image/png, 70 bytes]``."""
+        return f"[image: {self.media_type}, {self.size} bytes]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"media_type": self.media_type, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Image:
+        return cls(str(data.get("media_type", "")), str(data.get("data", "")))
+
+
+class ToolText(str):
+    """A tool's text result with the images it gave next to it: what an MCP tool's ``invoke`` returns
+    when its result has images. The text describes each image (the model reads it wherever its provider
+    cannot take the image itself); :meth:`Message.tool` moves ``images`` onto the tool message."""
+
+    images: tuple[Image, ...]
+
+    def __new__(cls, text: str, images: tuple[Image, ...] = ()) -> ToolText:
+        self = super().__new__(cls, text)
+        self.images = images
+        return self
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message of the conversation.
 
     ``role`` is ``system``, ``user``, ``assistant`` or ``tool``. An assistant message may carry
     ``tool_calls`` and ``thinking`` (the reasoning text, for people), with ``thinking_blocks`` (the same
     reasoning as the provider sent it, signatures included, to be sent back); a tool message answers
-    ``tool_call_id`` (of tool ``name``) and says with ``is_error`` whether the call failed.
+    ``tool_call_id`` (of tool ``name``), says with ``is_error`` whether the call failed, and may carry the
+    ``images`` the tool gave back (its ``content`` then describes them, for models that cannot see them).
     """
 
     role: Role
@@ -83,6 +125,7 @@ class Message:
     is_error: bool = False
     thinking: str | None = None
     thinking_blocks: tuple[ThinkingBlock, ...] = ()
+    images: tuple[Image, ...] = ()
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -97,8 +140,14 @@ class Message:
         return cls("assistant", content, tuple(tool_calls))
 
     @classmethod
-    def tool(cls, tool_call_id: str, name: str, content: str, *, is_error: bool = False) -> Message:
-        return cls("tool", content, (), tool_call_id, name, is_error)
+    def tool(
+        cls, tool_call_id: str, name: str, content: str, *, is_error: bool = False, images: tuple[Image, ...] = ()
+    ) -> Message:
+        """A tool's answer. A :class:`ToolText` content brings its images (unless ``images`` is given)."""
+        if type(content) is ToolText:
+            images = images or content.images
+            content = str(content)
+        return cls("tool", content, (), tool_call_id, name, is_error, None, (), images)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -114,6 +163,8 @@ class Message:
             data["thinking"] = self.thinking
         if self.thinking_blocks:
             data["thinking_blocks"] = [block.to_dict() for block in self.thinking_blocks]
+        if self.images:
+            data["images"] = [image.to_dict() for image in self.images]
         return data
 
     @classmethod
@@ -133,6 +184,7 @@ class Message:
             bool(data.get("is_error", False)),
             data.get("thinking"),
             tuple(ThinkingBlock.from_dict(b) for b in data.get("thinking_blocks") or () if isinstance(b, dict)),
+            tuple(Image.from_dict(i) for i in data.get("images") or () if isinstance(i, dict)),
         )
 
 

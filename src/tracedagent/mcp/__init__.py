@@ -9,10 +9,12 @@
     agent = Agent("helper", "openai:gpt-4o-mini", tools=[files, other_tool])
 
 A server is passed in ``Agent(tools=[...])``. Its tools are listed when a run starts (cached for
-``cache_ttl`` seconds, listed again when the server says they changed); each call goes through the same
-layers as any tool (approval, breaker, bulkhead, timeout, retry) with the same events, spans and metrics,
-and carries its span's ``traceparent`` in ``params._meta`` (and, over HTTP, as a header). Needs the
-``mcp`` package: ``pip install "tracedagent[mcp]"``.
+``cache_ttl`` seconds, listed again when the server says they changed, from the run's next model call on
+when a call of its tools brought the news); each call goes through the same layers as any tool
+(approval, breaker, bulkhead, timeout, retry) with the same events, spans and metrics, and carries its
+span's ``traceparent`` in ``params._meta`` (and, over HTTP, as a header). Images in a result reach the
+model as ``Message.images`` where its provider takes them, and are described in the text. Needs the
+``mcp`` package, 1.x (from 1.30) or 2.x: ``pip install "tracedagent[mcp]"``.
 """
 
 from __future__ import annotations

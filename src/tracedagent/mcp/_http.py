@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import httpx2
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-
+from ._compat import http_streams
 from ._server import MCPServerBase
 
 __all__ = ["MCPServerHTTP"]
@@ -31,13 +28,4 @@ class MCPServerHTTP(MCPServerBase):
         super().__init__(name=name or url, **options)
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[tuple[Any, Any]]:
-        return self._open()
-
-    @contextlib.asynccontextmanager
-    async def _open(self) -> AsyncIterator[tuple[Any, Any]]:
-        timeout = httpx2.Timeout(self.connect_timeout, read=300.0)
-        async with (
-            create_mcp_http_client(headers=self.headers, timeout=timeout) as client,
-            streamable_http_client(self.url, http_client=client) as (read, write),
-        ):
-            yield read, write
+        return http_streams(self.url, self.headers, self.connect_timeout)

@@ -6,14 +6,20 @@ import base64
 from typing import Any
 
 import pydantic_core
-from mcp_types import (
+
+from .._messages import Image, ToolText
+from ._compat import (
     AudioContent,
+    BlobResourceContents,
     CallToolResult,
     EmbeddedResource,
     ImageContent,
     ResourceLink,
     TextContent,
     TextResourceContents,
+    is_error,
+    mime_type,
+    structured_content,
 )
 
 __all__ = ["result_text"]
@@ -22,11 +28,31 @@ __all__ = ["result_text"]
 def result_text(result: CallToolResult) -> str:
     """The tool result as text: the structured content as JSON when the server gave one (its text blocks
     repeat it), else each content block in order: text as it is, an embedded text resource with its URI,
-    and images, audio and binary resources described by their type and size."""
-    if result.structured_content is not None and not result.is_error:
-        return pydantic_core.to_json(result.structured_content).decode()
-    parts = [_block(block) for block in result.content]
-    return "\n".join(p for p in parts if p)
+    and images, audio and binary resources described by their type and size.
+
+    Images (``ImageContent``, and embedded binary resources of an ``image/*`` type) also go to the model
+    itself: the text is then a :class:`~tracedagent._messages.ToolText` carrying them, and the tool
+    message has them as ``images`` (each described in the text as ``[image: image/png, 70 bytes]``, which
+    is all a model whose provider cannot take images in tool results sees)."""
+    images = tuple(image for image in map(_image, result.content) if image is not None)
+    structured = structured_content(result)
+    if structured is not None and not is_error(result):
+        text = pydantic_core.to_json(structured).decode()
+        if images:
+            text = "\n".join([text, *(image.describe() for image in images)])
+    else:
+        text = "\n".join(p for p in map(_block, result.content) if p)
+    return ToolText(text, images) if images else text
+
+
+def _image(block: Any) -> Image | None:
+    if isinstance(block, ImageContent):
+        return Image(mime_type(block) or "", block.data)
+    if isinstance(block, EmbeddedResource) and isinstance(block.resource, BlobResourceContents):
+        mime = mime_type(block.resource) or ""
+        if mime.startswith("image/"):
+            return Image(mime, block.resource.blob)
+    return None
 
 
 def _size(data: str) -> int:
@@ -40,15 +66,18 @@ def _block(block: Any) -> str:
     if isinstance(block, TextContent):
         return block.text
     if isinstance(block, ImageContent):
-        return f"[image: {block.mime_type}, {_size(block.data)} bytes]"
+        return f"[image: {mime_type(block)}, {_size(block.data)} bytes]"
     if isinstance(block, AudioContent):
-        return f"[audio: {block.mime_type}, {_size(block.data)} bytes]"
+        return f"[audio: {mime_type(block)}, {_size(block.data)} bytes]"
     if isinstance(block, EmbeddedResource):
         resource = block.resource
         if isinstance(resource, TextResourceContents):
             return f"[resource {resource.uri}]\n{resource.text}"
-        mime = getattr(resource, "mime_type", None) or "application/octet-stream"
-        return f"[resource {resource.uri}: {mime}, {_size(getattr(resource, 'blob', ''))} bytes]"
+        mime = mime_type(resource) or "application/octet-stream"
+        size = _size(getattr(resource, "blob", ""))
+        if mime.startswith("image/"):
+            return f"[image {resource.uri}: {mime}, {size} bytes]"
+        return f"[resource {resource.uri}: {mime}, {size} bytes]"
     if isinstance(block, ResourceLink):
         return f"[resource link {block.uri}{f' ({block.name})' if block.name else ''}]"
     return str(getattr(block, "text", "") or "")

@@ -23,18 +23,31 @@ from typing import Any
 
 import jsonschema
 from mcp import ClientSession
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, CallToolResult, PaginatedRequestParams
-from mcp_types import Tool as ToolDefinition
 
 from .._ids import current_span
 from .._tools import Tool
 from ..exceptions import ConfigurationError, ToolDefinitionError, ToolTimeout
 from ..resilience import Bulkhead, CircuitBreaker, RetryPolicy
+from ._compat import (
+    CONNECTION_CLOSED,
+    REQUEST_TIMEOUT,
+    SENDS_CANCELLED,
+    SESSION_TERMINATED,
+    CallToolResult,
+    MCPError,
+    PaginatedRequestParams,
+    ToolDefinition,
+    error_code,
+    error_message,
+    is_error,
+    next_cursor,
+    notification,
+    send_cancelled,
+)
 from ._errors import MCPConnectionError, MCPServerError, MCPToolError
 from ._results import result_text
 from ._tool import MCPTool
-from ._trace import OutgoingCall, TracingWriteStream, outgoing
+from ._trace import OutgoingCall, TracingWriteStream, WatchedReadStream, outgoing
 
 __all__ = ["MCPServerBase"]
 
@@ -59,7 +72,7 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 class _Connection:
     """One session and the task that owns it."""
 
-    __slots__ = ("error", "loop", "ready", "session", "stop", "task")
+    __slots__ = ("error", "loop", "pending", "ready", "session", "stop", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -68,6 +81,8 @@ class _Connection:
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
+        #: The tool calls on their way through this session, by request id.
+        self.pending: dict[Any, OutgoingCall] = {}
 
     @property
     def alive(self) -> bool:
@@ -75,6 +90,8 @@ class _Connection:
 
 
 _servers: weakref.WeakSet[MCPServerBase] = weakref.WeakSet()
+#: The cancellation notices on their way (a task must be referenced until it is done).
+_telling: set[asyncio.Task[None]] = set()
 
 
 class MCPServerBase:
@@ -154,6 +171,8 @@ class MCPServerBase:
         self._tools: dict[str, MCPTool] = {}
         self._listed_at: float | None = None
         self._stale = False
+        #: How many times the server said its tool list changed (``notifications/tools/list_changed``).
+        self.list_changes = 0
         #: Why the last listing failed (None after a good one).
         self.last_error: BaseException | None = None
         _servers.add(self)
@@ -214,9 +233,15 @@ class MCPServerBase:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
+                pending: dict[Any, OutgoingCall] = {}
                 session = await stack.enter_async_context(
-                    ClientSession(read, TracingWriteStream(write, http=self._http), message_handler=self._on_message)
+                    ClientSession(
+                        WatchedReadStream(read, pending),
+                        TracingWriteStream(write, http=self._http, pending=pending),
+                        message_handler=self._on_message,
+                    )
                 )
+                conn.pending = pending
                 await session.initialize()
                 conn.session = session
                 conn.ready.set_result(session)
@@ -256,7 +281,8 @@ class MCPServerBase:
         if isinstance(message, Exception):  # a line on stdout that is not JSON-RPC, a transport hiccup
             logger.debug("MCP server %r: %s", self.name, message)
             return
-        if getattr(message, "method", None) == "notifications/tools/list_changed":
+        if getattr(notification(message), "method", None) == "notifications/tools/list_changed":
+            self.list_changes += 1
             self._stale = True
 
     async def aclose(self) -> None:
@@ -292,6 +318,7 @@ class MCPServerBase:
             and (self.cache_ttl is None or time.monotonic() - listed_at < self.cache_ttl)
         ):
             return list(self._tools.values())
+        changes = self.list_changes
         try:
             definitions = await self._list_definitions()
         except Exception as exc:
@@ -301,7 +328,7 @@ class MCPServerBase:
                 return list(self._tools.values())
             raise
         self.last_error = None
-        self._stale = False
+        self._stale = self.list_changes != changes  # a change said during the listing may not be in it
         self._listed_at = time.monotonic()
         self._tools = self._build(definitions)
         return list(self._tools.values())
@@ -309,6 +336,11 @@ class MCPServerBase:
     async def _list_definitions(self) -> list[ToolDefinition]:
         try:
             session = await self._session()
+        except TimeoutError:
+            raise MCPConnectionError(
+                f"MCP server {self.name!r} did not start within {self.connect_timeout:g}s (connect_timeout)"
+            ) from None
+        try:
             found: list[ToolDefinition] = []
             cursor: str | None = None
             async with asyncio.timeout(self.list_timeout):
@@ -316,13 +348,17 @@ class MCPServerBase:
                     params = PaginatedRequestParams(cursor=cursor) if cursor is not None else None
                     page = await session.list_tools(params=params)
                     found.extend(page.tools)
-                    cursor = page.next_cursor
+                    cursor = next_cursor(page)
                     if not cursor:
                         return found
         except TimeoutError:
-            raise MCPConnectionError(f"MCP server {self.name!r} did not list its tools in time") from None
+            raise MCPConnectionError(
+                f"MCP server {self.name!r} did not list its tools within {self.list_timeout:g}s (list_timeout)"
+            ) from None
         except MCPError as exc:
-            raise MCPServerError(f"MCP server {self.name!r} could not list its tools: {exc}", code=exc.code) from None
+            raise MCPServerError(
+                f"MCP server {self.name!r} could not list its tools: {exc}", code=error_code(exc)
+            ) from None
 
     def _build(self, definitions: list[ToolDefinition]) -> dict[str, MCPTool]:
         tools: dict[str, MCPTool] = {}
@@ -350,6 +386,29 @@ class MCPServerBase:
                 logger.warning("MCP server %r: tool %r is not offered: %s", self.name, definition.name, exc)
         return tools
 
+    async def refresh(self, tools: dict[str, Tool]) -> None:
+        """Bring a run's ``tools`` up to date if the server said its list changed (after a call of one of
+        its tools, so that the model's next call sees the new list): its new tools are added (a name the
+        run already has stays), its removed ones taken away, its changed ones replaced."""
+        if not self._stale:
+            return
+        before = self._tools
+        try:
+            await self.list_tools()
+        except Exception as exc:  # the run goes on with the tools it has; the next run lists again
+            logger.warning("MCP server %r: its tools changed but listing them failed: %s", self.name, exc)
+            return
+        after = self._tools
+        for name, old in before.items():
+            if tools.get(name) is old and after.get(name) is not old:
+                if name in after:
+                    tools[name] = after[name]
+                else:
+                    del tools[name]
+        for name, new in after.items():
+            if name not in before and name not in tools:
+                tools[name] = new
+
     # --------------------------------------------------------------------------------------- calls
 
     async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
@@ -360,27 +419,33 @@ class MCPServerBase:
         try:
             for _ in range(2):  # once more on a new session when the old one had closed unseen
                 session = await self._session_for_call(tool)
-                call.written = False
+                call.written = call.answered = False
                 try:
                     result = await session.call_tool(tool.remote_name, arguments)
+                except asyncio.CancelledError:
+                    if not SENDS_CANCELLED and call.written:  # the 1.x SDK does not tell the server
+                        self._tell_cancelled(session, call.request_id)
+                    raise
                 except MCPError as exc:
-                    if exc.code == CONNECTION_CLOSED or _session_unknown(exc):
+                    code = error_code(exc)
+                    # The SDK's own CONNECTION_CLOSED (the connection went), not the server's error -32000.
+                    if (code == CONNECTION_CLOSED and not call.answered) or _session_unknown(exc):
                         self._drop(session)
-                        if not call.written or exc.code != CONNECTION_CLOSED:
+                        if not call.written or code != CONNECTION_CLOSED:
                             continue  # the server never saw it (it had gone, or restarted): send it again
                         raise MCPConnectionError(
                             f"MCP server {self.name!r} closed the connection during the call to {tool.remote_name!r} "
                             "(it exited or crashed); answer without it or try again",
                             tool=tool.name,
-                            code=exc.code,
+                            code=code,
                         ) from None
-                    if exc.code == REQUEST_TIMEOUT:
+                    if code == REQUEST_TIMEOUT:
                         raise ToolTimeout(f"tool {tool.name!r}: the MCP request timed out", tool=tool.name) from None
                     raise MCPServerError(
-                        f"MCP server {self.name!r} refused the call to {tool.remote_name!r}: {exc.message} "
-                        f"(JSON-RPC error {exc.code})",
+                        f"MCP server {self.name!r} refused the call to {tool.remote_name!r}: {error_message(exc)} "
+                        f"(JSON-RPC error {code})",
                         tool=tool.name,
-                        code=exc.code,
+                        code=code,
                     ) from None
                 except (RuntimeError, ValueError) as exc:  # the SDK's checks of the result (output schema...)
                     raise MCPServerError(
@@ -393,6 +458,24 @@ class MCPServerBase:
             )
         finally:
             outgoing.reset(token)
+            conn = self._conn
+            if conn is not None and call.request_id is not None:
+                conn.pending.pop(call.request_id, None)
+
+    def _tell_cancelled(self, session: ClientSession, request_id: Any) -> None:
+        """Send ``notifications/cancelled`` for a request whose call was cancelled, from a task of its own
+        (the cancelled one cannot wait), within ``close_timeout``."""
+
+        async def tell() -> None:
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await send_cancelled(session, request_id, "the tool call was cancelled")
+            except Exception as exc:  # the session may have gone meanwhile: nothing left to tell
+                logger.debug("MCP server %r: could not send the cancellation: %s", self.name, exc)
+
+        task = asyncio.get_running_loop().create_task(tell())
+        _telling.add(task)
+        task.add_done_callback(_telling.discard)
 
     async def _session_for_call(self, tool: MCPTool) -> ClientSession:
         try:
@@ -414,7 +497,7 @@ class MCPServerBase:
                 tool=tool.name,
             )
         text = result_text(result)
-        if result.is_error:
+        if is_error(result):
             raise MCPToolError(text or f"tool {tool.name!r} failed (the MCP server gave no message)", tool=tool.name)
         return text
 
@@ -424,7 +507,7 @@ class MCPServerBase:
 
 def _session_unknown(exc: MCPError) -> bool:
     """A streamable HTTP server that restarted (or dropped the session) answers 404: it never ran the call."""
-    return exc.code == INVALID_REQUEST and exc.message in ("Session terminated", "Session not found")
+    return error_code(exc) == SESSION_TERMINATED and error_message(exc) in ("Session terminated", "Session not found")
 
 
 def _first(exc: BaseException) -> BaseException:

@@ -22,7 +22,10 @@ class MCPServerStdio(MCPServerBase):
 
     Its tools take the same resilience settings as ``@tool`` (``timeout``, ``retries``, ``breaker``,
     ``max_concurrency``, ``max_queue``, ``queue_timeout``, ``needs_approval``, ``max_result_chars``) as
-    defaults, and ``tool_settings={"tool name": {...}}`` overrides them per tool. The breaker and the
+    defaults, and ``tool_settings={"tool name": {...}}`` overrides them per tool. ``retries`` send a call
+    again when it failed there (an isError result, a server that died under it or a JSON-RPC error other
+    than a malformed request: see :func:`~tracedagent.mcp._tool.worth_a_retry`), which a call the server
+    got may then run twice; without ``retries`` a call the server got is never sent again. The breaker and the
     bulkhead are the server's, shared by its tools. ``tool_prefix`` is put before each tool's name and
     ``allowed_tools`` (the server's names) limits which are offered. Its stderr goes to ``errlog``
     (this process's stderr by default).

@@ -5,7 +5,8 @@ context and error mapping; this module writes the request body and reads the ans
 
 * :func:`to_anthropic` turns the conversation into Anthropic's shape: system text apart, assistant
   ``tool_use`` blocks, tool results as ``tool_result`` blocks in a user message, same-role neighbours
-  merged (the API wants user and assistant turns to alternate);
+  merged (the API wants user and assistant turns to alternate); a tool result's images
+  (``Message.images``: JPEG, PNG, GIF, WebP) are ``image`` blocks in its ``tool_result``, after its text;
 * :class:`MessageAssembler` is a pure state machine fed with the stream's events; it yields the
   deltas as they arrive and builds the final :class:`ModelResponse`. A stream without
   ``message_stop``, an unreadable event or an ``error`` event is a :class:`ModelStreamError`, never a
@@ -30,7 +31,7 @@ from typing import Any, NoReturn
 import httpx
 import httpx_sse
 
-from .._messages import Message, ThinkingBlock, ToolCall, Usage
+from .._messages import Image, Message, ThinkingBlock, ToolCall, Usage
 from .._model import ModelRequest, ModelResponse, ModelStreamPart, TextDelta, ThinkingDelta
 from .._tools import ToolSpec
 from ..exceptions import ConfigurationError, ModelStreamError
@@ -195,7 +196,10 @@ def to_anthropic(instructions: str | None, messages: Sequence[Message]) -> tuple
             add("assistant", blocks)
         else:
             result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
-            if message.content:
+            images = [_image(image) for image in message.images if image.media_type in _IMAGE_TYPES]
+            if images:
+                result["content"] = [_text(message.content), *images] if message.content else images
+            elif message.content:
                 result["content"] = message.content
             if message.is_error:
                 result["is_error"] = True
@@ -205,6 +209,14 @@ def to_anthropic(instructions: str | None, messages: Sequence[Message]) -> tuple
 
 def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
+
+
+#: The image types the Messages API takes (others stay described in the tool result's text).
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def _image(image: Image) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}
 
 
 def _thinking(block: ThinkingBlock) -> dict[str, Any]:

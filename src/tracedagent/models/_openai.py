@@ -253,7 +253,10 @@ class OpenAIChatModel(HTTPModel):
     requests without tools, and a setting set to ``None`` is left out (``stream_options=None`` for a
     server that refuses it). Structured output (``output_type``) is asked for with ``response_format``
     (``json_schema``, ``strict`` when the schema allows it); pass ``native_output=False`` for a server
-    without it. Streamed reasoning
+    without it. Chat Completions' tool messages take text only: the images a tool gives back (an MCP
+    tool's) reach the model as their description in the tool result's text (``[image: image/png, 70
+    bytes]``); with ``tool_result_images=True`` (a vision model) they also follow the turn's tool results
+    in a ``user`` message of ``image_url`` parts. Streamed reasoning
     (``reasoning_content`` or ``reasoning``) arrives as ``ThinkingDelta``. Usage follows OpenAI:
     ``input_tokens`` includes the cached prompt tokens (``cache_read_tokens``), ``output_tokens`` the
     reasoning tokens (``reasoning_tokens``). Timeouts, retries and the client are those of
@@ -284,8 +287,10 @@ class OpenAIChatModel(HTTPModel):
         max_retry_after: float = 120.0,
         client: httpx.AsyncClient | None = None,
         native_output: bool = True,
+        tool_result_images: bool = False,
     ) -> None:
         self.native_output = bool(native_output)
+        self.tool_result_images = bool(tool_result_images)
         if not isinstance(provider, str) or not provider:
             raise ConfigurationError(f"provider must be a name such as 'openai' or 'vllm', not {provider!r}")
         self.provider = provider
@@ -333,7 +338,9 @@ class OpenAIChatModel(HTTPModel):
     def _payload(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._name,
-            "messages": to_openai_messages(request.messages, request.instructions),
+            "messages": to_openai_messages(
+                request.messages, request.instructions, tool_result_images=self.tool_result_images
+            ),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -419,12 +426,28 @@ async def _drain(events: AsyncIterator[httpx_sse.ServerSentEvent]) -> None:
         pass  # the answer is complete; the connection is closed instead of reused
 
 
-def to_openai_messages(messages: Sequence[Message], instructions: str | None) -> list[dict[str, Any]]:
-    """tracedagent messages as Chat Completions messages, ``instructions`` first as a system message."""
+def to_openai_messages(
+    messages: Sequence[Message], instructions: str | None, *, tool_result_images: bool = False
+) -> list[dict[str, Any]]:
+    """tracedagent messages as Chat Completions messages, ``instructions`` first as a system message.
+
+    A ``tool`` message takes text only, so a tool result's images are described in its text (``[image:
+    image/png, 70 bytes]``); with ``tool_result_images`` they also follow the turn's tool messages in one
+    ``user`` message of ``image_url`` parts (data URLs), each after a text part naming its tool call."""
     out: list[dict[str, Any]] = []
     if instructions:
         out.append({"role": "system", "content": instructions})
+    pending: list[dict[str, Any]] = []  # the image parts of the tool messages just added
     for m in messages:
+        if pending and m.role != "tool":
+            out.append({"role": "user", "content": pending})
+            pending = []
+        if tool_result_images and m.role == "tool" and m.images:
+            pending.append({"type": "text", "text": f"The images of tool call {m.tool_call_id} ({m.name}):"})
+            pending.extend(
+                {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{image.data}"}}
+                for image in m.images
+            )
         if m.role == "assistant":
             item: dict[str, Any] = {"role": "assistant", "content": m.content}
             if m.tool_calls:
@@ -439,4 +462,6 @@ def to_openai_messages(messages: Sequence[Message], instructions: str | None) ->
             out.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content or ""})
         else:
             out.append({"role": m.role, "content": m.content or ""})
+    if pending:
+        out.append({"role": "user", "content": pending})
     return out

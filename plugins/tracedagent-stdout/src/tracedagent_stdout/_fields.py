@@ -75,7 +75,14 @@ def _usage(fields: Fields, usage: Usage) -> None:
 
 
 def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
-    return [m.to_dict() for m in messages]
+    return [_message(m) for m in messages]
+
+
+def _message(message: Message) -> dict[str, Any]:
+    data = message.to_dict()
+    if message.images:  # a tool's images are described, never logged
+        data["images"] = [image.describe() for image in message.images]
+    return data
 
 
 def _run_start(event: RunStarted, fields: Fields, capture: bool) -> tuple[str, str]:
