@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import get_type_hints
 
+import pytest
+
 import tracedagent
 from tracedagent import Event, QueueingTracer, _events, hookspecs
 from tracedagent._dispatch import Dispatcher
@@ -67,7 +69,10 @@ def test_the_queueing_base_and_the_recorder_implement_every_observer_hook() -> N
 def test_the_design_hook_table_names_only_hooks_that_exist_or_are_planned() -> None:
     """Every hook in the code is in the design's table (the contract); the table may list hooks of
     issues not built yet, which are named here so that list only shrinks."""
-    design = (ROOT.parent / "shared" / "DESIGN.md").read_text()
+    path = ROOT.parent / "shared" / "DESIGN.md"
+    if not path.exists():
+        pytest.skip(f"the design contract is not at {path} (the shared/ folder beside the repository)")
+    design = path.read_text()
     table = set(re.findall(r"^\| `(on_\w+)`", design, flags=re.M))
     table |= {name for name in re.findall(r"`(on_\w+)` / `(on_\w+)`", design) for name in name}
     not_built_yet: set[str] = set()
