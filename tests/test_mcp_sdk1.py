@@ -1,11 +1,11 @@
 """tracedagent.mcp on the mcp SDK's 1.x line: a subset of the MCP tests (tests/test_mcp.py,
-tests/test_mcp_images.py) run by the Python of ./mcp1-venv (the latest mcp 1.x, which .ci/run installs
-from requirements-mcp1.txt), with this checkout's src/ on PYTHONPATH. The test server is then built with
-1.x's FastMCP. The subset covers what differs between the lines: stdio and streamable HTTP sessions,
-listing, calls, text/structured/image/resource results, isError, JSON-RPC errors, cancellation (the
-server gets notifications/cancelled), ``_meta.traceparent`` being the tool call's span (with an
-OpenTelemetry SDK installed too), the HTTP ``traceparent`` header, list changes, a server killed
-mid-call and a restarted HTTP server."""
+tests/test_mcp_images.py, tests/test_mcp_tracestate.py) run by the Python of ./mcp1-venv (the latest mcp
+1.x, which .ci/run installs from requirements-mcp1.txt), with this checkout's src/ on PYTHONPATH. The test
+server is then built with 1.x's FastMCP. The subset covers what differs between the lines: stdio and
+streamable HTTP sessions, listing, calls, text/structured/image/resource results, isError, JSON-RPC
+errors, cancellation (the server gets notifications/cancelled), ``_meta.traceparent`` being the tool
+call's span (with an OpenTelemetry SDK installed too), the HTTP ``traceparent`` header, ``tracestate`` in
+``_meta`` and as a header, list changes, a server killed mid-call and a restarted HTTP server."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ SUBSET = [
     "tests/test_mcp.py::test_a_server_killed_mid_call_is_a_tool_error_and_the_next_call_reconnects",
     "tests/test_mcp.py::test_the_session_reconnects_after_an_http_server_restart",
     "tests/test_mcp_images.py::test_the_tool_message_carries_the_image_and_describes_it",
+    "tests/test_mcp_tracestate.py::test_an_mcp_call_over_stdio_carries_the_tracestate_in_meta",
+    "tests/test_mcp_tracestate.py::test_an_mcp_call_over_http_carries_the_tracestate_in_meta_and_as_a_header",
 ]
 
 

@@ -290,6 +290,8 @@ class Agent(Generic[OutputT]):
         parent = _current.get() or current_parent(self.config.name)
         trace_id = parent.trace_id if parent is not None else new_trace_id()
         state = RunState(new_trace_id(), trace_id, self.config.name, messages=history, metadata=metadata or {})
+        if parent is not None:
+            state.tracestate = parent.tracestate
         return state, parent.span_id if parent is not None else None
 
     def store(self) -> CheckpointStore:

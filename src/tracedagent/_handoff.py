@@ -104,7 +104,9 @@ def settle(seg: Segment) -> None:
     state.active_agent = None if to.name == state.agent else to.name
     seg.ctx.tools = tools_of(to)
     seg.config = to
-    seg.span = Span(span.d, span.run_id, span.trace_id, to.name, span.parent_span_id, span.span_id)
+    seg.span = Span(
+        span.d, span.run_id, span.trace_id, to.name, span.parent_span_id, span.span_id, span.context.tracestate
+    )
 
 
 def _reachable(entry: AgentConfig) -> dict[str, AgentConfig]:

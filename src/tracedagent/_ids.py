@@ -36,10 +36,13 @@ def new_span_id() -> str:
 
 
 class SpanContext(NamedTuple):
-    """The ids of the span that is current: what a child span or an outgoing request links to."""
+    """The ids of the span that is current: what a child span or an outgoing request links to, and the
+    W3C ``tracestate`` of the trace the run joined (the application's or caller's; None when it had
+    none), which outgoing requests carry beside ``traceparent``."""
 
     trace_id: str
     span_id: str
+    tracestate: str | None = None
 
     @property
     def traceparent(self) -> str:

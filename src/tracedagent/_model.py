@@ -83,7 +83,8 @@ class OutputRequest:
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """Everything a model call needs. ``span`` is the model call's span: providers send it as the W3C
-    ``traceparent`` header so a traced model server joins the trace. A provider that retries calls
+    ``traceparent`` header (and the run's ``tracestate``, if it has one) so a traced model server joins
+    the trace. A provider that retries calls
     ``on_retry(attempt, delay_s, error)`` before each retry, which fires the ``on_retry`` hook."""
 
     messages: Sequence[Message]

@@ -4,17 +4,21 @@ The core never imports OpenTelemetry: it looks for the API modules the applicati
 already imported, so a process without OpenTelemetry pays one dictionary lookup per stage.
 
 * **In**: a run started while an OpenTelemetry span is current (a web request's span, a job's) and no
-  tracedagent span is, joins that span's trace as its child (:func:`current_parent`). An invalid or
-  unsampled current span is not joined: the run starts a trace of its own.
+  tracedagent span is, joins that span's trace as its child (:func:`current_parent`), and keeps its
+  ``tracestate`` (in the run's state: it survives a checkpoint). An invalid or unsampled current span is
+  not joined: the run starts a trace of its own.
 * **Out**: while a stage runs, OpenTelemetry's current span is a non-recording span with the stage's
-  ids (:func:`enter`, :func:`leave`), so a span user code opens inside a tool, or an instrumented HTTP client or
-  database driver, nests under that tool's span. The run segment also sets the baggage
-  ``gen_ai.agent.name`` and, with a session, ``gen_ai.conversation.id``.
+  ids and the run's tracestate (:func:`enter`, :func:`leave`), so a span user code opens inside a tool, or
+  an instrumented HTTP client or database driver, nests under that tool's span. The run segment also sets
+  the baggage ``gen_ai.agent.name`` and, with a session, ``gen_ai.conversation.id``. Requests a stage
+  makes (model HTTP calls, MCP calls) take their ``traceparent`` and ``tracestate`` from
+  :func:`outgoing`.
 * **A tracer's own spans** (:func:`use_otel_spans`): a tracer that exports through a tracer provider
   whose span ids it cannot choose (the application's) starts its spans as the stages start, and the
   stage makes *that* span current instead of the non-recording one, so what opens inside nests under the
-  span that is exported. A run with no parent then takes its trace id from the root span the tracer
-  starts for it, so ``RunResult.trace_id`` is the exported trace's id.
+  span that is exported, and outgoing requests name that span (:func:`outgoing`), not the core's span
+  id, which no exported span has. A run with no parent then takes its trace id from the root span the
+  tracer starts for it, so ``RunResult.trace_id`` is the exported trace's id.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ._ids import SpanContext
 
-__all__ = ["OtelSpanSource", "Parent", "current_parent", "enter", "leave", "use_otel_spans"]
+__all__ = ["OtelSpanSource", "Parent", "current_parent", "enter", "leave", "outgoing", "use_otel_spans"]
 
 AGENT_KEY = "gen_ai.agent.name"
 CONVERSATION_KEY = "gen_ai.conversation.id"
@@ -38,7 +42,8 @@ class OtelSpanSource(Protocol):
     def root_trace_id(self, agent: str) -> str | None:
         """Start the root span of a run of ``agent`` that has no parent (its first segment's span, kept
         until its start event) and return its trace id, 32 lowercase hex digits; None to let the core
-        pick one."""
+        pick one. The start event may never come (the trace is shed, the tracer is not one of the run's
+        plugins, the run is refused before it starts): the span must not be held for ever then."""
 
     def current_for(self, span_id: str) -> Any:
         """The OpenTelemetry span the tracer started for the core's span ``span_id`` (taken: asked once,
@@ -50,6 +55,7 @@ class Parent(NamedTuple):
 
     trace_id: str
     span_id: str | None
+    tracestate: str | None = None
 
 
 _source: OtelSpanSource | None = None
@@ -85,7 +91,10 @@ def current_parent(agent: str = "") -> SpanContext | Parent | None:
     try:
         span_context = api[0].get_current_span().get_span_context()
         if span_context.is_valid and span_context.trace_flags.sampled:
-            return SpanContext(f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}")
+            state = span_context.trace_state
+            return SpanContext(
+                f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}", state.to_header() if state else None
+            )
     except Exception:  # a tracer provider of someone else's that misbehaves: start a trace of our own
         pass
     source = _source
@@ -98,20 +107,27 @@ def current_parent(agent: str = "") -> SpanContext | Parent | None:
     return Parent(trace_id, None) if trace_id else None
 
 
-def enter(trace_id: str, span_id: str, agent: str | None = None, conversation: str | None = None) -> Token[Any] | None:
+def enter(stage: SpanContext, agent: str | None = None, conversation: str | None = None) -> Token[Any] | None:
     """Make the stage's span OpenTelemetry's current span (the one a tracer started for it, else a
-    non-recording span with these ids) and, for a run segment, set the baggage; returns the token for
-    :func:`leave`, or None when OpenTelemetry is not in use."""
+    non-recording span with its ids and the run's tracestate) and, for a run segment, set the baggage;
+    returns the token for :func:`leave`, or None when OpenTelemetry is not in use."""
     api = _loaded()
     if api is None:
         return None
     trace, context, baggage = api
     try:
         source = _source
-        span = source.current_for(span_id) if source is not None else None
+        span = source.current_for(stage.span_id) if source is not None else None
         if span is None:
+            tracestate = stage.tracestate
             span = trace.NonRecordingSpan(
-                trace.SpanContext(int(trace_id, 16), int(span_id, 16), False, _sampled(trace))
+                trace.SpanContext(
+                    int(stage.trace_id, 16),
+                    int(stage.span_id, 16),
+                    False,
+                    _sampled(trace),
+                    None if tracestate is None else _trace_state(trace, tracestate),
+                )
             )
         ctx = trace.set_span_in_context(span)
         if agent is not None and baggage is not None:
@@ -122,6 +138,45 @@ def enter(trace_id: str, span_id: str, agent: str | None = None, conversation: s
         return token
     except Exception:
         return None
+
+
+def outgoing(stage: SpanContext) -> tuple[str, str | None]:
+    """The ``traceparent`` and ``tracestate`` (None: send none) a request made in ``stage`` carries.
+
+    They name the span that is exported for the stage. With the core's ids (no tracer starting spans of
+    its own, the usual case) that is ``stage`` itself: one global lookup. When a tracer starts the
+    stage's spans through a provider that picks their ids (:func:`use_otel_spans`), it is OpenTelemetry's
+    current span, the one the stage made current, if it is valid and in the stage's trace (else the
+    core's ids: the tracer did not start one, its trace was shed)."""
+    if _source is None:
+        return stage.traceparent, stage.tracestate
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is not None:
+        try:
+            current = trace.get_current_span().get_span_context()
+            if current.is_valid and current.trace_id == int(stage.trace_id, 16):
+                state = current.trace_state
+                flags = "01" if current.trace_flags.sampled else "00"
+                return (
+                    f"00-{current.trace_id:032x}-{current.span_id:016x}-{flags}",
+                    state.to_header() if state else stage.tracestate,
+                )
+        except Exception:  # someone else's span that misbehaves: the core's ids
+            pass
+    return stage.traceparent, stage.tracestate
+
+
+#: tracestate header values -> the TraceState made of them (a run's stages share one value).
+_STATES: dict[str, Any] = {}
+
+
+def _trace_state(trace: Any, header: str) -> Any:
+    state = _STATES.get(header)
+    if state is None:
+        if len(_STATES) >= 256:
+            _STATES.clear()
+        state = _STATES[header] = trace.TraceState.from_header([header])
+    return state
 
 
 _SAMPLED: list[Any] = []

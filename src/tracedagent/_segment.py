@@ -69,12 +69,16 @@ class Segment:
         self.external_results: dict[str, str] = external_results if external_results is not None else {}
         state = self.state
         #: The span of the segment's stages and point events: the agent the run is with (see _handoff).
-        self.span = span = Span(dispatcher, state.run_id, state.trace_id, self.config.name, parent_span_id)
+        self.span = span = Span(
+            dispatcher, state.run_id, state.trace_id, self.config.name, parent_span_id, None, state.tracestate
+        )
         #: The segment's own span (its start and end events): the same ids, the agent the run belongs to.
         self.run_span = (
             span
             if state.agent == span.agent
-            else Span(dispatcher, state.run_id, state.trace_id, state.agent, parent_span_id, span.span_id)
+            else Span(
+                dispatcher, state.run_id, state.trace_id, state.agent, parent_span_id, span.span_id, state.tracestate
+            )
         )
         self.started = time.perf_counter()
         #: The structured output this segment asks for and its progress (None: the answer is text).

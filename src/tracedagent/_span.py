@@ -60,6 +60,7 @@ class Span:
         agent: str,
         parent_span_id: str | None,
         span_id: str | None = None,
+        tracestate: str | None = None,
     ) -> None:
         self.d = d
         self.run_id = run_id
@@ -67,12 +68,12 @@ class Span:
         self.agent = agent
         self.parent_span_id = parent_span_id
         self.span_id = span_id = span_id if span_id is not None else new_span_id()
-        #: What a child span or an outgoing request links to.
-        self.context = SpanContext(trace_id, span_id)
+        #: What a child span or an outgoing request links to (with the run's ``tracestate``, if any).
+        self.context = SpanContext(trace_id, span_id, tracestate)
 
     def child(self) -> Span:
         """A new span under this one (a model or tool call under its segment)."""
-        return Span(self.d, self.run_id, self.trace_id, self.agent, self.span_id)
+        return Span(self.d, self.run_id, self.trace_id, self.agent, self.span_id, None, self.context.tracestate)
 
     def event(self, cls: type[E], /, at_ns: int | None = None, **fields: Any) -> E:
         """An event of this span: the header from the span, the time (``at_ns``, else now), and ``fields``."""
@@ -177,9 +178,9 @@ class Stage:
         if "opentelemetry.trace" in _modules:  # the application uses OpenTelemetry: nest its spans here
             baggage = self.baggage
             if baggage is None:
-                self._otel = _otel.enter(span.trace_id, span.span_id)
+                self._otel = _otel.enter(span.context)
             else:
-                self._otel = _otel.enter(span.trace_id, span.span_id, *baggage)
+                self._otel = _otel.enter(span.context, *baggage)
         else:
             self._otel = None
         return self

@@ -72,6 +72,9 @@ class RunState:
     #: The name of the run's output type (``"text"`` without one), so a resume without the type it ran
     #: with is refused instead of returning text; None in records written before it was kept.
     output_type: str | None = None
+    #: The W3C ``tracestate`` of the trace the run joined (the application's span, or a served request's
+    #: header), sent beside ``traceparent`` by its requests and kept across a resume; None when there was none.
+    tracestate: str | None = None
 
     # ------------------------------------------------------------------------ live and saved forms
 
@@ -171,7 +174,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Fields a record written before they existed may lack.
-_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries", "active_agent", "output_type"})
+_OPTIONAL_IN_OLD_RECORDS = frozenset({"started_ns", "output_retries", "active_agent", "output_type", "tracestate"})
 
 
 # Strict readers: a field of the wrong type is a corrupted record, never a run restored with it.
@@ -281,5 +284,6 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "output_retries": _count,
     "active_agent": lambda v: _optional(_str, v),
     "output_type": lambda v: _optional(_str, v),
+    "tracestate": lambda v: _optional(_str, v),
 }
 assert set(_DECODERS) == {f.name for f in _FIELDS}, "every field of RunState needs a decoder"

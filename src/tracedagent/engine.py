@@ -154,7 +154,13 @@ class RunSteps:
 
     def _span(self, state: RunState, span_id: str) -> Span:
         return Span(
-            self.agent._get_dispatcher(), state.run_id, state.trace_id, self.config.name, state.parent_span_id, span_id
+            self.agent._get_dispatcher(),
+            state.run_id,
+            state.trace_id,
+            self.config.name,
+            state.parent_span_id,
+            span_id,
+            state.tracestate,
         )
 
     def segment_started(self, record: Mapping[str, Any], span_id: str) -> dict[str, Any]:
@@ -236,7 +242,10 @@ class RunSteps:
         seg = Segment(ctx, self.agent._get_dispatcher(), None, self._store, False, state.parent_span_id)
         span = seg.span = self._span(state, span_id)
         if config is not self.config:  # events between the segment's own carry the agent the run is with
-            seg.span = Span(span.d, span.run_id, span.trace_id, config.name, span.parent_span_id, span.span_id)
+            context = span.context
+            seg.span = Span(
+                span.d, span.run_id, span.trace_id, config.name, span.parent_span_id, span.span_id, context.tracestate
+            )
         return seg
 
     async def model_step(self, record: Mapping[str, Any], span_id: str) -> dict[str, Any]:

@@ -63,18 +63,20 @@ if SDK_2:
         """The JSON-RPC message in a session message (a request, a response, an error...)."""
         return item.message
 
-    def with_request(item: SessionMessage, request: JSONRPCRequest, traceparent: str | None) -> SessionMessage:
-        """``item`` with ``request`` in it and, given a ``traceparent``, that header on its HTTP request."""
+    def with_request(
+        item: SessionMessage, request: JSONRPCRequest, headers: Mapping[str, str] | None
+    ) -> SessionMessage:
+        """``item`` with ``request`` in it and, given ``headers`` (trace context), those on its HTTP request."""
         metadata = item.metadata
-        if traceparent is not None:
+        if headers is not None:
             if isinstance(metadata, ClientMessageMetadata):
                 metadata = ClientMessageMetadata(
                     metadata.resumption_token,
                     metadata.on_resumption_token_update,
-                    {**(metadata.headers or {}), "traceparent": traceparent},
+                    {**(metadata.headers or {}), **headers},
                 )
             elif metadata is None:
-                metadata = ClientMessageMetadata(headers={"traceparent": traceparent})
+                metadata = ClientMessageMetadata(headers=dict(headers))
         return SessionMessage(request, metadata)
 
     def notification(message: Any) -> Any:
@@ -156,9 +158,9 @@ else:  # the 1.x line
     def jsonrpc(item):
         return item.message.root
 
-    def with_request(item, request, traceparent):
+    def with_request(item, request, headers):
         # 1.x cannot put a header on one request: the HTTP client's hook (http_streams) copies the
-        # traceparent from the request's params._meta.
+        # traceparent and tracestate from the request's params._meta.
         return SessionMessage(JSONRPCMessage(request), item.metadata)
 
     def notification(message):
@@ -180,18 +182,22 @@ else:  # the 1.x line
         return page.nextCursor
 
     async def _traceparent_header(request):
-        """Each ``tools/call`` POST gets its ``params._meta.traceparent`` as a header too (an httpx request
-        hook: 1.x's transport sends each request from a task of its own, so only the body says which call
-        it is). The cost: the body of each ``tools/call`` is parsed once more."""
+        """Each ``tools/call`` POST gets its ``params._meta.traceparent`` (and ``tracestate``) as headers too
+        (an httpx request hook: 1.x's transport sends each request from a task of its own, so only the
+        body says which call it is). The cost: the body of each ``tools/call`` is parsed once more."""
         if request.method != "POST" or b'"tools/call"' not in request.content:
             return
         try:
             message = json.loads(request.content)
-            traceparent = message["params"]["_meta"]["traceparent"]
+            meta = message["params"]["_meta"]
+            traceparent = meta["traceparent"]
         except (ValueError, KeyError, TypeError):
             return
         if isinstance(traceparent, str):
             request.headers["traceparent"] = traceparent
+            tracestate = meta.get("tracestate")
+            if isinstance(tracestate, str) and tracestate:
+                request.headers["tracestate"] = tracestate
 
     @contextlib.asynccontextmanager
     async def http_streams(url, headers, connect_timeout):

@@ -14,7 +14,8 @@ __all__ = ["MCPServerHTTP"]
 
 class MCPServerHTTP(MCPServerBase):
     """An MCP server at ``url`` (streamable HTTP), with ``headers`` on every request (an
-    ``Authorization`` header, say). Each ``tools/call`` also carries the call's ``traceparent`` header.
+    ``Authorization`` header, say). Each ``tools/call`` also carries the call's ``traceparent`` header
+    (and ``tracestate``, when the run has one).
     Takes the same settings as :class:`MCPServerStdio` (resilience defaults, ``tool_settings``,
     ``tool_prefix``, ``allowed_tools``, timeouts)."""
 

@@ -25,6 +25,7 @@ import jsonschema
 from mcp import ClientSession
 
 from .._ids import current_span
+from .._otel import outgoing as outgoing_context
 from .._tools import Tool
 from ..exceptions import ConfigurationError, ToolDefinitionError, ToolTimeout
 from ..resilience import Bulkhead, CircuitBreaker, RetryPolicy
@@ -97,7 +98,7 @@ _telling: set[asyncio.Task[None]] = set()
 class MCPServerBase:
     """What :class:`MCPServerStdio` and :class:`MCPServerHTTP` share: the session, the tool list, the calls."""
 
-    #: Whether requests go over HTTP (and carry a ``traceparent`` header).
+    #: Whether requests go over HTTP (and carry ``traceparent`` and ``tracestate`` headers).
     _http = False
 
     def __init__(
@@ -414,7 +415,8 @@ class MCPServerBase:
     async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
         """One ``tools/call`` of ``tool``: its result as the model's text, or a tool error."""
         span = current_span()
-        call = OutgoingCall(span.traceparent if span is not None else None)
+        # The exported execute_tool span's ids, taken here: inside the SDK's call another span may be current.
+        call = OutgoingCall(*outgoing_context(span)) if span is not None else OutgoingCall(None)
         token = outgoing.set(call)
         try:
             for _ in range(2):  # once more on a new session when the old one had closed unseen

@@ -3,7 +3,8 @@
 The SDK (2.x; 1.x does not) injects OpenTelemetry's current context into ``params._meta`` itself, from inside a
 client span of its own when the application has a tracer provider. What must arrive is the ``execute_tool`` span
 of the call, so the session's write stream is wrapped: a request sent while :data:`outgoing` is set gets
-that span's ``traceparent`` in ``_meta`` (whatever was injected before) and, over HTTP, as a header. The
+that span's ``traceparent`` and the run's ``tracestate`` (SEP-414; none when the run has none) in ``_meta``
+(whatever was injected before) and, over HTTP, as headers. The
 wrapper also notes that the request was written, so a call on a session that had already closed can be
 sent again on a new one (the server never saw it), while a call the server got is never repeated.
 
@@ -26,10 +27,11 @@ __all__ = ["OutgoingCall", "TracingWriteStream", "WatchedReadStream", "outgoing"
 class OutgoingCall:
     """One tool call on its way: the trace context it carries, and whether its request was written."""
 
-    __slots__ = ("answered", "request_id", "traceparent", "written")
+    __slots__ = ("answered", "request_id", "traceparent", "tracestate", "written")
 
-    def __init__(self, traceparent: str | None) -> None:
+    def __init__(self, traceparent: str | None, tracestate: str | None = None) -> None:
         self.traceparent = traceparent
+        self.tracestate = tracestate
         self.written = False
         #: The JSON-RPC id of the request last written for it, and whether the server answered it with an error.
         self.request_id: Any = None
@@ -64,12 +66,16 @@ class TracingWriteStream:
             return item
         params = dict(message.params or {})
         meta = dict(params.get("_meta") or {})
-        if meta.get("traceparent") != traceparent:
-            meta.pop("tracestate", None)  # it went with the SDK's own span context
         meta["traceparent"] = traceparent
+        headers = {"traceparent": traceparent}
+        tracestate = call.tracestate
+        if tracestate:
+            meta["tracestate"] = headers["tracestate"] = tracestate
+        else:
+            meta.pop("tracestate", None)  # one the SDK injected went with its own span context
         params["_meta"] = meta
         message = message.model_copy(update={"params": params})
-        return with_request(item, message, traceparent if self._http else None)
+        return with_request(item, message, headers if self._http else None)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -22,6 +22,7 @@ import httpx_sse
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .._model import ModelRequest, ModelStreamPart
+from .._otel import outgoing
 from ..exceptions import ConfigurationError, ModelConnectionError, ModelError, ModelHTTPError, ModelStreamError
 
 __all__ = ["HTTPModel"]
@@ -217,8 +218,12 @@ class HTTPModel:
 
     def _headers(self, request: ModelRequest) -> dict[str, str]:
         headers = {"accept": "text/event-stream", **self.headers, **self._auth_headers()}
-        if request.span is not None:
-            headers["traceparent"] = request.span.traceparent
+        span = request.span
+        if span is not None:
+            # The exported chat span's ids (the core's, unless a tracer's provider picked others).
+            headers["traceparent"], tracestate = outgoing(span)
+            if tracestate:
+                headers["tracestate"] = tracestate
         return headers
 
     async def _open(self, request: ModelRequest) -> httpx.Response:

@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import _plugins
+from .._ids import SpanContext
 from ._agui import AguiEncoder, agui_call
 from ._auth import BearerAuth
 from ._bodies import ResumeBody, RunBody
@@ -135,6 +136,15 @@ def _streams(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
+def _parent(request: Request) -> SpanContext | None:
+    """The caller's span from the request's ``traceparent`` and ``tracestate`` headers (see :func:`parent_from`)."""
+    headers = request.headers
+    traceparent = headers.get("traceparent")
+    if traceparent is None:
+        return None
+    return parent_from(traceparent, ",".join(headers.getlist("tracestate")))
+
+
 def asgi_app(
     agent: ServedAgent,
     *,
@@ -163,7 +173,7 @@ def asgi_app(
     async def answer(request: Request, call: Callable[[bool], Any]) -> Response:
         """Start ``call(streaming)`` under the request's ``traceparent``; answer with its SSE stream when
         the client asks for one, else with its result as JSON."""
-        parent = parent_from(request.headers.get("traceparent"))
+        parent = _parent(request)
         if _streams(request):
             started = runs.start(call(True), parent, encoder=SSEEncoder())
             await runs.first_span(started)
@@ -197,7 +207,7 @@ def asgi_app(
         from ag_ui.core import RunAgentInput
 
         agui_input = _validated(RunAgentInput, await _body(request, body_limit))
-        parent = parent_from(request.headers.get("traceparent"))
+        parent = _parent(request)
         call = await agui_call(agent, agui_input, threads)
         encoder = AguiEncoder(agui_input, threads)
         started = runs.start(call, parent, encoder=encoder)

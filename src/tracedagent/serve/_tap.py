@@ -7,7 +7,8 @@ always, and :data:`SPAN_FORWARDER` the model and tool calls while a stream is op
 context variable set for the run's task, so runs that no request started cost one lookup per event.
 
 An incoming ``traceparent`` becomes the run's parent: the run's task starts with it as the current
-tracedagent span, so the run joins the caller's trace (:func:`parent_from`).
+tracedagent span, so the run joins the caller's trace (:func:`parent_from`); a valid ``tracestate`` beside
+it is kept for the run and sent on with its requests.
 """
 
 from __future__ import annotations
@@ -45,15 +46,23 @@ __all__ = [
     "ensure_forwarder",
     "open_stream",
     "parent_from",
+    "tracestate_from",
 ]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# W3C trace context, tracestate list-member: a key (simple, or tenant@system) "=" a value.
+_TRACESTATE_MEMBER = re.compile(
+    r"^(?:[a-z0-9][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$"
+)
+_MAX_TRACESTATE_MEMBERS = 32
 _STREAMED = (ToolCallStarted, ToolCallEnded, RunInterrupted)
 
 
-def parent_from(header: str | None) -> SpanContext | None:
-    """The caller's span from a W3C ``traceparent`` header; None when it is missing, invalid (version
-    ``ff``, all-zero ids) or unsampled, as for an application's OpenTelemetry span."""
+def parent_from(header: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The caller's span from a W3C ``traceparent`` header, with its ``tracestate`` header (the values of
+    all of them, joined by commas) when that is valid; None when ``traceparent`` is missing, invalid
+    (version ``ff``, all-zero ids) or unsampled, as for an application's OpenTelemetry span."""
     if not header:
         return None
     match = _TRACEPARENT.match(header.strip().lower())
@@ -62,7 +71,27 @@ def parent_from(header: str | None) -> SpanContext | None:
     version, trace_id, span_id, flags = match.groups()
     if version == "ff" or trace_id == "0" * 32 or span_id == "0" * 16 or not int(flags, 16) & 1:
         return None
-    return SpanContext(trace_id, span_id)
+    return SpanContext(trace_id, span_id, tracestate_from(tracestate))
+
+
+def tracestate_from(header: str | None) -> str | None:
+    """A W3C ``tracestate`` header value as it is sent on (its members, empty ones left out), or None when
+    it is missing, empty or invalid: a tracestate that does not parse is not propagated (W3C trace context)."""
+    if not header:
+        return None
+    members = [m.strip(" \t") for m in header.split(",")]
+    members = [m for m in members if m]
+    if not members or len(members) > _MAX_TRACESTATE_MEMBERS:
+        return None
+    keys = set()
+    for member in members:
+        if _TRACESTATE_MEMBER.match(member) is None:
+            return None
+        key = member.split("=", 1)[0]
+        if key in keys:
+            return None
+        keys.add(key)
+    return ",".join(members)
 
 
 class Tap:
