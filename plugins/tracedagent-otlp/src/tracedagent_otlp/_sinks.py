@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as trace_api
@@ -33,8 +34,20 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Tracer
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.util.types import Attributes
+
+from tracedagent import current_span
 
 from . import _names as N
 
@@ -210,6 +223,12 @@ class ProviderSink(SpanSink):
     from the root span started for it (:meth:`root_trace_id`), so its events and ``RunResult.trace_id``
     name the exported trace. The worker ends each span at its end event (:meth:`emit`).
 
+    That root span waits for the run's start event in a context variable of the run's context, not in a
+    map: the start event comes on the same task, and if it never reaches the sink (the trace is shed at
+    admission, the tracer is not one of the agent's plugins, the run is refused before it starts) the
+    span is let go without being ended, so it is never exported and nothing holds it (:meth:`shed`, or
+    the next run of that context, or the context's end).
+
     The maps from the core's span ids to the SDK's spans are shared by the run's threads and the worker
     (under a lock), and bounded by ``max_spans`` (the oldest go first)."""
 
@@ -224,8 +243,11 @@ class ProviderSink(SpanSink):
         self._contexts: OrderedDict[int, SpanContext] = OrderedDict()
         #: core span id (hex) -> the span to make current when its stage is entered (taken once).
         self._to_enter: OrderedDict[str, Span] = OrderedDict()
-        #: trace id -> the root span started for a run with no parent, until its start event.
-        self._roots: OrderedDict[int, Span] = OrderedDict()
+        #: (trace id, root span) started for the run with no parent this context is starting, until its
+        #: start event: one a context, dropped with it (see the class docstring).
+        self._root: ContextVar[tuple[int, Span] | None] = ContextVar(
+            f"tracedagent_otlp_root_{id(self):x}", default=None
+        )
 
     def sdk_context(self, span_id: int) -> SpanContext | None:
         """The SDK span context made for the core's span ``span_id``, if it is still known."""
@@ -240,9 +262,23 @@ class ProviderSink(SpanSink):
         context = span.get_span_context()
         if not context.is_valid:
             return None
-        with self._lock:
-            _bounded(self._roots, context.trace_id, span, self.max_spans)
+        # Replaces the root of an earlier run of this context whose start never came: let go, not ended.
+        self._root.set((context.trace_id, span))
         return f"{context.trace_id:032x}"
+
+    def shed(self, trace_id: str) -> None:
+        """The start of a run in ``trace_id`` did not reach the sink (its trace was shed): let the root
+        span started for it go, without ending it (an ended span would be exported, alone)."""
+        root = self._root.get()
+        if root is not None and root[0] == int(trace_id, 16):
+            self._root.set(None)
+
+    def _take_root(self, trace_id: int) -> Span | None:
+        root = self._root.get()
+        if root is None or root[0] != trace_id:
+            return None
+        self._root.set(None)
+        return root[1]
 
     def current_for(self, span_id: str) -> Span | None:
         """The span started for the core's span ``span_id``, to make current as its stage is entered."""
@@ -268,8 +304,7 @@ class ProviderSink(SpanSink):
         trace, own = int(trace_id, 16), int(span_id, 16)
         span: Span | None = None
         if parent_id is None and follows is None:
-            with self._lock:
-                span = self._roots.pop(trace, None)
+            span = self._take_root(trace)
             if span is not None:
                 span.update_name(name)
         if span is None:
@@ -299,7 +334,7 @@ class ProviderSink(SpanSink):
             if current.span_id == parent_id and current.trace_id == trace_id:
                 parent = current
             else:
-                parent = SpanContext(trace_id, parent_id, True, _SAMPLED)
+                parent = SpanContext(trace_id, parent_id, True, _SAMPLED, _caller_trace_state(parent_id))
         return trace_api.set_span_in_context(NonRecordingSpan(parent), parent_context)
 
     # ---------------------------------------------------------------------- on the worker
@@ -372,6 +407,15 @@ class ProviderSink(SpanSink):
         if status is not None:
             span.set_status(status)
         span.end(end_ns)
+
+
+def _caller_trace_state(parent_id: int) -> TraceState | None:
+    """The tracestate the core keeps for a run whose parent is ``parent_id`` (a served request's caller),
+    while that parent is the core's current span (as the run's start hook runs); None without one."""
+    current = current_span()
+    if current is None or current.tracestate is None or current.span_id != f"{parent_id:016x}":
+        return None
+    return TraceState.from_header([current.tracestate])
 
 
 def _bounded(mapping: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:

@@ -311,7 +311,7 @@ class OtlpTracer(QueueingTracer):
         (``tracedagent.use_otel_spans``): so a span opened inside a tool, or a run inside a tool, is the
         child of the exported span, and a run with no parent takes the trace id of its exported root.
         These hooks are instance attributes: the plugin's own exporter keeps the queueing base's."""
-        put, start = self._put, sink.start
+        put, start, shed = self._put, sink.start, sink.shed
         attach, detach, get_current = context_api.attach, context_api.detach, context_api.get_current
         set_span_in_context = trace_api.set_span_in_context
 
@@ -319,6 +319,8 @@ class OtlpTracer(QueueingTracer):
             if put(event):
                 name = N.agent_span_name(event.agent)
                 start(name, SpanKind.INTERNAL, event.trace_id, event.span_id, event.parent_span_id, event.timestamp_ns)
+            elif event.parent_span_id is None:  # shed: the root span started for it is let go, never exported
+                shed(event.trace_id)
 
         def on_resume(event: RunResumed) -> None:
             if put(event):
