@@ -208,6 +208,36 @@ async def grow(ctx: Context) -> str:
     return "grown"
 
 
+@server.tool()
+async def shrink(ctx: Context) -> str:
+    """Remove the tool named 'extra' and tell the client the tool list changed."""
+    seen("shrink", ctx)
+    server.remove_tool("extra")
+    await ctx.session.send_tool_list_changed()
+    return "shrunk"
+
+
+@server.tool(structured_output=False)
+def long_chart(chars: int, images: int, ctx: Context) -> list[TextContent | ImageContent]:
+    """A caption of ``chars`` characters and ``images`` one-pixel PNGs."""
+    seen("long_chart", ctx)
+    png = {"type": "image", "data": base64.b64encode(PNG).decode(), "mimeType": "image/png"}
+    caption = ("a very long caption " * (chars // 20 + 1))[:chars]
+    return [TextContent(type="text", text=caption), *(ImageContent.model_validate(png) for _ in range(images))]
+
+
+@server.tool(structured_output=False)
+def photos(sizes: list[int], ctx: Context) -> list[ImageContent]:
+    """One image per size, of that many bytes (a PNG header, then zeros)."""
+    seen("photos", ctx)
+    return [
+        ImageContent.model_validate(
+            {"type": "image", "data": base64.b64encode(PNG[:8] + bytes(size - 8)).decode(), "mimeType": "image/png"}
+        )
+        for size in sizes
+    ]
+
+
 def _otel() -> None:
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return

@@ -28,8 +28,9 @@ from tracedagent import (
     ToolCall,
     ToolCallEnded,
     ToolCallStarted,
+    tool,
 )
-from tracedagent.mcp import MCPConnectionError, MCPServerHTTP, MCPServerStdio
+from tracedagent.mcp import MCPConnectionError, MCPServerBase, MCPServerHTTP, MCPServerStdio
 from tracedagent.resilience import CircuitBreaker, RetryPolicy
 from tracedagent.testing import RecordingTracer, ScriptedModel
 
@@ -104,7 +105,7 @@ async def test_over_http_the_call_carries_traceparent_in_meta_and_as_a_header(
 
 
 async def test_current_span_inside_the_call_is_what_the_server_gets(record: Path, server: MCPServerStdio) -> None:
-    from tracedagent import current_span, tool
+    from tracedagent import current_span
 
     (add,) = [t for t in await server.list_tools() if t.name == "add"]
     seen_here = []
@@ -240,6 +241,66 @@ async def test_over_http_a_list_change_reaches_the_next_run(record: Path, http_p
         await Agent("a", model, tools=[server]).run("again")
     assert "extra" in {s.name for s in model.requests[0].tools}
     assert tool_message(model) == '{"result":"extra!"}'
+
+
+@pytest.fixture(params=["stdio", "http"])
+async def long_cached(request: pytest.FixtureRequest, record: Path, tmp_path: Path) -> AsyncIterator[MCPServerBase]:
+    """The test server over each transport, with a cache that never expires during a test."""
+    if request.param == "stdio":
+        async with stdio(record, cache_ttl=3600) as server:
+            yield server
+        return
+    process = HTTPServerProcess(tmp_path, record)
+    process.start()
+    try:
+        async with MCPServerHTTP(process.url, cache_ttl=3600) as server:
+            yield server
+    finally:
+        process.stop()
+
+
+async def test_a_run_sees_a_list_change_said_before_it_started_and_a_removed_tool_says_so(
+    tracer: RecordingTracer, record: Path, long_cached: MCPServerBase
+) -> None:
+    server = long_cached
+    await Agent("a", ScriptedModel([ToolCall("g", "grow"), "grown"]), tools=[server]).run("go")
+    await until(lambda: server.list_changes == 1)  # over HTTP it may come after the answer
+    # Run A starts after the notification: it is offered 'extra' at once, though the cache has an hour to go.
+    # While A waits, run B has the server take 'extra' away again; then A's model calls it.
+    removed = asyncio.Event()
+
+    @tool
+    async def wait_a_moment() -> str:
+        """Wait until the test says so."""
+        await removed.wait()
+        return "waited"
+
+    model_a = ScriptedModel([ToolCall("w", "wait_a_moment"), ToolCall("x", "extra"), "done"])
+    run_a = asyncio.ensure_future(Agent("a", model_a, tools=[wait_a_moment, server]).run("go"))
+    await until(lambda: len(model_a.requests) == 1)
+    await Agent("b", ScriptedModel([ToolCall("s", "shrink"), "shrunk"]), tools=[server]).run("go")
+    await until(lambda: server.list_changes == 2)
+    removed.set()
+    async with asyncio.timeout(GUARD_S):
+        result = await run_a
+    assert result.status == "completed"
+    assert "extra" in {s.name for s in model_a.requests[0].tools}
+    answer = model_a.requests[2].messages[-1]
+    assert answer.is_error
+    assert re.fullmatch(
+        rf"tool 'extra' is no longer offered: MCP server '{re.escape(server.name)}' took it away \(its tool list "
+        r"changed\); its tools now are: add, echo, .*",
+        answer.content or "",
+    )
+    assert "extra" not in (answer.content or "").split("now are: ")[1].split(", ")
+    assert "extra" not in {s.name for s in model_a.requests[2].tools}  # nor offered again to run A
+    assert calls(record, "extra") == []  # the call never went to the server
+    assert [(e.tool, e.status) for e in tracer.of_type(ToolCallEnded) if e.tool == "extra"] == [("extra", "error")]
+    # And a run that starts now is not offered it.
+    model_c = ScriptedModel(["fine"])
+    await Agent("c", model_c, tools=[server]).run("go")
+    assert "extra" not in {s.name for s in model_c.requests[0].tools}
+    assert "add" in {s.name for s in model_c.requests[0].tools}
 
 
 async def test_a_cache_ttl_of_zero_lists_at_every_run(record: Path) -> None:
@@ -408,6 +469,20 @@ async def test_a_hundred_concurrent_calls_share_one_session(tracer: RecordingTra
     assert results == {f"c{i}": f'{{"result":{i + 1}}}' for i in range(100)}
     assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"] * 100
     assert len({c["pid"] for c in calls(record, "add")}) == 1
+
+
+async def test_over_http_a_hundred_concurrent_calls_share_one_session(
+    tracer: RecordingTracer, record: Path, http_process: HTTPServerProcess
+) -> None:
+    async with MCPServerHTTP(http_process.url) as server:
+        model = ScriptedModel([[ToolCall.of(f"c{i}", "add", {"a": i, "b": 1}) for i in range(100)], "done"])
+        async with asyncio.timeout(GUARD_S):
+            await Agent("a", model, tools=[server]).run("go")
+    results = {m.tool_call_id: m.content for m in model.requests[1].messages if m.role == "tool"}
+    assert results == {f"c{i}": f'{{"result":{i + 1}}}' for i in range(100)}
+    assert [e.status for e in tracer.of_type(ToolCallEnded)] == ["ok"] * 100
+    sessions = {c["headers"]["mcp-session-id"] for c in calls(record, "add")}  # type: ignore[index]
+    assert len(sessions) == 1
 
 
 async def test_a_server_that_dies_after_listing_fails_its_calls_and_opens_the_breaker(

@@ -24,7 +24,17 @@ pytest.importorskip("mcp")
 from mcp_support import SERVER
 from wire_server import Reply, WireServer, wire_server
 
-from tracedagent import Agent, Image, Message, ToolCall, ToolCallEnded
+from tracedagent import (
+    Agent,
+    CheckpointSaved,
+    ConfigurationError,
+    Image,
+    Message,
+    SQLiteCheckpointStore,
+    ToolCall,
+    ToolCallEnded,
+)
+from tracedagent._messages import ToolText
 from tracedagent.mcp import MCPServerStdio
 from tracedagent.models import AnthropicModel, OpenAIChatModel
 from tracedagent.testing import RecordingTracer, ScriptedModel
@@ -217,3 +227,116 @@ async def test_telemetry_describes_the_image_and_never_carries_its_bytes(
     assert not any(PNG_B64 in t for t in texts)
     assert "[image: image/png, 70 bytes]" in log.getvalue()
     assert PNG_B64 not in log.getvalue()
+
+
+# ---------------------------------------------------------------- bounds: max_result_chars, max_image_bytes
+
+
+@pytest.mark.parametrize("where", ["server", "agent"])  # whose max_result_chars
+async def test_a_truncated_result_keeps_its_images_and_says_so(tmp_path: Path, where: str) -> None:
+    server_limit, agent_limit = (300, None) if where == "server" else (None, 300)
+    async with MCPServerStdio(
+        sys.executable,
+        [str(SERVER)],
+        env={"MCP_RECORD": str(tmp_path / "r.jsonl")},
+        max_result_chars=server_limit,
+    ) as server:
+        model = ScriptedModel([ToolCall.of("c", "long_chart", {"chars": 5_000, "images": 2}), "seen"])
+        agent = Agent("a", model, tools=[server], max_result_chars=agent_limit)
+        await agent.run("draw")
+    (message,) = [m for m in model.requests[1].messages if m.role == "tool"]
+    text = message.content or ""
+    # The text (5,000 characters, then a line describing each image) is cut and says so, and how many
+    # images go with it.
+    assert len(text) == 300
+    assert text.startswith("a very long caption a very long caption")
+    assert text.endswith(
+        "\n[truncated: this tool result has 5,058 characters; the first 130 are shown; its 2 images are passed "
+        "on whole: [image: image/png, 70 bytes], [image: image/png, 70 bytes]]"
+    )
+    assert message.images == (Image("image/png", PNG_B64), Image("image/png", PNG_B64))
+    assert Message.from_dict(json.loads(json.dumps(message.to_dict()))) == message  # as a checkpoint keeps it
+
+
+async def test_anthropic_gets_the_images_of_a_truncated_result(tmp_path: Path, wire: WireServer) -> None:
+    wire.queue(
+        anthropic_turn(
+            {"type": "tool_use", "id": "toolu_1", "name": "long_chart", "input": {"chars": 5_000, "images": 1}},
+            stop="tool_use",
+        ),
+        anthropic_turn({"type": "text", "text": "one pixel"}, stop="end_turn"),
+    )
+    model = AnthropicModel("claude-sonnet-4-5", base_url=wire.url, api_key="k", read_timeout=GUARD_S)
+    try:
+        async with MCPServerStdio(sys.executable, [str(SERVER)], max_result_chars=200) as server:
+            await Agent("a", model, tools=[server]).run("draw")
+    finally:
+        await model.aclose()
+    (result,) = wire.requests[1].body["messages"][-1]["content"]
+    text, image = result["content"]
+    assert "[truncated: this tool result has 5,029 characters; the first 64 are shown" in text["text"]
+    assert text["text"].endswith("its image is passed on whole: [image: image/png, 70 bytes]]")
+    assert image == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
+
+
+async def test_the_images_of_a_result_are_bounded_by_max_image_bytes(server: MCPServerStdio) -> None:
+    # 1,000,000 bytes by default for a result's images together: kept in order while they fit.
+    model = ScriptedModel([ToolCall.of("c", "photos", {"sizes": [600_000, 600_000, 100]}), "seen"])
+    await Agent("a", model, tools=[server]).run("look")
+    message = model.requests[1].messages[-1]
+    assert message.content == (
+        "[image: image/png, 600000 bytes]\n"
+        "[image: image/png, 600000 bytes; left out: the images of one result are limited to 1,000,000 bytes]\n"
+        "[image: image/png, 100 bytes]"
+    )
+    assert [image.size for image in message.images] == [600_000, 100]
+
+
+async def test_max_image_bytes_per_server_and_per_tool(tmp_path: Path) -> None:
+    async with MCPServerStdio(
+        sys.executable,
+        [str(SERVER)],
+        max_image_bytes=None,  # no bound
+        tool_settings={"chart": {"max_image_bytes": 0}},  # no image passed on: described only
+    ) as server:
+        model = ScriptedModel([[ToolCall.of("p", "photos", {"sizes": [1_500_000]}), ToolCall("c", "chart")], "seen"])
+        await Agent("a", model, tools=[server]).run("look")
+    by_call = {m.tool_call_id: m for m in model.requests[1].messages if m.role == "tool"}
+    assert [image.size for image in by_call["p"].images] == [1_500_000]
+    assert by_call["c"].images == ()
+    assert by_call["c"].content == (
+        "the chart\n[image: image/png, 70 bytes; left out: the images of one result are limited to 0 bytes]"
+    )
+    with pytest.raises(ConfigurationError, match="max_image_bytes must be a whole number of bytes >= 0 or None"):
+        MCPServerStdio(sys.executable, [str(SERVER)], max_image_bytes=-1)
+    with pytest.raises(ConfigurationError, match=r"tool_settings\['chart'\]\['max_image_bytes'\] must be"):
+        MCPServerStdio(sys.executable, [str(SERVER)], tool_settings={"chart": {"max_image_bytes": 1.5}})
+
+
+async def test_a_huge_image_stays_out_of_the_checkpoints(tmp_path: Path, tracer: RecordingTracer) -> None:
+    store = SQLiteCheckpointStore(tmp_path / "runs.db")
+    try:
+        async with MCPServerStdio(sys.executable, [str(SERVER)]) as server:
+            model = ScriptedModel([ToolCall.of("p", "photos", {"sizes": [8_000_000, 200]}), "seen", "and again"])
+            agent = Agent("a", model, tools=[server], checkpoints=store, checkpoint_every="step")
+            result = await agent.run("look")
+            await agent.run([*result.messages, Message.user("once more")])
+    finally:
+        store.close()
+    saved = tracer.of_type(CheckpointSaved)
+    assert len(saved) >= 4
+    assert max(e.bytes for e in saved) < 20_000  # the 8 MB image in none of them (10.7 MB as base64)
+    message = next(m for m in result.messages if m.role == "tool")
+    assert "8000000 bytes; left out" in (message.content or "")
+    assert [image.size for image in message.images] == [200]
+
+
+def test_a_limit_too_small_for_the_note_leaves_the_text_out_and_still_counts_the_images() -> None:
+    pixel = Image("image/png", PNG_B64)
+    cut = ToolText("x" * 1_000, (pixel,) * 25).bounded(50)
+    assert cut.images == (pixel,) * 25
+    assert cut.startswith("\n[truncated: this tool result has 1,000 characters; its text is left out; its 25 images")
+    assert cut.endswith(", [image: image/png, 70 bytes] and 5 more]")
+    assert cut.count("[image: image/png, 70 bytes]") == 20
+    short = ToolText("short", (pixel,))
+    assert short.bounded(50) is short

@@ -5,7 +5,8 @@ server is then built with 1.x's FastMCP. The subset covers what differs between 
 streamable HTTP sessions, listing, calls, text/structured/image/resource results, isError, JSON-RPC
 errors, cancellation (the server gets notifications/cancelled), ``_meta.traceparent`` being the tool
 call's span (with an OpenTelemetry SDK installed too), the HTTP ``traceparent`` header, ``tracestate`` in
-``_meta`` and as a header, list changes, a server killed mid-call and a restarted HTTP server."""
+``_meta`` and as a header, list changes (a tool added, and one taken away), a server killed mid-call, a
+restarted HTTP server, and the bounds on a result with images."""
 
 from __future__ import annotations
 
@@ -37,9 +38,13 @@ SUBSET = [
     "tests/test_mcp.py::test_the_list_is_cached_and_listed_again_when_the_server_says_it_changed",
     "tests/test_mcp.py::test_a_server_killed_mid_call_is_a_tool_error_and_the_next_call_reconnects",
     "tests/test_mcp.py::test_the_session_reconnects_after_an_http_server_restart",
+    "tests/test_mcp.py::test_a_run_sees_a_list_change_said_before_it_started_and_a_removed_tool_says_so[stdio]",
+    "tests/test_mcp.py::test_a_run_sees_a_list_change_said_before_it_started_and_a_removed_tool_says_so[http]",
     "tests/test_mcp_images.py::test_the_tool_message_carries_the_image_and_describes_it",
     "tests/test_mcp_tracestate.py::test_an_mcp_call_over_stdio_carries_the_tracestate_in_meta",
     "tests/test_mcp_tracestate.py::test_an_mcp_call_over_http_carries_the_tracestate_in_meta_and_as_a_header",
+    "tests/test_mcp_images.py::test_a_truncated_result_keeps_its_images_and_says_so[server]",
+    "tests/test_mcp_images.py::test_the_images_of_a_result_are_bounded_by_max_image_bytes",
 ]
 
 

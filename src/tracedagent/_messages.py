@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._fastinit import fast_init
+from ._text import bounded
 
 __all__ = ["Image", "Message", "Role", "ThinkingBlock", "ToolCall", "ToolText", "Usage"]
 
 Role = Literal["system", "user", "assistant", "tool"]
+#: How many images a truncated tool result's note describes (it counts them all).
+_LISTED_IMAGES = 20
 
 
 @fast_init
@@ -103,6 +106,25 @@ class ToolText(str):
         self = super().__new__(cls, text)
         self.images = images
         return self
+
+    def bounded(self, limit: int, what: str = "tool result") -> ToolText:
+        """This result with its text cut to ``limit`` characters (``max_result_chars``) and its images
+        kept whole: the cut applies to the text only. The end of the text says it was truncated, and how
+        many images the result still has (each described), since their own descriptions in the text may
+        be in the part cut off. Only that note may take the text past ``limit``, when ``limit`` is too
+        small to hold it."""
+        if len(self) <= limit:
+            return self
+        if not self.images:
+            return ToolText(bounded(str(self), limit, what))
+        listed = ", ".join(image.describe() for image in self.images[:_LISTED_IMAGES])
+        if len(self.images) > _LISTED_IMAGES:
+            listed += f" and {len(self.images) - _LISTED_IMAGES} more"
+        count = "its image is" if len(self.images) == 1 else f"its {len(self.images)} images are"
+        note = f"\n[truncated: this {what} has {len(self):,} characters; {{}}; {count} passed on whole: {listed}]"
+        keep = max(0, limit - len(note.format(f"the first {limit:,} are shown")))
+        shown = f"the first {keep:,} are shown" if keep else "its text is left out"
+        return ToolText(self[:keep] + note.format(shown), self.images)
 
 
 @fast_init

@@ -4,8 +4,8 @@ A call is decided first (the approval layer, :func:`._tool_layers.decide`): it m
 added to ``state.pending`` and has no span), be denied, be answered with an external result, or run.
 A call that runs is one :class:`Stage` (``on_tool_call_start``, exactly one ``on_tool_call_end``) around
 the breaker, bulkhead and invoke layers. Whatever happens inside, the model gets a tool message it can
-act on (an error's message included), bounded by ``max_result_chars``, and the run goes on; only
-cancellation leaves the step.
+act on (an error's message included), bounded by ``max_result_chars`` (a result's text: its images go on
+whole), and the run goes on; only cancellation leaves the step.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from . import _durable
 from ._approval import Decision, _granted
 from ._events import Interruption, ToolCallEnded, ToolCallStarted
-from ._messages import Message, ToolCall
+from ._messages import Message, ToolCall, ToolText
 from ._segment import Segment
 from ._span import Stage
 from ._text import bounded, describe_error, safe_str
@@ -91,7 +91,9 @@ async def call_tool(seg: Segment, call: ToolCall) -> None:
                 stage.status, stage.error = "error", exc
                 content = f"tool {call.name!r} failed: {describe_error(exc)}"
             if len(content) > limit:
-                content = bounded(content, limit, "tool result" if stage.status == "ok" else "error message")
+                what = "tool result" if stage.status == "ok" else "error message"
+                # A result with images (ToolText) is cut in its text only: the images go on whole.
+                content = content.bounded(limit, what) if type(content) is ToolText else bounded(content, limit, what)
             if stage.listened:
                 stage.end(content, reason)  # ToolCallEnded, after duration_s: result, reason
     except asyncio.CancelledError:

@@ -14,7 +14,8 @@ when a call of its tools brought the news); each call goes through the same laye
 (approval, breaker, bulkhead, timeout, retry) with the same events, spans and metrics, and carries its
 span's ``traceparent`` (and the run's ``tracestate``, when it has one) in ``params._meta`` (and, over
 HTTP, as headers). Images in a result reach the
-model as ``Message.images`` where its provider takes them, and are described in the text. Needs the
+model as ``Message.images`` where its provider takes them, and are described in the text;
+``max_result_chars`` cuts the text only, and ``max_image_bytes`` bounds the images. Needs the
 ``mcp`` package, 1.x (from 1.30) or 2.x: ``pip install "tracedagent[mcp]"``.
 """
 

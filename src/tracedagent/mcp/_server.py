@@ -27,7 +27,7 @@ from mcp import ClientSession
 from .._ids import current_span
 from .._otel import outgoing as outgoing_context
 from .._tools import Tool
-from ..exceptions import ConfigurationError, ToolDefinitionError, ToolTimeout
+from ..exceptions import ConfigurationError, ToolDefinitionError, ToolTimeout, UnknownToolError
 from ..resilience import Bulkhead, CircuitBreaker, RetryPolicy
 from ._compat import (
     CONNECTION_CLOSED,
@@ -65,8 +65,13 @@ TOOL_SETTINGS = frozenset(
         "queue_timeout",
         "needs_approval",
         "max_result_chars",
+        "max_image_bytes",
     }
 )
+#: The default bound on the images of one tool result, in bytes (decoded): they go with every later model
+#: call of the run and into each of its checkpoints. Typical screenshots fit; Anthropic takes at most 5 MB
+#: per image.
+DEFAULT_MAX_IMAGE_BYTES = 1_000_000
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -115,6 +120,7 @@ class MCPServerBase:
         queue_timeout: float | None = None,
         needs_approval: bool | Any = False,
         max_result_chars: int | None = None,
+        max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
         tool_settings: Mapping[str, Mapping[str, Any]] | None = None,
         cache_ttl: float | None = 300.0,
         connect_timeout: float = 10.0,
@@ -152,6 +158,7 @@ class MCPServerBase:
             "breaker": breaker,
             "needs_approval": needs_approval,
             "max_result_chars": max_result_chars,
+            "max_image_bytes": _image_bound(name, "max_image_bytes", max_image_bytes),
         }
         try:
             self.bulkhead = Bulkhead(max_concurrency, max_queue=max_queue, queue_timeout=queue_timeout, name=name)
@@ -166,6 +173,8 @@ class MCPServerBase:
                     f"use {', '.join(sorted(TOOL_SETTINGS))}"
                 )
             self._tool_settings[tool_name] = dict(settings)
+            if "max_image_bytes" in settings:
+                _image_bound(name, f"tool_settings[{tool_name!r}]['max_image_bytes']", settings["max_image_bytes"])
         self._conn: _Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -374,8 +383,10 @@ class MCPServerBase:
             settings = {**self._defaults, **self._tool_settings.get(definition.name, {})}
             if "max_concurrency" not in settings and "max_queue" not in settings and "queue_timeout" not in settings:
                 settings["bulkhead"] = self.bulkhead
+            max_image_bytes = settings.pop("max_image_bytes")
             try:
                 tools[name] = MCPTool(self, definition, name, settings)
+                tools[name].max_image_bytes = max_image_bytes
             except jsonschema.SchemaError as exc:
                 logger.warning(
                     "MCP server %r: tool %r is not offered: its input schema is invalid (%s)",
@@ -388,32 +399,40 @@ class MCPServerBase:
         return tools
 
     async def refresh(self, tools: dict[str, Tool]) -> None:
-        """Bring a run's ``tools`` up to date if the server said its list changed (after a call of one of
-        its tools, so that the model's next call sees the new list): its new tools are added (a name the
-        run already has stays), its removed ones taken away, its changed ones replaced."""
-        if not self._stale:
-            return
-        before = self._tools
-        try:
-            await self.list_tools()
-        except Exception as exc:  # the run goes on with the tools it has; the next run lists again
-            logger.warning("MCP server %r: its tools changed but listing them failed: %s", self.name, exc)
-            return
-        after = self._tools
-        for name, old in before.items():
-            if tools.get(name) is old and after.get(name) is not old:
-                if name in after:
-                    tools[name] = after[name]
-                else:
-                    del tools[name]
-        for name, new in after.items():
-            if name not in before and name not in tools:
-                tools[name] = new
+        """Bring a run's ``tools`` up to date with the server's list (before and after each call of one of
+        its tools, so that the call and the model's next call see the change), listing them again if the
+        server said they changed: its new tools are added (a name the run already has stays), its removed
+        ones taken away, its changed ones replaced. A change another run listed first reaches this run's
+        removed and changed tools too; its new tools, this run's next listing."""
+        if self._stale:
+            before = self._tools
+            try:
+                await self.list_tools()
+            except Exception as exc:  # the run goes on with the tools it has; the next run lists again
+                logger.warning("MCP server %r: its tools changed but listing them failed: %s", self.name, exc)
+                return
+            for name, new in self._tools.items():
+                if name not in before and name not in tools:
+                    tools[name] = new
+        current = self._tools
+        behind = [
+            name
+            for name, t in tools.items()
+            if isinstance(t, MCPTool) and t.server is self and current.get(name) is not t
+        ]
+        for name in behind:
+            if name in current:
+                tools[name] = current[name]
+            else:
+                del tools[name]
 
     # --------------------------------------------------------------------------------------- calls
 
     async def call_tool(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
-        """One ``tools/call`` of ``tool``: its result as the model's text, or a tool error."""
+        """One ``tools/call`` of ``tool``: its result as the model's text, or a tool error (an
+        :class:`~tracedagent.exceptions.UnknownToolError`, without a request, for a tool the server took
+        away since the run listed it)."""
+        await self._still_offered(tool)
         span = current_span()
         # The exported execute_tool span's ids, taken here: inside the SDK's call another span may be current.
         call = OutgoingCall(*outgoing_context(span)) if span is not None else OutgoingCall(None)
@@ -464,6 +483,22 @@ class MCPServerBase:
             if conn is not None and call.request_id is not None:
                 conn.pending.pop(call.request_id, None)
 
+    async def _still_offered(self, tool: MCPTool) -> None:
+        """Raise :class:`UnknownToolError` if the server no longer has ``tool``: it said its list changed
+        (listed again here, if no one has yet) and the new list lacks it."""
+        if self._stale:
+            try:
+                await self.list_tools()
+            except Exception as exc:  # the call goes on: the server itself answers for the tool
+                logger.debug("MCP server %r: listing its changed tools failed: %s", self.name, exc)
+        if tool.name in self._tools or self._listed_at is None:
+            return
+        raise UnknownToolError(
+            f"tool {tool.name!r} is no longer offered: MCP server {self.name!r} took it away (its tool list "
+            f"changed); its tools now are: {', '.join(self._tools) or 'none'}",
+            tool=tool.name,
+        )
+
     def _tell_cancelled(self, session: ClientSession, request_id: Any) -> None:
         """Send ``notifications/cancelled`` for a request whose call was cancelled, from a task of its own
         (the cancelled one cannot wait), within ``close_timeout``."""
@@ -498,13 +533,21 @@ class MCPServerBase:
                 f"MCP server {self.name!r} answered {tool.remote_name!r} with a {type(result).__name__}, not a result",
                 tool=tool.name,
             )
-        text = result_text(result)
+        text = result_text(result, tool.max_image_bytes)
         if is_error(result):
             raise MCPToolError(text or f"tool {tool.name!r} failed (the MCP server gave no message)", tool=tool.name)
         return text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def _image_bound(server: str, label: str, value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigurationError(
+            f"MCP server {server!r}: {label} must be a whole number of bytes >= 0 or None, not {value!r}"
+        )
+    return value
 
 
 def _session_unknown(exc: MCPError) -> bool:

@@ -29,6 +29,13 @@ class MCPServerStdio(MCPServerBase):
     bulkhead are the server's, shared by its tools. ``tool_prefix`` is put before each tool's name and
     ``allowed_tools`` (the server's names) limits which are offered. Its stderr goes to ``errlog``
     (this process's stderr by default).
+
+    ``max_result_chars`` cuts a result's text only: its images go on to the model whole, and the cut text
+    says it was truncated and how many images follow. The images themselves are bounded by
+    ``max_image_bytes`` (1,000,000 decoded bytes for the images of one result by default, also settable
+    per tool; None for no bound, 0 for none passed on): an image is sent with every later model call of
+    the run and kept in each of its checkpoints, so one past the bound is left out, its description in
+    the text saying so.
     """
 
     def __init__(

@@ -64,6 +64,8 @@ class MCPTool(Tool):
         self.server = server
         self.definition = definition
         self.remote_name = definition.name
+        #: The bound on the images of one result, in bytes (None: none); the server's ``max_image_bytes``.
+        self.max_image_bytes: int | None = None
         self._schema_validator = validator_cls(schema)
         # Not an external tool: it runs here, through the server's session.
         self.external = False
@@ -91,6 +93,8 @@ class MCPTool(Tool):
         on_retry: Callable[[int, float, BaseException], None] | None = None,
     ) -> str:
         kwargs = self.validate(arguments)
+        if isinstance(context, RunContext):  # a change the server said since the run's last call of its tools
+            await self.server.refresh(context.tools)
         retry = self.retry
 
         async def attempt() -> str:
