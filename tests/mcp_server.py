@@ -7,7 +7,7 @@ one JSON line per request it handles (the tool, the ``_meta``, the HTTP headers,
 cancelled call. With ``OTEL_EXPORTER_OTLP_ENDPOINT`` it sends its spans (the SDK's server spans, and one
 of its own inside ``add``) over OTLP/HTTP. ``--garbage`` prints lines that are not JSON-RPC on stdout,
 ``--bad-schema`` adds a tool with an invalid input schema, ``--exit-at-start`` exits before the handshake,
-``--hang-listing`` never answers ``tools/list``.
+``--hang-listing`` never answers ``tools/list``, ``--only a,b`` offers those tools only.
 """
 
 from __future__ import annotations
@@ -261,11 +261,15 @@ def main() -> None:
     parser.add_argument("--bad-schema", action="store_true")
     parser.add_argument("--exit-at-start", action="store_true")
     parser.add_argument("--hang-listing", action="store_true")
+    parser.add_argument("--only")
     options = parser.parse_args()
     if options.exit_at_start:
         print("refusing to start", file=sys.stderr)
         sys.exit(3)
     _otel()
+    if options.only:
+        for name in {t.name for t in server._tool_manager.list_tools()} - set(options.only.split(",")):
+            server.remove_tool(name)
     if options.bad_schema:
 
         def broken(x: int) -> int:

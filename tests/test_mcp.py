@@ -644,9 +644,11 @@ def test_the_demo_adds_an_mcp_server_and_calls_its_tools(capsys: pytest.CaptureF
     from tracedagent._demo import run_demo
 
     out = io.StringIO()
-    code = run_demo(runs=1, quiet=True, out=out, mcp=f"{sys.executable} {SERVER}")
+    # Not all of the test server's tools: the demo calls them at once, and 'crash' would fail the others.
+    code = run_demo(runs=1, quiet=True, out=out, mcp=f"{sys.executable} {SERVER} --only add,echo,picture")
     assert code == 0
-    assert re.search(r"tool mcp_add\s+ok 1", out.getvalue()), out.getvalue()
+    for name in ("add", "echo", "picture"):
+        assert re.search(rf"tool mcp_{name}\s+ok 1", out.getvalue()), out.getvalue()
 
 
 async def test_a_call_that_needs_approval_runs_when_the_run_is_resumed(
