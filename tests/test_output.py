@@ -565,6 +565,30 @@ async def test_run_output_type_overrides_the_agent_and_text_stays_text() -> None
     assert (await typed.run("n", output_type=int)).output == 7
 
 
+async def test_a_run_level_type_is_compiled_once_per_agent_and_model_mode() -> None:
+    model = FunctionModel(lambda messages, request: '{"x": 1, "y": 2}')
+    agent = Agent("t", model)
+    first = agent.config.output_for(Point)
+    assert first is not None
+    assert first.mode == "tool"
+    assert agent.config.output_for(Point) is first  # not a new spec (and output tool) per run
+    assert (await agent.run("point", output_type=Point)).output == Point(1, 2)
+    model.native_output = True  # what the spec depends on changed: compiled again, for the native mode
+    native = agent.config.output_for(Point)
+    assert native is not None
+    assert native is not first
+    assert native.mode == "native"
+    assert agent.config.output_for(list[int]) is agent.config.output_for(list[int])
+
+
+async def test_a_blank_answer_is_reported_empty() -> None:
+    model = ScriptedModel([" \n\t "])
+    with pytest.raises(OutputValidationError) as caught:
+        await Agent("pts", model, output_type=Point, output_retries=0).run("A point")
+    assert caught.value.errors == [{"type": "missing", "loc": (), "msg": "the answer was empty"}]
+    assert caught.value.raw_output == " \n\t "
+
+
 def test_run_sync_takes_an_output_type() -> None:
     agent = Agent("t", ScriptedModel(["[1, 2, 3]"]))
     assert agent.run_sync("n", output_type=list[int]).output == [1, 2, 3]

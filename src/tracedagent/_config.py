@@ -27,6 +27,8 @@ from .models import resolve_model
 __all__ = ["AgentConfig", "configure"]
 
 PrepareTools = Callable[[Any], Awaitable[None]]
+#: Run-level output types one configuration keeps compiled (``AgentConfig.run_outputs``).
+_MAX_RUN_OUTPUTS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,10 @@ class AgentConfig:
     handoffs: tuple[AgentConfig | Callable[[], Any], ...] = ()
     #: The ``transfer_to_{name}`` tools of ``handoffs``, made on a run's first use (a cache, not a setting).
     transfer_tools: dict[str, Tool] = field(default_factory=dict, compare=False, repr=False)
+    #: ``run(output_type=...)`` types other than the agent's, compiled for this configuration on first use
+    #: (a cache, not a setting: keyed by everything :func:`compile_output` reads, so a copy made with
+    #: ``dataclasses.replace``, which shares it, never sees a spec compiled for other settings).
+    run_outputs: dict[Any, OutputSpec] = field(default_factory=dict, compare=False, repr=False)
 
     def output_for(self, output_type: Any = None) -> OutputSpec | None:
         """The output a run asks for: ``output_type`` given to the run, else the agent's."""
@@ -69,7 +75,18 @@ class AgentConfig:
             return self.output
         if self.output is not None and output_type is self.output_type:
             return self.output
-        return compile_output(output_type, self.output_mode, self.output_retries, self.model, self.name)
+        # what compile_output reads from the model is whether it has a native mode (the rest is for errors)
+        key = (output_type, self.output_mode, self.output_retries, bool(getattr(self.model, "native_output", False)))
+        try:
+            cached = self.run_outputs.get(key)
+        except TypeError:  # an unhashable annotation: compiled each time
+            return compile_output(output_type, self.output_mode, self.output_retries, self.model, self.name)
+        if cached is None:
+            if len(self.run_outputs) >= _MAX_RUN_OUTPUTS:  # types made per run (a new class each time)
+                self.run_outputs.clear()
+            cached = compile_output(output_type, self.output_mode, self.output_retries, self.model, self.name)
+            self.run_outputs[key] = cached
+        return cached
 
 
 def configure(

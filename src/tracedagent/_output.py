@@ -62,7 +62,7 @@ PARTIAL_BUDGET = 8
 class _Schema:
     """What one type compiles to, whatever the agent: the validator and the schema (cached by type)."""
 
-    __slots__ = ("_bare", "_validate_json", "adapter", "description", "schema", "strict", "type", "wrapped")
+    __slots__ = ("_bare", "_validate_json", "adapter", "description", "schema", "strict", "type", "validate", "wrapped")
 
     def __init__(self, output_type: Any) -> None:
         self.type = output_type
@@ -85,14 +85,16 @@ class _Schema:
         self.schema, self.strict = _strict(schema)
         # pydantic-core's own validate_json, bound once: TypeAdapter.validate_json is a Python wrapper around it.
         self._validate_json = self.adapter.validator.validate_json
+        #: The answer's JSON as a value of the type (raises ValidationError): for an object type,
+        #: pydantic-core's validate_json itself, no Python frame of ours around it.
+        self.validate: Callable[[str], Any] = self._unwrapped if self.wrapped else self._validate_json
         doc = (getattr(output_type, "__doc__", None) or "").strip() if not self.wrapped else ""
         if doc and (doc.startswith(("A base class", "Usage docs:")) or type(output_type).__module__ == "builtins"):
             doc = ""  # pydantic's or a builtin's docstring, not the user's
         self.description = doc or f"The final answer, as {_type_name(output_type)}."
 
-    def validate(self, text: str) -> Any:
-        value = self._validate_json(text)
-        return value["response"] if self.wrapped else value
+    def _unwrapped(self, text: str) -> Any:
+        return self._validate_json(text)["response"]
 
     def validate_bare(self, text: str) -> Any:
         """A wrapped type's value given without its ``{"response": ...}`` wrapper."""
@@ -284,12 +286,18 @@ def judge(out: OutputRun, state: RunState, message: Message) -> Literal["tools",
 # ----------------------------------------------------------------------------------------- helpers
 
 
+def _empty() -> dict[str, Any]:
+    return {"type": "missing", "loc": (), "msg": "the answer was empty"}
+
+
 def _validate(schema: _Schema, text: str | None, from_tool: bool) -> tuple[Any, list[dict[str, Any]]]:
-    if text is None or not text.strip():
-        return None, [{"type": "missing", "loc": (), "msg": "the answer was empty"}]
-    try:
+    if text is None:
+        return None, [_empty()]
+    try:  # the usual answer validates: no copy of it (strip) to tell an empty one first
         return schema.validate(text), []
     except ValidationError as exc:
+        if not text.strip():  # no JSON is blank, so a blank answer always lands here
+            return None, [_empty()]
         first = exc
     if not from_tool:  # a model writing JSON as text often fences it, or leaves out the wrapper
         fenced = _FENCE.match(text)
